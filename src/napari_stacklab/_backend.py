@@ -1,0 +1,178 @@
+"""The one place that knows NumPy, CuPy and dask apart.
+
+Every other module asks this one for an array namespace (``xp``, ``ndi``),
+moves data between host and device through it, and tests laziness through it.
+CuPy and dask are imported only when an array of theirs is seen (or a GPU is
+asked for), so ``import napari_stacklab`` stays light and headless.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import warnings
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import scipy.ndimage
+
+DEVICES = ("auto", "cpu", "gpu")
+
+
+class GPUFallbackWarning(UserWarning):
+    """The GPU was asked for but could not be used; the CPU path ran instead."""
+
+
+def is_dask(array: Any) -> bool:
+    """True for a ``dask.array.Array`` (without importing dask)."""
+    da = sys.modules.get("dask.array")
+    return da is not None and isinstance(array, da.Array)
+
+
+def is_cupy(array: Any) -> bool:
+    """True for a ``cupy.ndarray`` (without importing cupy)."""
+    cp = sys.modules.get("cupy")
+    return cp is not None and isinstance(array, cp.ndarray)
+
+
+def chunk_type(array: Any) -> Any:
+    """The in-memory array a computation on ``array`` produces (its dask meta, or itself)."""
+    return array._meta if is_dask(array) else array
+
+
+def get_namespace(array: Any) -> tuple[ModuleType, ModuleType]:
+    """Return ``(xp, ndi)``: the array module and its ``scipy.ndimage`` for ``array``.
+
+    A dask array answers for the kind of chunk it holds, so a kernel run inside
+    ``map_blocks`` receives the namespace of the chunk it computes on.
+    """
+    if is_cupy(chunk_type(array)):
+        import cupy
+        import cupyx.scipy.ndimage
+
+        return cupy, cupyx.scipy.ndimage
+    return np, scipy.ndimage
+
+
+def skimage_module(array: Any, name: str) -> ModuleType:
+    """``skimage.<name>`` for host arrays, ``cucim.skimage.<name>`` for CuPy arrays.
+
+    Raises ``NotImplementedError`` naming the module when CuPy data meets an
+    operation that has no GPU implementation installed; :func:`run_on_host`
+    turns that into a CPU fallback.
+    """
+    if is_cupy(chunk_type(array)):
+        try:
+            return importlib.import_module(f"cucim.skimage.{name}")
+        except ImportError as exc:
+            raise NotImplementedError(
+                f"skimage.{name} has no GPU implementation here (install cuCIM)"
+            ) from exc
+    return importlib.import_module(f"skimage.{name}")
+
+
+def gpu_available() -> bool:
+    """True when CuPy imports and sees at least one CUDA device."""
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # ImportError, CUDARuntimeError, missing driver libraries
+        return False
+
+
+def resolve_device(device: str | None) -> str | None:
+    """Map a user's device choice to ``"cpu"``, ``"gpu"`` or ``None`` (leave data where it is).
+
+    ``"gpu"`` without a usable GPU falls back to ``"cpu"`` with a
+    :class:`GPUFallbackWarning`; ``"auto"`` picks the GPU only when one is there.
+    """
+    if device is None:
+        return None
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if device == "cpu":
+        return "cpu"
+    if gpu_available():
+        return "gpu"
+    if device == "gpu":
+        warnings.warn(
+            "device='gpu' was asked for, but CuPy or a CUDA device is not available; "
+            "running on the CPU instead.",
+            GPUFallbackWarning,
+            stacklevel=3,
+        )
+    return "cpu"
+
+
+def to_device(array: Any, device: str | None) -> Any:
+    """Move ``array`` (NumPy, CuPy or dask) to ``"cpu"`` or ``"gpu"``; ``None`` leaves it."""
+    device = resolve_device(device)
+    if device is None:
+        return array
+    on_gpu = is_cupy(chunk_type(array))
+    if (device == "gpu") == on_gpu:
+        return array
+    if device == "gpu":
+        import cupy
+
+        if is_dask(array):
+            return array.map_blocks(cupy.asarray, meta=cupy.empty((0,) * array.ndim, array.dtype))
+        return cupy.asarray(array)
+    return to_numpy(array)
+
+
+def to_numpy(array: Any) -> Any:
+    """Host copy of ``array``; dask arrays stay lazy but get NumPy chunks."""
+    if is_dask(array):
+        if not is_cupy(array._meta):
+            return array
+        return array.map_blocks(_cupy_to_numpy, meta=np.empty((0,) * array.ndim, array.dtype))
+    if is_cupy(array):
+        return array.get()
+    return np.asarray(array)
+
+
+def _cupy_to_numpy(block: Any) -> np.ndarray:
+    return block.get()
+
+
+def empty_like_meta(array: Any, dtype: Any, ndim: int | None = None) -> Any:
+    """A zero-size array of the same kind as ``array``'s chunks: the ``meta=`` for dask."""
+    xp, _ = get_namespace(array)
+    return xp.empty((0,) * (array.ndim if ndim is None else ndim), dtype=dtype)
+
+
+def materialize(array: Any) -> Any:
+    """Compute a *small* result (a statistic, a histogram, a transform) to host memory.
+
+    This is the one explicit place where the library turns a lazy value into
+    numbers, used for global statistics that are computed once and then passed
+    into lazy graphs as plain parameters.
+    """
+    if is_dask(array):
+        array = array.compute()
+    return to_numpy(array)
+
+
+def as_dask(array: Any, chunks: Any = "auto") -> Any:
+    """Wrap ``array`` as a dask array (a no-op for dask input)."""
+    import dask.array as da
+
+    if is_dask(array):
+        return array
+    return da.from_array(array, chunks=chunks, meta=empty_like_meta(array, array.dtype))
+
+
+def dask_module() -> ModuleType:
+    """``dask.array``, imported on demand."""
+    import dask.array as da
+
+    return da
+
+
+def stack_like(frames: list, like: Any) -> Any:
+    """Stack equally shaped eager frames with the namespace of ``like``."""
+    xp, _ = get_namespace(like)
+    return xp.stack(frames)

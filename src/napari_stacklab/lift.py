@@ -1,0 +1,266 @@
+"""Lift a function of one frame over the batch axes of a stack, lazily.
+
+A *frame* is the 2-D (or 3-D) image a kernel understands: a plane of a time
+lapse, a volume of a time series, one diffraction pattern of a 4D-STEM scan.
+Every other axis is a *batch* axis (time, z, channel, scan position) and is
+never mixed into the computation.
+
+- eager in (NumPy, CuPy) -> eager out, frame by frame;
+- dask in -> dask out, nothing computed: whole frames per chunk
+  (``map_blocks``), or, when the kernel declares a halo, frames split into
+  overlapping chunks (``map_overlap`` with ``boundary='none'``, so the kernel's
+  own edge mode decides what happens at the true image border).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import _backend
+from ._validation import check_array, check_number
+
+__all__ = ["map_frames", "reduce_frames", "frame_axes_for", "iter_frame_indices"]
+
+
+def frame_axes_for(ndim: int, frame_ndim: int, frame_axes: Sequence[int] | None) -> tuple[int, ...]:
+    """Normalise ``frame_axes`` (default: the last ``frame_ndim`` axes) to positive indices."""
+    if frame_axes is None:
+        return tuple(range(ndim - frame_ndim, ndim))
+    axes = tuple(int(a) % ndim if -ndim <= int(a) < ndim else _bad_axis(a, ndim) for a in frame_axes)
+    if len(axes) != frame_ndim or len(set(axes)) != frame_ndim:
+        raise ValueError(
+            f"frame_axes must name {frame_ndim} distinct axes of a {ndim}-D array, got {tuple(frame_axes)}"
+        )
+    return axes
+
+
+def _bad_axis(axis: Any, ndim: int) -> int:
+    raise ValueError(f"frame axis {axis} is out of range for a {ndim}-D array")
+
+
+def iter_frame_indices(batch_shape: Sequence[int]):
+    """Indices of every frame of a stack whose batch axes have ``batch_shape``."""
+    return np.ndindex(*batch_shape)
+
+
+def _check(data: Any, frame_ndim: int) -> None:
+    check_array(data, "data")
+    check_number("frame_ndim", frame_ndim, low=1, integer=True)
+    if data.ndim < frame_ndim:
+        raise ValueError(
+            f"data must have at least frame_ndim={frame_ndim} dimensions, got shape {tuple(data.shape)}"
+        )
+
+
+def _to_end(data: Any, axes: tuple[int, ...]) -> Any:
+    """Move the frame axes to the end (a no-op when they are already there)."""
+    end = tuple(range(data.ndim - len(axes), data.ndim))
+    if axes == end:
+        return data
+    xp = _backend.dask_module() if _backend.is_dask(data) else _backend.get_namespace(data)[0]
+    return xp.moveaxis(data, axes, end)
+
+
+def _from_end(result: Any, axes: tuple[int, ...]) -> Any:
+    end = tuple(range(result.ndim - len(axes), result.ndim))
+    if axes == end:
+        return result
+    xp = _backend.dask_module() if _backend.is_dask(result) else _backend.get_namespace(result)[0]
+    return xp.moveaxis(result, end, axes)
+
+
+def _map_eager(data: Any, func: Callable, frame_ndim: int, vectorized: bool, params: dict) -> Any:
+    """Apply ``func`` to every frame of an in-memory stack whose frame axes are last."""
+    if vectorized or data.ndim == frame_ndim:
+        return func(data, **params)
+    batch_shape = data.shape[: data.ndim - frame_ndim]
+    out = None
+    for index in iter_frame_indices(batch_shape):
+        frame_out = func(data[index], **params)
+        if out is None:
+            xp, _ = _backend.get_namespace(frame_out)
+            out = xp.empty(tuple(batch_shape) + tuple(frame_out.shape), dtype=frame_out.dtype)
+        out[index] = frame_out
+    return out
+
+
+def _probe(func: Callable, data: Any, frame_ndim: int, vectorized: bool, params: dict) -> Any:
+    """Run ``func`` on a tiny all-zero frame to learn its output dtype (never on real data)."""
+    xp, _ = _backend.get_namespace(data)
+    small = tuple(min(int(s), 16) for s in data.shape[-frame_ndim:])
+    shape = ((1,) * (data.ndim - frame_ndim) + small) if vectorized else small
+    return func(xp.zeros(shape, dtype=data.dtype), **params)
+
+
+def map_frames(
+    func: Callable,
+    data: Any,
+    *,
+    frame_ndim: int = 2,
+    frame_axes: Sequence[int] | None = None,
+    depth: int | Sequence[int] | None = None,
+    dtype: Any = None,
+    frame_shape: Sequence[int] | None = None,
+    vectorized: bool = False,
+    **params: Any,
+) -> Any:
+    """Apply ``func(frame, **params)`` to every frame of ``data``.
+
+    Parameters
+    ----------
+    func : callable
+        Kernel taking one frame of shape ``(M, N)`` (or ``(P, M, N)`` for
+        ``frame_ndim=3``) and returning one array. It must not mutate its input.
+    data : array, shape ``(..., M, N)``
+        NumPy, CuPy or dask array. Leading axes are batch axes.
+    frame_ndim : int
+        Number of axes in a frame.
+    frame_axes : sequence of int, optional
+        Which axes form a frame (default: the last ``frame_ndim``). The output
+        keeps the input's axis order.
+    depth : int or sequence of int, optional
+        Halo the kernel needs along each frame axis. ``None`` keeps frames
+        whole in every chunk; an integer lets dask split frames into
+        overlapping chunks.
+    dtype : dtype, optional
+        Output dtype. Given by every registry operation; otherwise learned by
+        running ``func`` on a tiny zero frame.
+    frame_shape : sequence of int, optional
+        Output frame shape when it differs from the input's (binning,
+        resizing); requires ``depth=None``.
+    vectorized : bool
+        ``func`` accepts the batch axes itself (it must treat them as
+        independent frames); skips the Python loop over frames.
+    **params
+        Keyword arguments passed to ``func``.
+
+    Returns
+    -------
+    array
+        Same kind as ``data`` (dask stays lazy; nothing is computed).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import ndimage as ndi
+    >>> stack = np.zeros((3, 8, 8)); stack[:, 4, 4] = 1
+    >>> out = map_frames(ndi.gaussian_filter, stack, sigma=1)
+    >>> out.shape, bool(np.allclose(out[0], ndi.gaussian_filter(stack[0], sigma=1)))
+    ((3, 8, 8), True)
+    """
+    _check(data, frame_ndim)
+    axes = frame_axes_for(data.ndim, frame_ndim, frame_axes)
+    moved = _to_end(data, axes)
+    if not _backend.is_dask(moved):
+        return _from_end(_map_eager(moved, func, frame_ndim, vectorized, params), axes)
+
+    if dtype is None:
+        dtype = _probe(func, moved, frame_ndim, vectorized, params).dtype
+    n_batch = moved.ndim - frame_ndim
+    meta = _backend.empty_like_meta(moved, dtype)
+    if depth is None or frame_shape is not None:
+        if frame_shape is not None and depth is not None:
+            raise ValueError("frame_shape (a shape-changing kernel) cannot be combined with a halo depth")
+        whole = moved.rechunk({axis: -1 for axis in range(n_batch, moved.ndim)})
+        out_frame = tuple(whole.shape[n_batch:]) if frame_shape is None else tuple(int(s) for s in frame_shape)
+        chunks = whole.chunks[:n_batch] + tuple((s,) for s in out_frame)
+        result = whole.map_blocks(
+            _map_eager, func, frame_ndim, vectorized, params, dtype=dtype, meta=meta, chunks=chunks
+        )
+    else:
+        halo = (depth,) * frame_ndim if np.isscalar(depth) else tuple(depth)
+        if len(halo) != frame_ndim:
+            raise ValueError(f"depth must give one halo per frame axis ({frame_ndim}), got {depth!r}")
+        depths = {axis: 0 for axis in range(n_batch)}
+        depths.update({n_batch + i: int(h) for i, h in enumerate(halo)})
+        result = moved.map_overlap(
+            functools.partial(_map_eager, func=func, frame_ndim=frame_ndim, vectorized=vectorized, params=params),
+            depth=depths,
+            boundary="none",
+            dtype=dtype,
+            meta=meta,
+        )
+    return _from_end(result, axes)
+
+
+def _reduce_block(block: Any, func: Callable, frame_ndim: int, out_shape: tuple, vectorized: bool, params: dict) -> Any:
+    if vectorized:
+        return func(block, **params)
+    batch_shape = block.shape[: block.ndim - frame_ndim]
+    xp, _ = _backend.get_namespace(block)
+    out = None
+    for index in iter_frame_indices(batch_shape):
+        value = xp.asarray(func(block[index], **params))
+        if out is None:
+            out = xp.empty(tuple(batch_shape) + out_shape, dtype=value.dtype)
+        out[index] = value
+    return out
+
+
+def reduce_frames(
+    func: Callable,
+    data: Any,
+    *,
+    frame_ndim: int = 2,
+    frame_axes: Sequence[int] | None = None,
+    out_shape: Sequence[int] = (),
+    dtype: Any = np.float64,
+    vectorized: bool = False,
+    **params: Any,
+) -> Any:
+    """Reduce every frame of ``data`` to a scalar or a small fixed-shape array.
+
+    The result has shape ``batch_shape + out_shape``: a virtual-detector image
+    over a 4D-STEM scan, a per-frame threshold, a per-frame shift vector.
+
+    Parameters
+    ----------
+    func : callable
+        ``func(frame, **params)`` returning an array of ``out_shape`` (or,
+        with ``vectorized=True``, ``func(block)`` returning
+        ``block_batch_shape + out_shape``).
+    data : array, shape ``(..., M, N)``
+        NumPy, CuPy or dask array.
+    out_shape : tuple of int
+        Shape of one frame's result.
+    dtype : dtype
+        Result dtype (needed to build the lazy graph).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> stack = np.arange(2 * 3 * 4).reshape(2, 3, 4)
+    >>> reduce_frames(np.sum, stack).tolist()
+    [66.0, 210.0]
+    """
+    _check(data, frame_ndim)
+    axes = frame_axes_for(data.ndim, frame_ndim, frame_axes)
+    moved = _to_end(data, axes)
+    out_shape = tuple(int(s) for s in out_shape)
+    if moved.ndim == frame_ndim:
+        moved = moved[None]
+        squeeze = True
+    else:
+        squeeze = False
+    n_batch = moved.ndim - frame_ndim
+    if _backend.is_dask(moved):
+        whole = moved.rechunk({axis: -1 for axis in range(n_batch, moved.ndim)})
+        result = whole.map_blocks(
+            _reduce_block,
+            func,
+            frame_ndim,
+            out_shape,
+            vectorized,
+            params,
+            drop_axis=list(range(n_batch, moved.ndim)),
+            new_axis=list(range(n_batch, n_batch + len(out_shape))) or None,
+            chunks=whole.chunks[:n_batch] + tuple((s,) for s in out_shape),
+            dtype=dtype,
+            meta=_backend.empty_like_meta(moved, dtype, ndim=n_batch + len(out_shape)),
+        )
+    else:
+        result = _reduce_block(moved, func, frame_ndim, out_shape, vectorized, params).astype(dtype, copy=False)
+    return result[0] if squeeze else result

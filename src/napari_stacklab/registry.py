@@ -1,0 +1,423 @@
+"""The operation registry: every operation declared once, four faces derived.
+
+An operation is declared by decorating its function with :func:`operation`::
+
+    @operation(menu="filter", halo=lambda sigma, truncate, **_: ceil(truncate * sigma))
+    def gaussian(image, *, sigma: Annotated[float, Range(0, 100)] = 1.0, truncate: float = 4.0):
+        '''numpydoc ...'''
+        xp, ndi = get_namespace(image)
+        return ndi.gaussian_filter(image.astype(float_dtype(image.dtype)), sigma, truncate=truncate)
+
+The decorated body is the *frame kernel*: it sees one frame (2-D by default).
+The decorator returns the public function, which validates every parameter
+against its declared type, range and choices, optionally moves data to a
+device, computes global statistics once (``prepare``) and lifts the kernel
+over the batch axes with :func:`napari_stacklab.lift.map_frames` (lazy for
+dask input). The :class:`Operation` record it files here is what the napari
+widgets, recipes, the CLI and the manifest are generated from.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import numbers
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+import numpy as np
+
+from . import _backend
+from ._validation import check_array, check_choice, check_ndim, check_number, check_numeric, float_dtype
+from .lift import map_frames
+
+__all__ = [
+    "Range",
+    "Param",
+    "Operation",
+    "operation",
+    "get",
+    "operations",
+    "MENUS",
+    "FAMILIES",
+]
+
+#: napari Layers-menu ids by short name.
+MENUS = {
+    "filter": "napari/layers/filter",
+    "segment": "napari/layers/segment",
+    "measure": "napari/layers/measure",
+    "register": "napari/layers/register",
+    "transform": "napari/layers/transform",
+    "visualize": "napari/layers/visualize",
+    "project": "napari/layers/project",
+    "data": "napari/layers/data",
+}
+
+#: Modules whose import declares operations (``napari_stacklab.<name>``).
+FAMILIES = ("filters", "segment")
+
+OUTPUT_KINDS = ("image", "labels", "mask", "table", "transform", "points", "value")
+
+_REGISTRY: dict[str, "Operation"] = {}
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed interval of a numeric parameter (for validation and widget limits)."""
+
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    low_inclusive: bool = True
+
+
+@dataclass(frozen=True)
+class Param:
+    """One keyword parameter of an operation, derived from its type hints."""
+
+    name: str
+    kind: type
+    default: Any
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    low_inclusive: bool = True
+    choices: tuple | None = None
+    optional: bool = False
+    per_axis: bool = False  # a number, or a sequence of numbers (one per frame axis)
+
+    @property
+    def label(self) -> str:
+        return self.name.replace("_", " ")
+
+    def check(self, value: Any) -> Any:
+        """Return ``value`` coerced to the declared kind, or raise naming the parameter."""
+        if value is None:
+            if self.optional:
+                return None
+            raise TypeError(f"{self.name} must not be None")
+        if self.choices is not None:
+            check_choice(self.name, value, self.choices)
+            return value
+        if self.kind is bool:
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{self.name} must be True or False, got {value!r}")
+            return bool(value)
+        if self.kind is str:
+            if not isinstance(value, str):
+                raise TypeError(f"{self.name} must be a string, got {value!r}")
+            return value
+        if self.per_axis and isinstance(value, (tuple, list, np.ndarray)):
+            return tuple(self._check_number(v, self.kind is int) for v in value)
+        if self.kind in (int, float):
+            return self._check_number(value, self.kind is int)
+        if self.kind is tuple:
+            if not isinstance(value, (tuple, list)):
+                raise TypeError(f"{self.name} must be a sequence of numbers, got {value!r}")
+            for item in value:
+                check_number(self.name, item, low=self.low, high=self.high, low_inclusive=self.low_inclusive)
+            return tuple(value)
+        return value
+
+    def _check_number(self, value: Any, integer: bool) -> Any:
+        if isinstance(value, np.generic):
+            value = value.item()
+        if not integer and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            value = float(value)
+        check_number(self.name, value, low=self.low, high=self.high, low_inclusive=self.low_inclusive, integer=integer)
+        return value
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "kind": self.kind.__name__,
+            "default": self.default,
+            "low": self.low,
+            "high": self.high,
+            "choices": list(self.choices) if self.choices is not None else None,
+        }
+
+
+def _param_from_hint(name: str, hint: Any, default: Any) -> Param:
+    """Read kind, range, choices and optionality from a (possibly Annotated/Optional) hint."""
+    limits = Range()
+    optional = default is None
+    per_axis = False
+    while True:
+        origin = typing.get_origin(hint)
+        if origin is typing.Annotated:
+            hint, *extras = typing.get_args(hint)
+            limits = next((e for e in extras if isinstance(e, Range)), limits)
+        elif origin in (typing.Union, types.UnionType):
+            args = typing.get_args(hint)
+            kept = [a for a in args if a is not type(None)]
+            optional = optional or len(kept) < len(args)
+            sequences = [a for a in kept if typing.get_origin(a) in (tuple, list)]
+            per_axis = per_axis or bool(sequences) and len(kept) > len(sequences)
+            scalars = [a for a in kept if a not in sequences]
+            hint = scalars[0] if scalars else kept[0]
+        else:
+            break
+    choices = None
+    if typing.get_origin(hint) is Literal:
+        choices = typing.get_args(hint)
+        kind = type(choices[0])
+    elif typing.get_origin(hint) in (tuple, list):
+        kind = tuple
+    elif isinstance(hint, type):
+        kind = hint
+    else:
+        kind = object
+    return Param(
+        name=name,
+        kind=kind,
+        default=default,
+        low=limits.low,
+        high=limits.high,
+        step=limits.step,
+        low_inclusive=limits.low_inclusive,
+        choices=choices,
+        optional=optional,
+        per_axis=per_axis,
+    )
+
+
+def _dtype_rule(rule: Any) -> Callable[..., np.dtype]:
+    if callable(rule):
+        return rule
+    fixed = {
+        "float": lambda dtype, **_: float_dtype(dtype),
+        "same": lambda dtype, **_: np.dtype(dtype),
+        "bool": lambda dtype, **_: np.dtype(bool),
+        "labels": lambda dtype, **_: np.dtype(np.int32),
+    }
+    if rule in fixed:
+        return fixed[rule]
+    return lambda dtype, **_: np.dtype(rule)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """The single declaration of an operation, from which every face is derived."""
+
+    name: str
+    family: str
+    title: str
+    menu: str
+    frame_ndim: int
+    output: str
+    params: tuple[Param, ...]
+    kernel: Callable = field(repr=False)
+    func: Callable = field(repr=False, compare=False, default=None)
+    halo: Callable[..., Any] | None = field(repr=False, default=None)
+    prepare: Callable[..., dict] | None = field(repr=False, default=None)
+    out_dtype: Callable[..., np.dtype] = field(repr=False, default=None)
+    frame_shape: Callable[..., tuple] | None = field(repr=False, default=None)
+    vectorized: bool = False
+    lifted: bool = True
+    allow_complex: bool = False
+    summary: str = ""
+
+    def __call__(self, image: Any, **params: Any) -> Any:
+        return self.func(image, **params)
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(f"operation {self.name!r} has no parameter {name!r}")
+
+    def bind(self, params: dict | None = None) -> dict:
+        """Complete ``params`` with defaults and validate each one (raises naming the parameter)."""
+        params = dict(params or {})
+        known = {p.name for p in self.params}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise TypeError(
+                f"{self.name}() got unknown parameter(s) {unknown}; it takes {sorted(known)}"
+            )
+        bound = {}
+        for p in self.params:
+            value = params.get(p.name, p.default)
+            if value is inspect.Parameter.empty:
+                raise TypeError(f"{self.name}() missing required parameter {p.name!r}")
+            bound[p.name] = p.check(value)
+        return bound
+
+    def resolve(self, image: Any, params: dict) -> dict:
+        """Parameters with global statistics (a threshold, a reference) computed once."""
+        return self.prepare(image, **params) if self.prepare is not None else params
+
+    def dtype_for(self, in_dtype: Any, params: dict) -> np.dtype:
+        return np.dtype(self.out_dtype(np.dtype(in_dtype), **params))
+
+    def step(self, params: dict) -> dict:
+        """The recipe step for this operation with ``params``."""
+        return {"op": self.name, "params": _plain(params)}
+
+    @property
+    def menu_id(self) -> str:
+        return MENUS.get(self.menu, self.menu)
+
+    @property
+    def output_is_labels(self) -> bool:
+        return self.output in ("labels", "mask")
+
+
+def _plain(value: Any) -> Any:
+    """Recipe-safe (YAML) version of a parameter value."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _summary(doc: str | None) -> str:
+    return (doc or "").strip().split("\n\n")[0].replace("\n", " ").strip()
+
+
+def operation(
+    *,
+    menu: str,
+    frame_ndim: int = 2,
+    output: str = "image",
+    halo: Callable[..., Any] | None = None,
+    prepare: Callable[..., dict] | None = None,
+    dtype: Any = "float",
+    frame_shape: Callable[..., tuple] | None = None,
+    vectorized: bool = False,
+    lift: bool = True,
+    allow_complex: bool = False,
+    title: str | None = None,
+    name: str | None = None,
+) -> Callable[[Callable], Callable]:
+    """Declare an operation; return its public, validated, lifted function.
+
+    Parameters
+    ----------
+    menu : str
+        Short napari Layers-menu name (see :data:`MENUS`) or a full menu id.
+    frame_ndim : int
+        Number of axes of the frame the kernel sees (2 or 3).
+    output : {"image", "labels", "mask", "table", "transform", "points", "value"}
+        What the operation returns; decides the napari layer type.
+    halo : callable, optional
+        ``halo(**params) -> int`` pixels of context the kernel needs; lets dask
+        split frames into overlapping chunks. ``None`` keeps frames whole.
+    prepare : callable, optional
+        ``prepare(image, **params) -> params``: computes global statistics once
+        over the whole input (or a chosen plane) before the lazy graph is built.
+    dtype : {"float", "same", "bool", "labels"} or dtype or callable
+        Output dtype rule (``"float"``: float32, or float64 for float64 input).
+    frame_shape : callable, optional
+        ``frame_shape(in_frame_shape, **params) -> out_frame_shape`` for kernels
+        that change the frame size.
+    vectorized : bool
+        The kernel handles leading batch axes itself.
+    lift : bool
+        ``False`` for operations that are not frame maps (registration, tables):
+        the function receives the whole input and does its own lifting.
+    allow_complex : bool
+        Accept complex input.
+    """
+    if output not in OUTPUT_KINDS:
+        raise ValueError(f"output must be one of {OUTPUT_KINDS}, got {output!r}")
+
+    def decorate(kernel: Callable) -> Callable:
+        op_name = name or kernel.__name__
+        family = kernel.__module__.rsplit(".", 1)[-1].lstrip("_")
+        signature = inspect.signature(kernel)
+        hints = typing.get_type_hints(kernel, include_extras=True)
+        parameters = list(signature.parameters.values())
+        params = tuple(
+            _param_from_hint(p.name, hints.get(p.name, type(p.default)), p.default)
+            for p in parameters[1:]
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        )
+        op = Operation(
+            name=op_name,
+            family=family,
+            title=title or op_name.replace("_", " ").capitalize(),
+            menu=menu,
+            frame_ndim=frame_ndim,
+            output=output,
+            params=params,
+            kernel=kernel,
+            halo=halo,
+            prepare=prepare,
+            out_dtype=_dtype_rule(dtype),
+            frame_shape=frame_shape,
+            vectorized=vectorized,
+            lifted=lift,
+            allow_complex=allow_complex,
+            summary=_summary(kernel.__doc__),
+        )
+
+        @functools.wraps(kernel)
+        def public(image: Any, /, *, device: str | None = None, **params: Any) -> Any:
+            return _run(op, image, device, params)
+
+        public.__signature__ = signature.replace(
+            parameters=parameters
+            + [inspect.Parameter("device", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="str | None")]
+        )
+        public.operation = op
+        object.__setattr__(op, "func", public)
+        if op_name in _REGISTRY and _REGISTRY[op_name].kernel.__qualname__ != kernel.__qualname__:
+            raise ValueError(f"two operations are both named {op_name!r}")
+        _REGISTRY[op_name] = op
+        return public
+
+    return decorate
+
+
+def _run(op: Operation, image: Any, device: str | None, params: dict) -> Any:
+    check_array(image)
+    check_ndim(image, op.frame_ndim)
+    check_numeric(image, allow_complex=op.allow_complex)
+    params = op.bind(params)
+    image = _backend.to_device(image, device)
+    params = op.resolve(image, params)
+    if not op.lifted:
+        return op.kernel(image, **params)
+    depth = op.halo(**params) if op.halo is not None else None
+    frame_shape = (
+        op.frame_shape(tuple(image.shape[-op.frame_ndim :]), **params) if op.frame_shape is not None else None
+    )
+    return map_frames(
+        op.kernel,
+        image,
+        frame_ndim=op.frame_ndim,
+        depth=depth,
+        dtype=op.dtype_for(image.dtype, params),
+        frame_shape=frame_shape,
+        vectorized=op.vectorized,
+        **params,
+    )
+
+
+def _load_families() -> None:
+    for family in FAMILIES:
+        importlib.import_module(f"napari_stacklab.{family}")
+
+
+def get(name: str) -> Operation:
+    """The registered operation called ``name`` (raises ``KeyError`` listing the known names)."""
+    _load_families()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"no operation named {name!r}; known operations: {sorted(_REGISTRY)}") from None
+
+
+def operations() -> list[Operation]:
+    """Every registered operation, in declaration order."""
+    _load_families()
+    return list(_REGISTRY.values())
