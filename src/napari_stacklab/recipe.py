@@ -50,7 +50,7 @@ def _normalize_step(step: Any, index: int) -> dict:
     if not isinstance(params, dict):
         raise ValueError(f"recipe step {index} ({op.name!r}): params must be a mapping, got {params!r}")
     try:
-        op.bind(params)
+        op.bind({k: v for k, v in params.items() if k not in {p.name for p in op.image_params}})
     except (TypeError, ValueError) as exc:
         raise ValueError(f"recipe step {index} ({op.name!r}): {exc}") from None
     return {"op": op.name, "params": dict(params)}
@@ -137,15 +137,19 @@ class Recipe:
         return cls(steps=[{"op": s["op"], "params": s["params"]} for s in record["steps"]])
 
     # --- running ----------------------------------------------------------------
-    def run(self, image: Any, *, device: str | None = None) -> Any:
+    def run(self, image: Any, *, inputs: dict | None = None, device: str | None = None) -> Any:
         """Apply every step lazily.
 
         ``Image`` in -> ``Image`` out (scale, units, axis labels carried,
         provenance extended); array in -> array out (dask stays lazy).
+        ``inputs`` maps the names recorded for image parameters
+        (``{"layer": name}``, e.g. a reference image) to arrays or Images.
         """
         data = image.data if isinstance(image, Image) else image
         for step in self.steps:
-            data = registry.get(step["op"]).func(data, device=device, **step["params"])
+            op = registry.get(step["op"])
+            params = _with_inputs(op, step["params"], inputs or {})
+            data = op.func(data, device=device, **params)
         if not isinstance(image, Image):
             return data
         out = image.with_data(data, name=f"{image.name} recipe")
@@ -154,6 +158,21 @@ class Recipe:
 
     def __len__(self) -> int:
         return len(self.steps)
+
+
+def _with_inputs(op: registry.Operation, params: dict, inputs: dict) -> dict:
+    params = dict(params)
+    for p in op.image_params:
+        ref = params.get(p.name)
+        if isinstance(ref, dict) and "layer" in ref:
+            if ref["layer"] not in inputs:
+                raise ValueError(
+                    f"step {op.name!r} needs the image {ref['layer']!r} for {p.name!r}; "
+                    f"pass it as inputs={{{ref['layer']!r}: array}}"
+                )
+            found = inputs[ref["layer"]]
+            params[p.name] = found.data if isinstance(found, Image) else found
+    return params
 
 
 def provenance(metadata: dict | None, steps: Iterable[dict], source: str) -> dict:

@@ -35,6 +35,7 @@ from ._validation import check_array, check_choice, check_ndim, check_number, ch
 from .lift import map_frames
 
 __all__ = [
+    "ImageRef",
     "Range",
     "Param",
     "Operation",
@@ -60,9 +61,20 @@ MENUS = {
 #: Modules whose import declares operations (``napari_stacklab.<name>``).
 FAMILIES = ("filters", "segment")
 
-OUTPUT_KINDS = ("image", "labels", "mask", "table", "transform", "points", "value")
+OUTPUT_KINDS = ("image", "labels", "mask", "images", "table", "transform", "points", "value")
+"""What an operation returns. ``"images"`` is a dict ``{name: array}`` (e.g.
+amplitude and phase), each shown as its own layer ``"<input> <op> <name>"``."""
 
 _REGISTRY: dict[str, "Operation"] = {}
+
+
+class ImageRef:
+    """Type hint for a parameter that is a second image (a reference, a PSF, a mask).
+
+    In Python it takes an array; the napari widget shows a layer chooser; a
+    recipe records ``{"layer": name}`` and :meth:`Recipe.run` takes the array
+    from its ``inputs`` mapping.
+    """
 
 
 @dataclass(frozen=True)
@@ -100,6 +112,9 @@ class Param:
             if self.optional:
                 return None
             raise TypeError(f"{self.name} must not be None")
+        if self.kind is ImageRef:
+            check_array(value, self.name)
+            return value
         if self.choices is not None:
             check_choice(self.name, value, self.choices)
             return value
@@ -255,9 +270,25 @@ class Operation:
     def dtype_for(self, in_dtype: Any, params: dict) -> np.dtype:
         return np.dtype(self.out_dtype(np.dtype(in_dtype), **params))
 
-    def step(self, params: dict) -> dict:
-        """The recipe step for this operation with ``params``."""
-        return {"op": self.name, "params": _plain(params)}
+    def step(self, params: dict, refs: dict | None = None) -> dict:
+        """The recipe step for ``params``; image parameters are recorded by the name in ``refs``."""
+        refs = refs or {}
+        recorded = {}
+        for p in self.params:
+            if p.name not in params:
+                continue
+            value = params[p.name]
+            if p.kind is ImageRef and value is not None:
+                if p.name not in refs:
+                    raise ValueError(f"{self.name}: name the image passed as {p.name!r} to record it in a recipe")
+                value = {"layer": refs[p.name]}
+            recorded[p.name] = value
+        return {"op": self.name, "params": _plain(recorded)}
+
+    @property
+    def image_params(self) -> tuple[Param, ...]:
+        """Parameters that take a second image."""
+        return tuple(p for p in self.params if p.kind is ImageRef)
 
     @property
     def menu_id(self) -> str:
@@ -336,10 +367,11 @@ def operation(
         signature = inspect.signature(kernel)
         hints = typing.get_type_hints(kernel, include_extras=True)
         parameters = list(signature.parameters.values())
+        if not parameters or any(p.kind is not inspect.Parameter.KEYWORD_ONLY for p in parameters[1:]):
+            raise TypeError(f"operation {op_name!r}: the image comes first, every other parameter keyword-only")
+        parameters[0] = parameters[0].replace(kind=inspect.Parameter.POSITIONAL_ONLY)
         params = tuple(
-            _param_from_hint(p.name, hints.get(p.name, type(p.default)), p.default)
-            for p in parameters[1:]
-            if p.kind is inspect.Parameter.KEYWORD_ONLY
+            _param_from_hint(p.name, hints.get(p.name, type(p.default)), p.default) for p in parameters[1:]
         )
         op = Operation(
             name=op_name,

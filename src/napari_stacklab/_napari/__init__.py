@@ -1,0 +1,1 @@
+"""Everything that imports napari, magicgui or Qt lives in this package."""

@@ -1,0 +1,68 @@
+"""Manifest contributions that are not registry operations.
+
+Readers, writers, sample data and stateful tools (point registration, the
+4D-STEM navigator, ...) are declared here as plain data; ``manifest.py``
+merges them with one widget per registry operation into ``napari.yaml``.
+Importing this module imports nothing heavy.
+"""
+
+PACKAGE = "napari_stacklab"
+NAME = "napari-stacklab"
+
+READERS = [
+    {
+        "id": "get_reader",
+        "python_name": f"{PACKAGE}._napari.reader:napari_get_reader",
+        "title": "Open microscopy data with napari-stacklab",
+        "filename_patterns": ["*.tif", "*.tiff", "*.npy", "*.zarr"],
+        "accepts_directories": True,
+    },
+]
+
+WRITERS = [
+    {
+        "id": "write_tiff",
+        "python_name": f"{PACKAGE}._napari.writer:write_tiff",
+        "title": "Save as TIFF (keeps dtype and pixel size)",
+        "layer_types": ["image"],
+        "filename_extensions": [".tif", ".tiff"],
+    },
+    {
+        "id": "write_labels_tiff",
+        "python_name": f"{PACKAGE}._napari.writer:write_tiff",
+        "title": "Save labels as TIFF (keeps dtype and pixel size)",
+        "layer_types": ["labels"],
+        "filename_extensions": [".tif", ".tiff"],
+    },
+]
+
+SAMPLES = [
+    {
+        "id": "sample_timelapse",
+        "python_name": f"{PACKAGE}._napari.samples:timelapse",
+        "key": "timelapse",
+        "display_name": "Drifting fluorescence time-lapse (generated)",
+    },
+    {
+        "id": "sample_stem4d",
+        "python_name": f"{PACKAGE}._napari.samples:stem4d",
+        "key": "stem4d",
+        "display_name": "4D-STEM scan (generated)",
+    },
+    {
+        "id": "sample_hologram",
+        "python_name": f"{PACKAGE}._napari.samples:hologram",
+        "key": "hologram",
+        "display_name": "Off-axis hologram with wrapped phase (generated)",
+    },
+]
+
+#: Stateful tools and utility widgets: id, python_name, title, menu (short or full id, or None).
+TOOLS = [
+    {
+        "id": "export_recipe",
+        "python_name": f"{PACKAGE}._napari.recipe_widget:RecipeExportWidget",
+        "title": "Export recipe",
+        "menu": "napari/layers/data",
+    },
+]

@@ -1,0 +1,133 @@
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from napari_stacklab.lift import map_frames, reduce_frames
+
+
+def loop(func, data, **kw):
+    out = np.empty(data.shape, dtype=func(data[(0,) * (data.ndim - 2)], **kw).dtype)
+    for idx in np.ndindex(*data.shape[:-2]):
+        out[idx] = func(data[idx], **kw)
+    return out
+
+
+@pytest.fixture
+def stack(rng):
+    return rng.random((3, 2, 37, 41)).astype(np.float32)
+
+
+def test_eager_equals_loop(stack):
+    out = map_frames(ndi.gaussian_filter, stack, sigma=1.5)
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_array_equal(out, loop(ndi.gaussian_filter, stack, sigma=1.5))
+
+
+def test_single_frame_is_direct_call(stack):
+    frame = stack[0, 0]
+    np.testing.assert_array_equal(map_frames(ndi.median_filter, frame, size=3), ndi.median_filter(frame, size=3))
+
+
+@pytest.mark.parametrize("chunks", [(1, 1, 37, 41), (2, 1, 10, 17), (3, 2, 7, 41)])
+def test_dask_with_halo_equals_loop_even_when_chunks_split_frames(stack, chunks):
+    lazy = da.from_array(stack, chunks=chunks)
+    out = map_frames(ndi.gaussian_filter, lazy, sigma=1.5, depth=7, dtype=np.float32)
+    assert isinstance(out, da.Array)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out.compute(), loop(ndi.gaussian_filter, stack, sigma=1.5), rtol=0, atol=1e-6)
+
+
+def test_dask_without_halo_keeps_frames_whole(stack):
+    lazy = da.from_array(stack, chunks=(2, 1, 10, 17))
+    out = map_frames(ndi.median_filter, lazy, size=5, dtype=np.float32)
+    assert out.chunks[-2:] == ((37,), (41,))
+    np.testing.assert_array_equal(out.compute(), loop(ndi.median_filter, stack, size=5))
+
+
+def test_nothing_is_computed_while_building(stack):
+    calls = []
+
+    def spy(frame):
+        calls.append(frame.shape)
+        return frame * 2
+
+    lazy = da.from_array(stack, chunks=(1, 1, 37, 41))
+    out = map_frames(spy, lazy, dtype=np.float32)
+    assert calls == []
+    with dask.config.set(scheduler="synchronous"):
+        np.testing.assert_array_equal(out[1, 0].compute(), stack[1, 0] * 2)
+    assert calls == [(37, 41)]  # only the one frame that was asked for
+
+
+def test_dtype_probe_runs_on_zeros_not_data(stack):
+    seen = []
+
+    def spy(frame):
+        seen.append(float(np.abs(frame).sum()))
+        return frame.astype(np.float64)
+
+    out = map_frames(spy, da.from_array(stack, chunks=(1, 1, 37, 41)))
+    assert out.dtype == np.float64 and seen == [0.0]
+
+
+def test_frame_axes_other_than_last(rng):
+    data = rng.random((20, 3, 24))  # (y, channel, x): channel is a batch axis
+    out = map_frames(ndi.gaussian_filter, data, frame_axes=(0, 2), sigma=1)
+    for c in range(3):
+        np.testing.assert_allclose(out[:, c, :], ndi.gaussian_filter(data[:, c, :], sigma=1))
+    lazy = map_frames(ndi.gaussian_filter, da.from_array(data, chunks=(7, 1, 24)), frame_axes=(0, 2), sigma=1, depth=4)
+    np.testing.assert_allclose(lazy.compute(), out, atol=1e-12)
+
+
+def test_frame_shape_change(stack):
+    def bin2(frame):
+        return frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2].reshape(
+            frame.shape[0] // 2, 2, frame.shape[1] // 2, 2).sum(axis=(1, 3))
+
+    eager = map_frames(bin2, stack)
+    lazy = map_frames(bin2, da.from_array(stack, chunks=(1, 1, 20, 20)), frame_shape=(18, 20), dtype=np.float32)
+    assert eager.shape == lazy.shape == (3, 2, 18, 20)
+    np.testing.assert_allclose(lazy.compute(), eager, rtol=1e-6)
+
+
+def test_frame_shape_with_halo_is_refused(stack):
+    with pytest.raises(ValueError, match="frame_shape"):
+        map_frames(np.copy, da.from_array(stack), frame_shape=(3, 3), depth=1, dtype=np.float32)
+
+
+def test_bad_arguments(stack):
+    with pytest.raises(ValueError, match="frame_ndim"):
+        map_frames(np.copy, stack[0, 0, 0])
+    with pytest.raises(ValueError, match="frame_axes"):
+        map_frames(np.copy, stack, frame_axes=(0, 0))
+    with pytest.raises(ValueError, match="out of range"):
+        map_frames(np.copy, stack, frame_axes=(0, 9))
+    with pytest.raises(TypeError, match="array"):
+        map_frames(np.copy, [[1, 2], [3, 4]])
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_reduce_frames_scalar_and_vector(stack, lazy):
+    data = da.from_array(stack, chunks=(2, 1, 37, 41)) if lazy else stack
+    sums = reduce_frames(np.sum, data)
+    centre = reduce_frames(lambda f: np.array(ndi.center_of_mass(f)), data, out_shape=(2,))
+    if lazy:
+        assert isinstance(sums, da.Array) and isinstance(centre, da.Array)
+        sums, centre = sums.compute(), centre.compute()
+    np.testing.assert_allclose(sums, stack.sum(axis=(-2, -1)), rtol=1e-5)
+    assert centre.shape == (3, 2, 2)
+    np.testing.assert_allclose(centre[1, 1], ndi.center_of_mass(stack[1, 1]))
+
+
+def test_reduce_single_frame(stack):
+    assert reduce_frames(np.max, stack[0, 0]).shape == ()
+    assert float(reduce_frames(np.max, da.from_array(stack[0, 0])).compute()) == stack[0, 0].max()
+
+
+def test_reduce_vectorized_block(stack):
+    mask = np.zeros(stack.shape[-2:]); mask[10:20, 10:20] = 1
+    lazy = da.from_array(stack, chunks=(1, 2, 37, 41))
+    out = reduce_frames(lambda block: np.tensordot(block, mask, axes=2), lazy, vectorized=True)
+    np.testing.assert_allclose(out.compute(), (stack * mask).sum(axis=(-2, -1)), rtol=1e-5)

@@ -1,0 +1,133 @@
+"""The registry contract, checked on every declared operation."""
+
+import inspect
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from napari_stacklab import registry
+from napari_stacklab.filters import gaussian
+from napari_stacklab.registry import ImageRef, Range, operation
+
+
+def test_names_are_unique_and_functions_reach_their_record():
+    ops = registry.operations()
+    names = [op.name for op in ops]
+    assert len(names) == len(set(names))
+    assert {"gaussian", "median", "threshold"} <= set(names)
+    for op in ops:
+        assert op.func.operation is op
+        assert registry.get(op.name) is op
+
+
+@pytest.mark.parametrize("op", registry.operations(), ids=lambda op: op.name)
+def test_every_operation_follows_the_contract(op):
+    params = list(inspect.signature(op.func).parameters.values())
+    assert params[0].kind is inspect.Parameter.POSITIONAL_ONLY, "image first and positional"
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[1:]), "everything else keyword-only"
+    assert params[-1].name == "device"
+    assert op.menu_id.startswith("napari/layers/"), op.menu_id
+    doc = op.func.__doc__ or ""
+    for section in ("Parameters", "Returns", "Examples"):
+        assert section in doc, f"{op.name} docstring lacks {section}"
+    assert op.summary
+
+
+def test_unknown_operation_lists_known_names():
+    with pytest.raises(KeyError, match="gaussian"):
+        registry.get("gausian")
+
+
+@pytest.mark.parametrize(
+    "params, error, words",
+    [
+        ({"sigma": -1}, ValueError, "sigma must be >= 0"),
+        ({"sigma": "2"}, TypeError, "sigma"),
+        ({"sigma": float("nan")}, ValueError, "sigma must be finite"),
+        ({"truncate": 0.1}, ValueError, "truncate"),
+        ({"mode": "bogus"}, ValueError, "mode must be one of"),
+        ({"sgima": 1}, TypeError, "unknown parameter"),
+    ],
+)
+def test_invalid_parameters_name_the_parameter(params, error, words):
+    with pytest.raises(error, match=words):
+        gaussian(np.zeros((8, 8)), **params)
+
+
+@pytest.mark.parametrize("image, error", [([[1, 2]], TypeError), (np.zeros(5), ValueError),
+                                           (np.zeros((0, 4)), ValueError), (np.array([["a"]]), TypeError)])
+def test_invalid_images(image, error):
+    with pytest.raises(error):
+        gaussian(image)
+
+
+def test_input_is_never_modified(camera_stack):
+    frozen = camera_stack.copy()
+    frozen.flags.writeable = False
+    for op in registry.operations():
+        if op.lifted and not op.image_params:
+            params = {"method": "manual", "value": 50.0} if op.name == "threshold" else {}
+            op.func(frozen, **params)
+    np.testing.assert_array_equal(frozen, camera_stack)
+
+
+def test_dtype_rules():
+    for dtype, expected in [(np.uint8, np.float32), (np.uint16, np.float32), (np.float16, np.float32),
+                            (np.float32, np.float32), (np.float64, np.float64), (np.int32, np.float64)]:
+        assert gaussian(np.ones((6, 6), dtype)).dtype == expected
+    big = np.full((6, 6), 60000, np.uint16)
+    assert float(gaussian(big).max()) == pytest.approx(60000), "counts are never rescaled"
+
+
+def test_lazy_in_lazy_out_with_declared_dtype(camera_stack):
+    lazy = da.from_array(camera_stack.astype(np.uint16), chunks=(1, 50, 50))
+    out = gaussian(lazy, sigma=2)
+    assert isinstance(out, da.Array) and out.dtype == np.float32
+    np.testing.assert_allclose(out.compute(), gaussian(camera_stack.astype(np.uint16), sigma=2), atol=1e-3)
+
+
+def test_params_from_hints():
+    op = gaussian.operation
+    sigma = op.param("sigma")
+    assert (sigma.kind, sigma.low, sigma.high, sigma.per_axis) == (float, 0, 1000, True)
+    assert op.param("mode").choices[0] == "reflect"
+    assert op.bind({}) == {"sigma": 1.0, "truncate": 4.0, "mode": "reflect"}
+    assert op.bind({"sigma": [1, 2]})["sigma"] == (1.0, 2.0)
+
+
+def test_declaring_a_new_operation_with_image_param_and_step_recording():
+    @operation(menu="filter", name="_test_difference", dtype="float")
+    def difference(image, *, other: ImageRef, weight: Annotated[float, Range(0, 1)] = 1.0):
+        """Difference.
+
+        Parameters
+        ----------
+        image, other : array
+        weight : float
+
+        Returns
+        -------
+        array
+
+        Examples
+        --------
+        >>> 1
+        1
+        """
+        return image - weight * other
+
+    try:
+        a, b = np.ones((4, 4)), np.full((4, 4), 0.25)
+        np.testing.assert_allclose(difference(a, other=b), 0.75)
+        with pytest.raises(TypeError, match="other"):
+            difference(a, other="not an array")
+        step = difference.operation.step({"other": b, "weight": 0.5}, refs={"other": "background"})
+        assert step == {"op": "_test_difference", "params": {"other": {"layer": "background"}, "weight": 0.5}}
+        with pytest.raises(ValueError, match="name the image"):
+            difference.operation.step({"other": b})
+    finally:
+        registry._REGISTRY.pop("_test_difference")
+
+
+from typing import Annotated  # noqa: E402  (used in the nested declaration above)
