@@ -1,0 +1,161 @@
+"""The ``stacklab`` command line.
+
+::
+
+    stacklab run RECIPE INPUT... -o OUT [--format zarr|tiff] [--scheduler local|ADDRESS] [--device auto|cpu|gpu]
+    stacklab info FILE...
+    stacklab ops [NAME]
+    stacklab convert INPUT OUTPUT.tif
+    stacklab demo [--sample timelapse|stem4d|hologram]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+
+SAMPLES = ("timelapse", "stem4d", "hologram")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .batch import run_batch
+    from .recipe import Recipe
+
+    recipe = Recipe.load(args.recipe)
+    written = run_batch(
+        recipe,
+        [Path(p) for p in args.inputs],
+        Path(args.output),
+        fmt=args.format,
+        scheduler=args.scheduler,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    for path in written:
+        print(path)
+    return 0
+
+
+def _describe(image) -> str:
+    from . import _backend
+
+    lines = [
+        f"  name        {image.name}",
+        f"  shape       {image.shape}",
+        f"  dtype       {image.dtype}",
+        f"  axes        {', '.join(image.axis_labels)}",
+        "  pixel size  " + ", ".join(f"{s:g} {u}" for s, u in zip(image.scale, image.units)),
+        "  origin      " + ", ".join(f"{t:g}" for t in image.translate),
+    ]
+    if _backend.is_dask(image.data):
+        chunk = tuple(c[0] for c in image.data.chunks)
+        lines.append(f"  lazy        yes (dask, {image.data.npartitions} chunks of {chunk})")
+    else:
+        lines.append("  lazy        no (in memory)")
+    extra = sorted(k for k in image.metadata if k not in ("source",))
+    if extra:
+        lines.append(f"  metadata    {', '.join(extra)}")
+    return "\n".join(lines)
+
+
+def _info(args: argparse.Namespace) -> int:
+    from . import io
+
+    status = 0
+    for path in args.files:
+        try:
+            images = io.imread_all(path)
+        except Exception as exc:  # report every file, then fail
+            print(f"{path}: cannot read: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        print(f"{path}: {len(images)} image(s)")
+        for image in images:
+            print(_describe(image))
+    return status
+
+
+def _ops(args: argparse.Namespace) -> int:
+    from . import registry
+
+    ops = registry.operations() if args.name is None else [registry.get(args.name)]
+    for op in ops:
+        print(f"{op.name:24s} {op.family:11s} -> {op.output:9s} {op.summary}")
+        if args.name is not None or args.verbose:
+            for p in op.params:
+                limits = f" in [{p.low}, {p.high}]" if p.low is not None or p.high is not None else ""
+                choices = f" one of {list(p.choices)}" if p.choices else ""
+                print(f"    {p.name} = {p.default!r} ({p.kind.__name__}{limits}{choices})")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from . import io
+
+    image = io.imread(args.input)
+    path = io.imwrite(args.output, image, overwrite=args.overwrite)
+    print(path)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ._napari.demo import launch
+
+    launch(sample=args.sample, screenshot=args.screenshot)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stacklab", description="napari-stacklab: lazy microscopy image operations")
+    parser.add_argument("--version", action="version", version=f"napari-stacklab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a recipe over input files (lazily, in batch)")
+    run.add_argument("recipe", help="recipe YAML file")
+    run.add_argument("inputs", nargs="+", help="input files (TIFF, EM formats, npy, zarr)")
+    run.add_argument("-o", "--output", required=True, help="output folder")
+    run.add_argument("--format", choices=("zarr", "tiff"), default="zarr", help="output format (default zarr)")
+    run.add_argument("--scheduler", default=None,
+                     help="'local' for a local dask.distributed cluster, or a scheduler ADDRESS; default: threads")
+    run.add_argument("--device", choices=("auto", "cpu", "gpu"), default=None, help="where to compute")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(handler=_run)
+
+    info = sub.add_parser("info", help="describe files: shape, dtype, axes, pixel size, laziness")
+    info.add_argument("files", nargs="+")
+    info.set_defaults(handler=_info)
+
+    ops = sub.add_parser("ops", help="list operations (or one operation's parameters)")
+    ops.add_argument("name", nargs="?")
+    ops.add_argument("-v", "--verbose", action="store_true", help="show every operation's parameters")
+    ops.set_defaults(handler=_ops)
+
+    convert = sub.add_parser("convert", help="convert a readable file to TIFF keeping pixel size")
+    convert.add_argument("input")
+    convert.add_argument("output")
+    convert.add_argument("--overwrite", action="store_true")
+    convert.set_defaults(handler=_convert)
+
+    demo = sub.add_parser("demo", help="open napari with the plugin and a generated sample dataset")
+    demo.add_argument("--sample", choices=SAMPLES, default="timelapse")
+    demo.add_argument("--screenshot", default=None, help="save a screenshot to this PNG and quit (for docs/CI)")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, OSError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"stacklab {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
