@@ -138,6 +138,26 @@ def _cupy_to_numpy(block: Any) -> np.ndarray:
     return block.get()
 
 
+def on_gpu(array: Any) -> bool:
+    """True when ``array`` (or a dask array's chunks) lives on the GPU."""
+    return is_cupy(chunk_type(array))
+
+
+def gpu_failure_types() -> tuple[type, ...]:
+    """Exceptions after which an operation is retried on the CPU: no GPU implementation, GPU out of memory."""
+    failures: list[type] = [NotImplementedError]
+    cp = sys.modules.get("cupy")
+    if cp is not None:
+        failures.append(cp.cuda.memory.OutOfMemoryError)
+    return tuple(failures)
+
+
+def tiny_like(array: Any, frame_ndim: int) -> Any:
+    """An all-zero frame of at most 16 pixels per axis, of ``array``'s kind and dtype (for probing a kernel)."""
+    xp, _ = get_namespace(array)
+    return xp.zeros(tuple(min(int(s), 16) for s in array.shape[-frame_ndim:]), dtype=array.dtype)
+
+
 def empty_like_meta(array: Any, dtype: Any, ndim: int | None = None) -> Any:
     """A zero-size array of the same kind as ``array``'s chunks: the ``meta=`` for dask."""
     xp, _ = get_namespace(array)

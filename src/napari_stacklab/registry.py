@@ -25,6 +25,7 @@ import inspect
 import numbers
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
@@ -59,7 +60,7 @@ MENUS = {
 }
 
 #: Modules whose import declares operations (``napari_stacklab.<name>``).
-FAMILIES = ("filters", "segment")
+FAMILIES = ("filters", "segment", "stem")
 
 OUTPUT_KINDS = ("image", "labels", "mask", "images", "table", "transform", "points", "value")
 """What an operation returns. ``"images"`` is a dict ``{name: array}`` (e.g.
@@ -416,7 +417,26 @@ def _run(op: Operation, image: Any, device: str | None, params: dict) -> Any:
     check_numeric(image, allow_complex=op.allow_complex)
     params = op.bind(params)
     image = _backend.to_device(image, device)
-    params = op.resolve(image, params)
+    if not _backend.on_gpu(image):
+        return _build(op, image, op.resolve(image, params))
+    try:
+        resolved = op.resolve(image, params)
+        if _backend.is_dask(image) and op.lifted:
+            # A lazy graph fails only when computed: try the kernel on a tiny frame now.
+            op.kernel(_backend.tiny_like(image, op.frame_ndim), **resolved)
+        return _build(op, image, resolved)
+    except _backend.gpu_failure_types() as exc:
+        warnings.warn(
+            f"{op.name}: the GPU could not run it ({exc}); running on the CPU instead.",
+            _backend.GPUFallbackWarning,
+            stacklevel=3,
+        )
+        host = _backend.to_numpy(image)
+        return _build(op, host, op.resolve(host, params))
+
+
+def _build(op: Operation, image: Any, params: dict) -> Any:
+    """Apply the operation with resolved parameters (lazily for dask input)."""
     if not op.lifted:
         return op.kernel(image, **params)
     depth = op.halo(**params) if op.halo is not None else None
