@@ -1,0 +1,329 @@
+"""Bring a set of images to a common brightness, contrast and sharpness.
+
+The first step of the *compare a set of images* workflow: photographs or
+micrographs of the same kind of sample, taken on different days or with
+different settings, are equalized before they are segmented, aligned and
+compared.
+
+Every statistic is taken **per frame**: a 2-D image is one frame; stacks
+``(..., M, N)`` with the same batch shape are equalized frame by frame (frame
+``i`` of every image is brought to frame ``i`` of the reference). The frames
+of different images may have different sizes. Statistics are computed once
+(explicitly, with :func:`napari_stacklab._backend.materialize`); the
+equalized images are then built from them lazily for dask input.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Literal, Sequence
+
+import numpy as np
+
+from . import _backend
+from ._validation import check_array, check_choice, check_ndim, check_number, check_real, float_dtype
+from .lift import map_frames, reduce_frames
+
+__all__ = ["equalize_set", "laplacian_variance", "EQUALIZE_METHODS"]
+
+EQUALIZE_METHODS = ("histogram", "meanstd")
+#: Quantile levels sampled to build the median histogram of a set.
+_N_QUANTILES = 1025
+
+
+def _laplacian(frame: Any) -> Any:
+    _, ndi = _backend.get_namespace(frame)
+    return ndi.laplace(frame.astype(float_dtype(frame.dtype), copy=False), mode="reflect")
+
+
+def _laplacian_var_kernel(frame: Any) -> Any:
+    return _laplacian(frame).astype(np.float64).var()
+
+
+def laplacian_variance(image: Any) -> float | np.ndarray:
+    """Sharpness of each frame: the variance of its Laplacian.
+
+    A focused image has strong second derivatives at its edges; blurring
+    lowers the variance of the (discrete, 5-point, ``scipy.ndimage.laplace``)
+    Laplacian, sharpening raises it. The value scales with the square of the
+    contrast, so compare images of equal contrast (see :func:`equalize_set`).
+
+    Parameters
+    ----------
+    image : array, shape ``(M, N)`` or ``(..., M, N)``
+        NumPy, CuPy or dask array of real values (computed here: this is a
+        statistic).
+
+    Returns
+    -------
+    float or ndarray of float64, shape ``(...)``
+        One value for a 2-D image, one per frame for a stack.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import ndimage as ndi
+    >>> rng = np.random.default_rng(0)
+    >>> img = rng.normal(size=(64, 64))
+    >>> bool(laplacian_variance(ndi.gaussian_filter(img, 2)) < laplacian_variance(img))
+    True
+    """
+    check_ndim(image, 2)
+    check_real(image)
+    values = _backend.materialize(reduce_frames(_laplacian_var_kernel, image, dtype=np.float64))
+    return float(values) if image.ndim == 2 else np.asarray(values)
+
+
+# --- helpers ------------------------------------------------------------------
+
+
+def _check_images(images: Any) -> list:
+    if not isinstance(images, (list, tuple)):
+        raise TypeError(f"images must be a list of arrays, got {type(images).__name__}")
+    if len(images) == 0:
+        raise ValueError("images must contain at least one image")
+    for i, image in enumerate(images):
+        check_array(image, f"images[{i}]")
+        check_ndim(image, 2, f"images[{i}]")
+        check_real(image, f"images[{i}]")
+    batch = tuple(images[0].shape[:-2])
+    for i, image in enumerate(images[1:], start=1):
+        if tuple(image.shape[:-2]) != batch:
+            raise ValueError(
+                f"images must have the same leading (frame) axes: images[0] has {batch}, "
+                f"images[{i}] has {tuple(image.shape[:-2])}"
+            )
+    return list(images)
+
+
+def _frames(batch_shape: tuple) -> list[tuple]:
+    return list(np.ndindex(*batch_shape))
+
+
+def _per_frame(func: Callable, image: Any, frame_params: dict) -> Any:
+    """Apply ``func(frame, **frame_params[index])`` to every frame; dask stays lazy."""
+    batch = tuple(image.shape[:-2])
+    if not batch:
+        return map_frames(func, image, dtype=frame_params[()]["out_dtype"], **frame_params[()])
+    outs = [
+        map_frames(func, image[index], dtype=frame_params[index]["out_dtype"], **frame_params[index])
+        for index in _frames(batch)
+    ]
+    if _backend.is_dask(image):
+        stacked = _backend.dask_module().stack(outs)
+    else:
+        stacked = _backend.stack_like(outs, image)
+    return stacked.reshape(batch + tuple(stacked.shape[-2:]))
+
+
+def _mean_std(frame: Any) -> Any:
+    xp, _ = _backend.get_namespace(frame)
+    frame = frame.astype(np.float64)
+    return xp.stack([frame.mean(), frame.std()])
+
+
+def _frame_stats(image: Any) -> np.ndarray:
+    """``(..., 2)`` mean and standard deviation of every frame (float64, computed once)."""
+    return _backend.materialize(reduce_frames(_mean_std, image, out_shape=(2,), dtype=np.float64))
+
+
+def _frame_quantiles(image: Any) -> np.ndarray:
+    levels = np.linspace(0, 1, _N_QUANTILES)
+
+    def quantiles(frame):
+        xp, _ = _backend.get_namespace(frame)
+        return xp.quantile(frame.astype(np.float64), xp.asarray(levels))
+
+    return _backend.materialize(reduce_frames(quantiles, image, out_shape=(_N_QUANTILES,), dtype=np.float64))
+
+
+def _affine_kernel(frame: Any, *, gain: float, offset: float, out_dtype: Any) -> Any:
+    return frame.astype(out_dtype, copy=False) * out_dtype.type(gain) + out_dtype.type(offset)
+
+
+def _match_kernel(frame: Any, *, template: np.ndarray, out_dtype: Any) -> Any:
+    exposure = _backend.skimage_module(frame, "exposure")
+    xp, _ = _backend.get_namespace(frame)
+    template = xp.asarray(template).reshape((1,) * (frame.ndim - 1) + (-1,))
+    if template.dtype.kind != "u":  # skimage's bincount shortcut needs both images unsigned
+        frame = frame.astype(out_dtype, copy=False)
+    return exposure.match_histograms(frame, template).astype(out_dtype, copy=False)
+
+
+def _unsharp_kernel(frame: Any, *, radius: float, amount: float, out_dtype: Any) -> Any:
+    filters = _backend.skimage_module(frame, "filters")
+    out = filters.unsharp_mask(frame, radius=radius, amount=amount, preserve_range=True)
+    return out.astype(out_dtype, copy=False)
+
+
+def _equalize_meanstd(images: list, reference: int | str) -> list:
+    stats = [_frame_stats(image) for image in images]
+    if reference == "median":
+        target = np.median(np.stack(stats), axis=0)
+    else:
+        target = stats[reference]
+    out = []
+    for image, stat in zip(images, stats):
+        params = {}
+        for index in _frames(tuple(image.shape[:-2])):
+            mean, std = stat[index]
+            t_mean, t_std = target[index]
+            gain = t_std / std if std > 0 else 1.0
+            params[index] = {"gain": gain, "offset": t_mean - gain * mean, "out_dtype": float_dtype(image.dtype)}
+        out.append(_per_frame(_affine_kernel, image, params))
+    return out
+
+
+def _equalize_histogram(images: list, reference: int | str) -> list:
+    batch = tuple(images[0].shape[:-2])
+    if reference == "median":
+        templates = np.median(np.stack([_frame_quantiles(image) for image in images]), axis=0)
+        template_of = lambda index: templates[index]  # noqa: E731
+    else:
+        ref = images[reference]
+        template_of = lambda index: _backend.materialize(ref[index])  # noqa: E731
+    out = []
+    for i, image in enumerate(images):
+        dtype = float_dtype(image.dtype)
+        if i == reference:
+            unchanged = {index: {"gain": 1.0, "offset": 0.0, "out_dtype": dtype} for index in _frames(batch)}
+            out.append(_per_frame(_affine_kernel, image, unchanged))
+            continue
+        params = {index: {"template": template_of(index), "out_dtype": dtype} for index in _frames(batch)}
+        out.append(_per_frame(_match_kernel, image, params))
+    return out
+
+
+def _sharpness_terms(frame: Any, *, radius: float) -> Any:
+    """var(L), cov(L, D), var(D) with L = laplace(frame), D = laplace(frame - gaussian(frame))."""
+    _, ndi = _backend.get_namespace(frame)
+    frame = frame.astype(np.float64)
+    lap = ndi.laplace(frame, mode="reflect")
+    detail = lap - ndi.laplace(ndi.gaussian_filter(frame, radius, mode="reflect", truncate=4.0), mode="reflect")
+    lap = lap - lap.mean()
+    detail = detail - detail.mean()
+    xp, _ = _backend.get_namespace(frame)
+    return xp.asarray([(lap * lap).mean(), (lap * detail).mean(), (detail * detail).mean()])
+
+
+def _solve_amount(terms: np.ndarray, target: float, max_amount: float) -> float:
+    """Smallest-magnitude amount ``a`` in ``[-1, max_amount]`` with ``var(L + a D) = target``.
+
+    The Laplacian of ``x + a (x - G x)`` is ``L + a D``, so its variance is the
+    quadratic ``v_L + 2 a c + a**2 v_D``: the amount is found in closed form.
+    When the target cannot be reached in the interval, the end closest to it is used.
+    """
+    v_l, c, v_d = (float(t) for t in terms)
+    if v_d <= 0:
+        return 0.0
+    disc = c * c - v_d * (v_l - target)
+    if disc < 0:  # target below the minimum of the parabola: go to its vertex
+        return float(np.clip(-c / v_d, -1.0, max_amount))
+    roots = np.array([(-c - np.sqrt(disc)) / v_d, (-c + np.sqrt(disc)) / v_d])
+    inside = roots[(roots >= -1.0) & (roots <= max_amount)]
+    if inside.size:
+        return float(inside[np.argmin(np.abs(inside))])
+    ends = np.array([-1.0, max_amount])
+    reached = v_l + 2 * ends * c + ends**2 * v_d
+    return float(ends[np.argmin(np.abs(reached - target))])
+
+
+def _equalize_sharpness(images: list, reference: int | str, radius: float, max_amount: float) -> list:
+    terms = [
+        _backend.materialize(reduce_frames(_sharpness_terms, image, out_shape=(3,), dtype=np.float64, radius=radius))
+        for image in images
+    ]
+    variances = np.stack([t[..., 0] for t in terms])
+    target = np.median(variances, axis=0) if reference == "median" else variances[reference]
+    out = []
+    for i, (image, term) in enumerate(zip(images, terms)):
+        if i == reference:
+            out.append(image)
+            continue
+        params = {
+            index: {
+                "radius": radius,
+                "amount": _solve_amount(term[index], float(target[index]), max_amount),
+                "out_dtype": np.dtype(image.dtype),
+            }
+            for index in _frames(tuple(image.shape[:-2]))
+        }
+        out.append(_per_frame(_unsharp_kernel, image, params))
+    return out
+
+
+def equalize_set(
+    images: Sequence[Any],
+    *,
+    reference: int | Literal["median"] = "median",
+    method: Literal["histogram", "meanstd"] = "meanstd",
+    sharpness: bool = False,
+    sharpness_radius: float = 1.0,
+    max_amount: float = 10.0,
+) -> list:
+    """Equalize brightness, contrast and (optionally) sharpness across a set of images.
+
+    Parameters
+    ----------
+    images : list of array, each shape ``(M_i, N_i)`` or ``(..., M_i, N_i)``
+        NumPy, CuPy or dask arrays of real values; stacks must share their
+        leading (batch) axes and are equalized frame by frame. Inputs are
+        never modified.
+    reference : int or "median"
+        Index of the image whose levels the others adopt, or ``"median"``:
+        the median over the set (median mean and standard deviation, or the
+        median quantile function for ``method="histogram"``). With an index,
+        the reference image is returned unchanged (as float).
+    method : {"meanstd", "histogram"}
+        ``"meanstd"``: a linear map per frame, ``(x - mean) / std * std_t +
+        mean_t`` (keeps the shape of each histogram). ``"histogram"``: full
+        histogram matching (:func:`skimage.exposure.match_histograms`) to the
+        reference frame, or to the median of the frames' quantile functions
+        (sampled at 1025 levels).
+    sharpness : bool
+        After brightness/contrast, also bring the sharpness (variance of the
+        Laplacian, :func:`laplacian_variance`) of every frame to the
+        reference's (or the median) value with an unsharp mask
+        ``x + a (x - G_r x)`` (``skimage.filters.unsharp_mask``, radius
+        ``sharpness_radius``). Because the Laplacian is linear, the sharpness
+        of the result is a quadratic in the amount ``a``: the amount is solved
+        in closed form (no iterative search), choosing the root of smallest
+        magnitude in ``[-1, max_amount]``. Negative amounts soften
+        (``a = -1`` is the Gaussian blur itself); a target outside the
+        reachable range gives the nearest reachable end.
+    sharpness_radius : float
+        Gaussian sigma of the unsharp mask, in pixels (> 0).
+    max_amount : float
+        Largest sharpening amount allowed (> 0).
+
+    Returns
+    -------
+    list of array
+        New arrays, one per input, same shapes and kind (dask stays lazy);
+        float32 (float64 for float64 or 32/64-bit integer input). Values
+        are in the units of the reference levels, never rescaled to [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> a = rng.normal(100, 10, (32, 32)); b = rng.normal(50, 2, (32, 32))
+    >>> ea, eb = equalize_set([a, b], reference=0)
+    >>> bool(np.isclose(eb.mean(), a.mean())), bool(np.isclose(eb.std(), a.std()))
+    (True, True)
+    """
+    images = _check_images(images)
+    if isinstance(reference, str):
+        check_choice("reference", reference, ("median",))
+    else:
+        check_number("reference", reference, low=-len(images), high=len(images) - 1, integer=True)
+        reference = int(reference) % len(images)
+    check_choice("method", method, EQUALIZE_METHODS)
+    if not isinstance(sharpness, (bool, np.bool_)):
+        raise TypeError(f"sharpness must be True or False, got {sharpness!r}")
+    check_number("sharpness_radius", sharpness_radius, low=0, low_inclusive=False)
+    check_number("max_amount", max_amount, low=0, low_inclusive=False)
+
+    equalized = (_equalize_meanstd if method == "meanstd" else _equalize_histogram)(images, reference)
+    if sharpness:
+        equalized = _equalize_sharpness(equalized, reference, float(sharpness_radius), float(max_amount))
+    return equalized
