@@ -1,0 +1,142 @@
+"""Operation results -> napari layers: physical frame, names, provenance, replace-in-place.
+
+An output layer inherits the physical frame of the layer it was computed
+from (``scale, translate, rotate, shear, affine, units, axis_labels``), is
+named ``"<input> <op>"`` and records its recipe step in
+``metadata["stacklab"]``. Re-running an operation replaces that layer's data
+instead of piling up copies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import _backend
+from ..recipe import provenance
+
+#: Output kinds shown as one layer each (``"images"`` is several of them).
+ARRAY_OUTPUTS = ("image", "labels", "mask")
+LAYER_TYPES = {"image": "image", "labels": "labels", "mask": "labels", "points": "points"}
+
+
+def _trailing(values: tuple, ndim: int, fill: Any) -> tuple:
+    """The last ``ndim`` entries of ``values``, padded in front with ``fill``."""
+    values = tuple(values)
+    if len(values) >= ndim:
+        return values[len(values) - ndim :]
+    return (fill,) * (ndim - len(values)) + values
+
+
+def _trailing_matrix(matrix: np.ndarray, ndim: int, homogeneous: bool) -> np.ndarray:
+    """Trailing ``ndim`` axes of a (homogeneous) matrix; identity for new leading axes."""
+    matrix = np.asarray(matrix, dtype=float)
+    src = matrix.shape[0] - (1 if homogeneous else 0)
+    out = np.eye(ndim + (1 if homogeneous else 0))
+    keep = min(src, ndim)
+    rows = list(range(src - keep, src)) + ([src] if homogeneous else [])
+    dst = list(range(ndim - keep, ndim)) + ([ndim] if homogeneous else [])
+    out[np.ix_(dst, dst)] = matrix[np.ix_(rows, rows)]
+    return out
+
+
+def spatial_kwargs(layer: Any, ndim: int) -> dict:
+    """The physical frame of ``layer`` for a result with ``ndim`` axes (matching trailing axes)."""
+    from napari.utils.transforms.transform_utils import expand_upper_triangular
+
+    source_ndim = layer.ndim
+    labels = tuple(layer.axis_labels)
+    default_labels = tuple(f"axis{i}" for i in range(ndim))
+    axis_labels = _trailing(labels, ndim, None)
+    axis_labels = tuple(a if a is not None else d for a, d in zip(axis_labels, default_labels))
+    if len(set(axis_labels)) != len(axis_labels):
+        axis_labels = default_labels[: ndim - min(ndim, source_ndim)] + labels[-min(ndim, source_ndim) :]
+    shear = expand_upper_triangular(np.asarray(layer.shear)) if source_ndim > 1 else np.eye(1)
+    return {
+        "scale": _trailing(tuple(float(s) for s in layer.scale), ndim, 1.0),
+        "translate": _trailing(tuple(float(t) for t in layer.translate), ndim, 0.0),
+        "rotate": _trailing_matrix(layer.rotate, ndim, homogeneous=False),
+        "shear": _trailing_matrix(shear, ndim, homogeneous=False),
+        "affine": _trailing_matrix(layer.affine.affine_matrix, ndim, homogeneous=True),
+        "units": _trailing(tuple(str(u) for u in layer.units), ndim, "pixel"),
+        "axis_labels": axis_labels,
+    }
+
+
+def recorded_metadata(layer: Any, step: dict) -> dict:
+    """``layer``'s metadata with ``step`` appended to its stacklab record."""
+    return provenance(layer.metadata, [step], source=layer.name)
+
+
+def _labels_data(data: Any) -> Any:
+    """Masks become uint8 labels (napari shows integer labels; bool is not a label type)."""
+    if np.dtype(data.dtype) == np.bool_:
+        return data.astype(np.uint8)
+    return data
+
+
+def array_layers(output: str, result: Any, source: Any, name: str, metadata: dict) -> list[tuple]:
+    """Layer data tuples ``(data, kwargs, type)`` for an image, labels, mask or images result."""
+    items = result.items() if output == "images" else [(None, result)]
+    layers = []
+    for key, data in items:
+        layer_type = "image" if output == "images" else LAYER_TYPES[output]
+        if layer_type == "labels":
+            data = _labels_data(data)
+        kwargs = spatial_kwargs(source, data.ndim)
+        kwargs["name"] = name if key is None else f"{name} {key}"
+        kwargs["metadata"] = dict(metadata)
+        layers.append((data, kwargs, layer_type))
+    return layers
+
+
+def points_layer(result: Any, source: Any, name: str, metadata: dict) -> tuple:
+    """A Points layer tuple from ``(K, D)`` coordinates, or a table with a ``"coords"`` column."""
+    features = None
+    if isinstance(result, dict):
+        features = {k: _backend.to_numpy(v) for k, v in result.items() if k != "coords"}
+        result = result["coords"]
+    coords = np.asarray(_backend.to_numpy(result), dtype=float)
+    if coords.ndim != 2:
+        raise ValueError(f"a points result must have shape (K, D), got {coords.shape}")
+    kwargs = spatial_kwargs(source, coords.shape[1])
+    kwargs.update(name=name, metadata=dict(metadata), size=3)
+    if features:
+        kwargs["features"] = features
+    return coords, kwargs, "points"
+
+
+def add_or_replace(viewer: Any, data: Any, kwargs: dict, layer_type: str) -> Any:
+    """Add a layer, or replace the data of the same-named layer of the same type and ndim."""
+    name = kwargs["name"]
+    existing = viewer.layers[name] if name in viewer.layers else None
+    if existing is not None:
+        if isinstance(existing, _layer_class(layer_type)) and existing.ndim == data.ndim:
+            _update(existing, data, kwargs)
+            return existing
+        index = viewer.layers.index(existing)
+        viewer.layers.remove(existing)
+    else:
+        index = None
+    layer = getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+    if index is not None:
+        viewer.layers.move(viewer.layers.index(layer), index)
+    return layer
+
+
+def _layer_class(layer_type: str) -> type:
+    import napari.layers
+
+    return getattr(napari.layers, layer_type.capitalize())
+
+
+def _update(layer: Any, data: Any, kwargs: dict) -> None:
+    layer.data = data
+    for key in ("scale", "translate", "rotate", "shear", "affine", "units", "axis_labels", "metadata"):
+        setattr(layer, key, kwargs[key])
+    if "features" in kwargs:
+        layer.features = kwargs["features"]
+    if isinstance(layer, _layer_class("image")):
+        layer.reset_contrast_limits()
+    layer.refresh()

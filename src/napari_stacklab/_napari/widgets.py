@@ -1,0 +1,593 @@
+"""One napari widget per registry operation, generated from its declaration.
+
+:class:`OperationWidget` turns a :class:`~napari_stacklab.registry.Operation`
+into a dock widget: an input-layer chooser, one control per parameter (with
+the declared ranges and choices), a device chooser, a live preview of the
+plane the viewer shows, and "Run on all", which computes the lazy result batch
+by batch in a worker thread with a progress bar and a Cancel button. Results
+become layers named ``"<input> <op>"`` that inherit the input's physical frame
+and record their recipe step (see ``_layers.py``).
+
+npe2 finds the widgets as ``napari_stacklab._napari.widgets:make_<op>_widget``:
+module attributes made on demand for every registered operation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import numbers
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import yaml
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    PushButton,
+    SpinBox,
+)
+from napari.layers import Image, Labels
+from napari.qt.threading import thread_worker
+from napari.utils import notifications, progress
+from qtpy.QtCore import QTimer
+
+from .. import _backend, registry
+from . import _layers
+from .manifest import widget_factory_name
+
+__all__ = ["OperationWidget", "apply_resolved", "compute_all"]
+
+#: Milliseconds the preview waits for parameter or plane changes to settle.
+PREVIEW_DELAY_MS = 150
+#: Most progress steps (groups of dask blocks) one "Run on all" reports.
+MAX_PROGRESS_STEPS = 100
+_AUTO = "auto"
+_INT_LIMIT = 2**31 - 1
+_FLOAT_LIMIT = 1e12
+_PREVIEW_OUTPUTS = (*_layers.ARRAY_OUTPUTS, "images", "points", "value", "transform")
+
+
+# --- the computation (no napari objects: it runs in a worker thread) ----------------------------
+def apply_resolved(op: registry.Operation, image: Any, resolved: dict, device: str | None = None) -> Any:
+    """Run ``op`` with parameters already resolved by ``op.resolve`` (global statistics not recomputed)."""
+    return registry._run(dataclasses.replace(op, prepare=None), image, device, resolved)
+
+
+def _frame_chunks(data: Any, frame_ndim: int) -> dict:
+    """Whole frames per chunk; dask sizes the batch axes."""
+    n_batch = max(data.ndim - frame_ndim, 0)
+    return {axis: ("auto" if axis < n_batch else -1) for axis in range(data.ndim)}
+
+
+def _block_groups(array: Any) -> list[list[tuple]]:
+    """The array's block indices in C order, grouped into at most MAX_PROGRESS_STEPS batches."""
+    blocks = list(np.ndindex(*array.numblocks))
+    size = -(-len(blocks) // MAX_PROGRESS_STEPS)
+    return [blocks[i : i + size] for i in range(0, len(blocks), size)]
+
+
+def _block_slices(chunks: tuple, index: tuple) -> tuple:
+    slices = []
+    for axis_chunks, i in zip(chunks, index):
+        start = int(sum(axis_chunks[:i]))
+        slices.append(slice(start, start + axis_chunks[i]))
+    return tuple(slices)
+
+
+def compute_all(op: registry.Operation, data: Any, params: dict, device: str | None = None) -> Iterator:
+    """Generator for a worker: resolve, build the lazy graph, compute it block batch by batch.
+
+    Yields ``("resolved", params)``, then ``("total", n)``, then ``("step", 1)``
+    after each batch (the points where a cancel takes effect); returns the
+    result with every dask array computed to a NumPy array.
+    """
+    import dask
+
+    resolved = op.resolve(data, params)
+    yield ("resolved", resolved)
+    lazy_in = data if _backend.is_dask(data) else _backend.as_dask(data, chunks=_frame_chunks(data, op.frame_ndim))
+    result = apply_resolved(op, lazy_in, resolved, device)
+    leaves = dict(result) if isinstance(result, dict) else {None: result}
+    plans = {key: _block_groups(value) for key, value in leaves.items() if _backend.is_dask(value)}
+    yield ("total", sum(len(groups) for groups in plans.values()))
+    computed = {}
+    for key, value in leaves.items():
+        if key not in plans:
+            computed[key] = _backend.to_numpy(value) if _backend.is_cupy(value) else value
+            continue
+        out = np.empty(value.shape, dtype=value.dtype)
+        for group in plans[key]:
+            parts = dask.compute(*[value.blocks[index] for index in group])
+            for index, part in zip(group, parts):
+                out[_block_slices(value.chunks, index)] = _backend.to_numpy(part)
+            yield ("step", 1)
+        computed[key] = out
+    return computed if isinstance(result, dict) else computed[None]
+
+
+# --- parameter controls ---------------------------------------------------------------------------
+def _parse_numbers(name: str, text: str, integer: bool, always_tuple: bool = False) -> Any:
+    """``"2"`` -> 2.0, ``"1, 2.5"`` -> (1.0, 2.5); a clear error naming the parameter otherwise."""
+    kind = int if integer else float
+    try:
+        values = tuple(kind(part) for part in text.replace(";", ",").split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"{name} must be a number or comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise ValueError(f"{name} needs a value")
+    return values if always_tuple or len(values) > 1 else values[0]
+
+
+def _format_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (tuple, list)):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+@dataclasses.dataclass
+class _Field:
+    """One parameter's control, with how to read and set its value."""
+
+    widget: Any
+    get: Callable[[], Any]
+    set: Callable[[Any], None]
+
+
+def _number_field(p: registry.Param, label: str) -> _Field:
+    integer = p.kind is int
+    limit = _INT_LIMIT if integer else _FLOAT_LIMIT
+    step = p.step or (1 if integer else 0.1)
+    low = -limit if p.low is None else p.low
+    if p.low is not None and not p.low_inclusive:
+        low = p.low + (1 if integer else 1e-4)
+    high = limit if p.high is None else p.high
+    default = p.default if isinstance(p.default, numbers.Real) and not isinstance(p.default, bool) else None
+    value = min(max(default if default is not None else max(low, 0), low), high)
+    cls = SpinBox if integer else FloatSpinBox
+    spin = cls(value=value, min=low, max=high, step=step, label=label)
+    if not integer:
+        spin.native.setDecimals(4)
+    return _Field(spin, lambda: spin.value, lambda v: setattr(spin, "value", v))
+
+
+def _text_field(p: registry.Param, label: str) -> _Field:
+    """Free text: per-axis numbers, sequences, strings or any YAML value; empty means None."""
+    edit = LineEdit(value=_format_value(p.default if p.default is not inspect.Parameter.empty else None),
+                    label=label)
+
+    def get() -> Any:
+        text = edit.value.strip()
+        if not text:
+            return None
+        if p.per_axis or p.kind is tuple:
+            return _parse_numbers(p.name, text, p.kind is int, always_tuple=p.kind is tuple)
+        if p.kind is str:
+            return text
+        return yaml.safe_load(text)
+
+    return _Field(edit, get, lambda v: setattr(edit, "value", _format_value(v)))
+
+
+def _optional(field: _Field, p: registry.Param, label: str) -> _Field:
+    """Add an "auto" check box: checked means None (the operation decides)."""
+    auto = CheckBox(value=p.default is None, text=_AUTO)
+    field.widget.label = ""
+    field.widget.enabled = not auto.value
+    auto.changed.connect(lambda checked: setattr(field.widget, "enabled", not checked))
+    box = Container(layout="horizontal", labels=False, widgets=[auto, field.widget], label=label)
+    box.margins = (0, 0, 0, 0)
+
+    def set_value(value: Any) -> None:
+        auto.value = value is None
+        if value is not None:
+            field.set(value)
+
+    return _Field(box, lambda: None if auto.value else field.get(), set_value)
+
+
+def _choice_field(p: registry.Param, label: str) -> _Field:
+    choices = [(str(c), c) for c in p.choices]
+    if p.optional:
+        choices.insert(0, (_AUTO, _AUTO))
+    default = _AUTO if p.default is None else p.default
+    combo = ComboBox(choices=choices, value=default if default in [c for _, c in choices] else choices[0][1],
+                     label=label)
+
+    def get() -> Any:
+        return None if p.optional and combo.value == _AUTO else combo.value
+
+    return _Field(combo, get, lambda v: setattr(combo, "value", _AUTO if v is None else v))
+
+
+def _bool_field(p: registry.Param, label: str) -> _Field:
+    box = CheckBox(value=bool(p.default) if isinstance(p.default, (bool, np.bool_)) else False, text=label)
+    return _Field(box, lambda: box.value, lambda v: setattr(box, "value", bool(v)))
+
+
+def _param_field(p: registry.Param, layer_choices: Callable) -> _Field:
+    label = p.label
+    if p.kind is registry.ImageRef:
+        combo = ComboBox(choices=layer_choices, nullable=p.optional, label=label)
+        return _Field(combo, lambda: combo.value, lambda v: setattr(combo, "value", v))
+    if p.choices is not None:
+        return _choice_field(p, label)
+    if p.kind is bool:
+        return _bool_field(p, label)
+    if p.kind in (int, float) and not p.per_axis:
+        field = _number_field(p, label)
+        return _optional(field, p, label) if p.optional else field
+    return _text_field(p, label)
+
+
+# --- the widget -----------------------------------------------------------------------------------
+@dataclasses.dataclass
+class _Job:
+    """Everything one run needs, collected in the main thread."""
+
+    layer: Any
+    data: Any
+    params: dict
+    refs: dict
+    device: str
+
+
+class OperationWidget(Container):
+    """Dock widget for one registry operation: choose a layer, set parameters, preview, run.
+
+    Parameters
+    ----------
+    operation : registry.Operation
+        The operation to expose.
+    napari_viewer : napari.Viewer
+        The viewer whose layers are read and to which results are added.
+    """
+
+    def __init__(self, operation: registry.Operation, napari_viewer: Any) -> None:
+        super().__init__(labels=True)
+        self.operation = operation
+        self.viewer = napari_viewer
+        self._worker = None
+        self._progress = None
+        self._cancelled = False
+        self._preview_names: list[str] = []
+        self._resolve_cache: tuple | None = None
+        self._tables: dict[str, Any] = {}
+
+        self.input = ComboBox(label="input", choices=self._input_choices)
+        self.fields = {p.name: _param_field(p, self._ref_choices) for p in operation.params}
+        self.device = ComboBox(label="device", choices=list(_backend.DEVICES), value="auto")
+        self.preview = CheckBox(text="Preview (current plane)", value=False)
+        self.lazy = CheckBox(text="lazy result (compute when shown)", value=False)
+        self.run_button = PushButton(text="Run on all")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.info = Label(value="")
+        self.extend(
+            [self.input, *(f.widget for f in self.fields.values()), self.device, self.preview, self.lazy,
+             Container(layout="horizontal", labels=False, widgets=[self.run_button, self.cancel_button]),
+             self.info]
+        )
+        self.tooltip = operation.summary
+        if operation.output not in _PREVIEW_OUTPUTS:
+            self.preview.enabled = False
+            self.preview.tooltip = "a table is made for the whole input; use Run on all"
+        if operation.output not in (*_layers.ARRAY_OUTPUTS, "images"):
+            self.lazy.enabled = False
+
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self._timer = QTimer()
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(PREVIEW_DELAY_MS)
+        self._timer.timeout.connect(self.update_preview)
+        self.changed.connect(self._schedule_preview)
+        self.viewer.dims.events.current_step.connect(self._schedule_preview)
+        for event in ("inserted", "removed", "moved"):
+            getattr(self.viewer.layers.events, event).connect(self._layers_changed)
+        for layer in self.viewer.layers:
+            layer.events.name.connect(self._layers_changed)
+        self.native.destroyed.connect(self._disconnect)
+        self.reset_choices()
+        active = self.viewer.layers.selection.active
+        if active is not None and active in [layer for _, layer in self._input_choices()]:
+            self.input.value = active
+
+    # --- layers -------------------------------------------------------------------------------
+    def _is_preview(self, layer: Any) -> bool:
+        return layer.name.endswith(" (preview)")
+
+    def _input_choices(self, *_: Any) -> list[tuple[str, Any]]:
+        layers = [layer for layer in self.viewer.layers if isinstance(layer, (Image, Labels))]
+        layers.sort(key=lambda layer: not isinstance(layer, Image))
+        return [(layer.name, layer) for layer in layers if not self._is_preview(layer)]
+
+    def _ref_choices(self, *_: Any) -> list[tuple[str, Any]]:
+        return self._input_choices()
+
+    def _layers_changed(self, event: Any = None) -> None:
+        if event is not None and getattr(event, "type", None) == "inserted":
+            event.value.events.name.connect(self._layers_changed)
+        self.reset_choices()
+
+    def _disconnect(self, *_: Any) -> None:
+        self._timer.stop()
+        self.viewer.dims.events.current_step.disconnect(self._schedule_preview)
+        for event in ("inserted", "removed", "moved"):
+            getattr(self.viewer.layers.events, event).disconnect(self._layers_changed)
+
+    # --- parameters ---------------------------------------------------------------------------
+    def set_params(self, **values: Any) -> None:
+        """Set parameter controls by name (``None`` means "auto" for optional parameters)."""
+        for name, value in values.items():
+            if name not in self.fields:
+                raise KeyError(f"{self.operation.name} has no parameter {name!r}")
+            self.fields[name].set(value)
+
+    def _job(self) -> _Job:
+        layer = self.input.value
+        if layer is None:
+            raise ValueError(f"{self.operation.title}: choose an input layer first")
+        values, refs = {}, {}
+        for p in self.operation.params:
+            value = self.fields[p.name].get()
+            if p.kind is registry.ImageRef and value is not None:
+                refs[p.name] = value.name
+                value = _layer_data(value)
+            values[p.name] = value
+        params = self.operation.bind(values)
+        return _Job(layer, _layer_data(layer), params, refs, self.device.value)
+
+    def _step(self, job: _Job) -> dict:
+        return self.operation.step(job.params, job.refs)
+
+    def _output_name(self, layer: Any) -> str:
+        return f"{layer.name} {self.operation.name}"
+
+    # --- preview ------------------------------------------------------------------------------
+    def _schedule_preview(self, *_: Any) -> None:
+        if self.preview.enabled and (self.preview.value or self._preview_names):
+            self._timer.start()
+
+    def _plane_index(self, layer: Any) -> tuple:
+        """Index of the frame the viewer shows, over the layer's batch axes."""
+        n_batch = layer.ndim - self.operation.frame_ndim
+        if n_batch <= 0:
+            return ()
+        point = np.asarray(layer.world_to_data(self.viewer.dims.point), dtype=float)
+        shape = _layer_data(layer).shape
+        return tuple(int(np.clip(np.round(c), 0, s - 1)) for c, s in zip(point[:n_batch], shape[:n_batch]))
+
+    def _resolved(self, job: _Job) -> dict:
+        """Resolved parameters, cached so scrolling planes never recomputes global statistics."""
+        if self.operation.prepare is None:
+            return dict(job.params)
+        key = (id(job.data), repr({k: (id(v) if hasattr(v, "shape") else v) for k, v in job.params.items()}))
+        if self._resolve_cache is None or self._resolve_cache[0] != key:
+            resolved = self.operation.resolve(job.data, job.params)
+            self._resolve_cache = (key, resolved)
+            self._show_resolved(job.params, resolved)
+        return self._resolve_cache[1]
+
+    def update_preview(self) -> None:
+        """Compute the operation on the plane the viewer shows into the preview layer(s)."""
+        self._timer.stop()
+        if not self.preview.value:
+            self._remove_preview()
+            return
+        try:
+            job = self._job()
+            index = self._plane_index(job.layer)
+            resolved = dict(self._resolved(job))
+            for p in self.operation.image_params:
+                ref = resolved.get(p.name)
+                if ref is not None and ref.ndim == job.data.ndim:
+                    resolved[p.name] = _backend.materialize(ref[index])
+            plane = _backend.materialize(job.data[index])
+            result = _materialized(apply_resolved(self.operation, plane, resolved, job.device))
+        except Exception as exc:  # shown in the widget; a preview must never break the viewer
+            self.info.value = f"preview: {exc}"
+            return
+        names = self._publish(job, result, preview=True)
+        for stale in set(self._preview_names) - set(names):
+            if stale in self.viewer.layers:
+                self.viewer.layers.remove(stale)
+        self._preview_names = names
+
+    def _remove_preview(self) -> None:
+        for name in self._preview_names:
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+        self._preview_names = []
+
+    # --- run on all ---------------------------------------------------------------------------
+    def run(self) -> None:
+        """Compute the result for the whole input (in a worker), or add it lazily."""
+        if self._worker is not None:
+            notifications.show_info(f"{self.operation.title} is already running")
+            return
+        try:
+            job = self._job()
+        except (TypeError, ValueError, KeyError) as exc:
+            self._fail(exc)
+            return
+        if self.lazy.value and self.lazy.enabled:
+            self._run_lazy(job)
+            return
+        self._cancelled = False
+        worker = thread_worker(compute_all, start_thread=False)(self.operation, job.data, job.params, job.device)
+        worker.yielded.connect(lambda message: self._on_yielded(job, message))
+        worker.returned.connect(lambda result: self._on_returned(job, result))
+        worker.errored.connect(self._fail)
+        worker.aborted.connect(lambda: setattr(self.info, "value", f"{self.operation.title}: cancelled"))
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.info.value = f"{self.operation.title}: running..."
+        worker.start()
+
+    def _run_lazy(self, job: _Job) -> None:
+        try:
+            resolved = self.operation.resolve(job.data, job.params)
+            self._show_resolved(job.params, resolved)
+            data = job.data
+            if not _backend.is_dask(data):
+                data = _backend.as_dask(data, chunks=_frame_chunks(data, self.operation.frame_ndim))
+            result = apply_resolved(self.operation, data, resolved, job.device)
+        except Exception as exc:
+            self._fail(exc)
+            return
+        self._publish(job, result)
+
+    def cancel(self) -> None:
+        """Stop the running computation after the current batch; nothing is added."""
+        if self._worker is None:
+            return
+        self._cancelled = True
+        self._worker.quit()
+        self.cancel_button.enabled = False
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    def _on_yielded(self, job: _Job, message: tuple) -> None:
+        kind, value = message
+        if kind == "resolved":
+            self._show_resolved(job.params, value)
+        elif kind == "total":
+            self._progress = progress(total=value, desc=f"{self.operation.title}")
+        elif self._progress is not None:
+            self._progress.update(value)
+
+    def _on_returned(self, job: _Job, result: Any) -> None:
+        if self._cancelled:
+            return
+        self._publish(job, result)
+        self.info.value = self.info.value.replace("running...", "done")
+
+    def _on_finished(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+        self._worker = None
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False
+
+    def _fail(self, exc: BaseException) -> None:
+        self.info.value = f"{self.operation.title} failed: {exc}"
+        notifications.show_error(f"{self.operation.title} failed: {exc}")
+
+    def _show_resolved(self, params: dict, resolved: dict) -> None:
+        changed = {
+            k: v for k, v in resolved.items()
+            if not hasattr(v, "shape") and params.get(k, object()) != v
+        }
+        if changed:
+            values = ", ".join(f"{k} = {_short(v)}" for k, v in changed.items())
+            self.info.value = f"{self.operation.name}: {values}"
+
+    # --- results -> layers --------------------------------------------------------------------
+    def _publish(self, job: _Job, result: Any, preview: bool = False) -> list[str]:
+        """Show ``result`` as layers (or a table, or text); returns the layer names used."""
+        op = self.operation
+        name = self._output_name(job.layer)
+        metadata = {} if preview else _layers.recorded_metadata(job.layer, self._step(job))
+        if op.output in (*_layers.ARRAY_OUTPUTS, "images"):
+            tuples = _layers.array_layers(op.output, result, job.layer, name, metadata)
+        elif op.output == "points":
+            tuples = [_layers.points_layer(result, job.layer, name, metadata)]
+        elif op.output == "table" and not preview:
+            self._show_table(job, name, result)
+            return []
+        else:
+            self._show_value(job, result, preview)
+            return []
+        names = []
+        for data, kwargs, layer_type in tuples:
+            if preview:
+                kwargs["name"] = f"{kwargs['name']} (preview)"
+            _layers.add_or_replace(self.viewer, data, kwargs, layer_type)
+            names.append(kwargs["name"])
+        return names
+
+    def _show_table(self, job: _Job, name: str, table: dict) -> None:
+        from .table import TableWidget, as_frame
+
+        frame = as_frame(table)
+        if isinstance(job.layer, Labels):
+            job.layer.features = frame.assign(index=frame["label"]) if "label" in frame else frame
+        widget = self._tables.get(name)
+        if widget is not None and widget.alive:
+            widget.set_table(frame)
+            return
+        widget = TableWidget(frame, title=name)
+        self._tables[name] = widget
+        self.viewer.window.add_dock_widget(widget, name=name, area="right")
+
+    def _show_value(self, job: _Job, result: Any, preview: bool) -> None:
+        text = f"{self.operation.name} = {_short(result)}"
+        self.info.value = f"{text} (current plane)" if preview else text
+        if self.operation.output == "transform" and not preview:
+            job.layer.metadata = {
+                **job.layer.metadata,
+                "stacklab_transform": {"step": self._step(job), "transform": result},
+            }
+
+
+def _layer_data(layer: Any) -> Any:
+    """The full-resolution array of a layer (level 0 of a multiscale pyramid)."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+def _materialized(result: Any) -> Any:
+    if isinstance(result, dict):
+        return {k: _materialized(v) for k, v in result.items()}
+    if _backend.is_dask(result) or _backend.is_cupy(result):
+        return _backend.materialize(result)
+    return result
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return f"{value:.6g}"
+    text = str(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+# --- npe2 entry points ----------------------------------------------------------------------------
+_FACTORIES: dict[str, type] = {}
+
+
+def _factory(op: registry.Operation) -> type:
+    """A dock-widget class for ``op``; napari passes the viewer as ``napari_viewer``."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        OperationWidget.__init__(self, registry.get(op.name), napari_viewer)
+
+    name = widget_factory_name(op.name)
+    return type(name, (OperationWidget,), {
+        "__init__": __init__,
+        "__module__": __name__,
+        "__qualname__": name,
+        "__doc__": f"{op.title}: {op.summary}",
+    })
+
+
+def __getattr__(name: str) -> Any:
+    for op in registry.operations():
+        if widget_factory_name(op.name) == name:
+            if name not in _FACTORIES:
+                _FACTORIES[name] = _factory(op)
+            return _FACTORIES[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *(widget_factory_name(op.name) for op in registry.operations())])
