@@ -1,9 +1,312 @@
 """Readers and writers. Knows nothing of napari.
 
 ``imread(path)`` returns an :class:`Image` (lazy dask data for anything large);
-``imwrite(path, image)`` writes TIFF keeping dtype, shape and pixel size.
+``imwrite(path, image)`` writes TIFF keeping dtype, shape, axis order and pixel size.
+
+Formats are looked up by file suffix in :data:`READERS` (``".tif"`` ->
+``"napari_stacklab.io._tiff:read_tiff"``); each reader is a function
+``reader(path, lazy: bool) -> list[Image]`` imported only when a file of its
+kind is opened. A folder of TIFF files, a glob pattern (``"data/t*.tif"``) or
+a list of paths reads as one stack.
+
+Examples
+--------
+>>> import numpy as np, tempfile, os
+>>> import napari_stacklab as sl
+>>> path = os.path.join(tempfile.mkdtemp(), "cells.tif")
+>>> img = sl.io.Image(np.zeros((4, 32, 32), np.uint16), scale=(2.0, 0.5, 0.5),
+...                   units=("s", "um", "um"), axis_labels=("t", "y", "x"))
+>>> sl.io.imwrite(path, img)
+>>> back = sl.io.imread(path)
+>>> back.shape, back.dtype.name, back.scale, back.units, back.axis_labels
+((4, 32, 32), 'uint16', (2.0, 0.5, 0.5), ('s', 'um', 'um'), ('t', 'y', 'x'))
 """
 
-from ._image import Image
+from __future__ import annotations
 
-__all__ = ["Image"]
+import glob
+import importlib
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ._image import Image
+from ._units import normalize_unit
+
+__all__ = [
+    "Image",
+    "imread",
+    "imread_all",
+    "imwrite",
+    "can_read",
+    "READERS",
+    "MAGIC",
+    "LAZY_THRESHOLD_BYTES",
+]
+
+#: Files (or folders) larger than this on disk are read lazily when ``lazy=None``.
+LAZY_THRESHOLD_BYTES = 256 * 2**20
+
+#: Lower-case suffix -> ``"module:function"`` with ``function(path, lazy: bool) -> list[Image]``.
+READERS: dict[str, str] = {
+    ".tif": "napari_stacklab.io._tiff:read_tiff",
+    ".tiff": "napari_stacklab.io._tiff:read_tiff",
+    ".ome.tif": "napari_stacklab.io._tiff:read_tiff",
+    ".ome.tiff": "napari_stacklab.io._tiff:read_tiff",
+    ".npy": "napari_stacklab.io._npy:read_npy",
+    ".zarr": "napari_stacklab.io._zarr:read_zarr",
+    **{suffix: "napari_stacklab.io._em:read_em" for suffix in (".dm3", ".dm4", ".mib", ".blo", ".emd", ".mrc", ".hspy", ".zspy")},
+}
+
+#: Lower-case suffix -> accepted leading bytes, for a cheap sniff before reading (suffixes
+#: missing here are accepted by name alone).
+MAGIC: dict[str, tuple[bytes, ...]] = {
+    ".tif": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
+    ".tiff": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
+    ".ome.tif": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
+    ".ome.tiff": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
+    ".npy": (b"\x93NUMPY",),
+}
+
+_FOLDER_READER = "napari_stacklab.io._stack:read_folder"
+_GLOB_READER = "napari_stacklab.io._stack:read_glob"
+_WRITABLE = (".tif", ".tiff")
+
+
+def imread(path: str | os.PathLike | Sequence, *, lazy: bool | None = None) -> Image:
+    """Read the first (or only) image of a file, folder, glob pattern or list of TIFFs.
+
+    Parameters
+    ----------
+    path : str, path-like or sequence of them
+        A file (``.tif``, ``.tiff``, ``.ome.tif``, ``.npy``, ``.zarr`` and the
+        suffixes in :data:`READERS`), a folder of same-shape TIFFs, a glob
+        pattern, or a list of TIFF files (stacked along a new first axis).
+    lazy : bool, optional
+        ``True``: dask data, whole planes per chunk, read-only memory maps
+        where the file allows; ``False``: NumPy in memory; ``None`` (default):
+        lazy when the data on disk exceed :data:`LAZY_THRESHOLD_BYTES`.
+
+    Returns
+    -------
+    Image
+        ``data`` of shape ``(..., M, N)`` and the file's dtype (never
+        rescaled), ``scale``/``units``/``axis_labels`` from the file's metadata
+        (1 and ``"pixel"`` where unknown), ``metadata["source"]`` = the path.
+
+    Raises
+    ------
+    FileNotFoundError
+        The path does not exist (or a pattern matches nothing).
+    ValueError
+        The format is unknown, or the file is not what its name says, is
+        truncated, or (stacks) one file differs in shape or dtype; the message
+        names the file.
+    """
+    return imread_all(path, lazy=lazy)[0]
+
+
+def imread_all(path: str | os.PathLike | Sequence, *, lazy: bool | None = None) -> list[Image]:
+    """Read every image (TIFF series, ...) of ``path``; see :func:`imread`."""
+    if lazy is not None and not isinstance(lazy, bool):
+        raise TypeError(f"lazy must be True, False or None, got {lazy!r}")
+    if isinstance(path, (list, tuple)):
+        from ._stack import stack_files
+
+        files = [str(p) for p in path]
+        if not files:
+            raise ValueError("path is an empty list")
+        for file in files:
+            _require_exists(file)
+        resolved = _resolve_lazy(lazy, files)
+        return [stack_files(files, lazy=resolved, source=files[0], name=Path(files[0]).parent.name or "stack")]
+    path = os.fspath(path)
+    reader, paths = _reader_for(path)
+    images = reader(path, _resolve_lazy(lazy, paths))
+    if not images:
+        raise ValueError(f"{path}: no image found")
+    return images
+
+
+def _reader_for(path: str) -> tuple[Callable, list[str]]:
+    """The reader function for ``path`` and the files whose size decides laziness."""
+    if not os.path.exists(path):
+        if glob.has_magic(path):
+            return _load(_GLOB_READER), glob.glob(path)
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    entry = _table_entry(path)
+    if os.path.isdir(path):
+        from ._stack import tiffs_in_folder
+        from ._zarr import is_zarr
+
+        if entry is not None or is_zarr(path):
+            return _load(entry or READERS[".zarr"]), [path]
+        return _load(_FOLDER_READER), tiffs_in_folder(path)
+    if entry is None:
+        known = ", ".join(sorted(READERS))
+        raise ValueError(f"{path}: unknown file format (readable suffixes: {known}; or a folder of TIFFs)")
+    return _load(entry), [path]
+
+
+def _table_entry(path: str) -> str | None:
+    suffix = _suffix(path, READERS)
+    return READERS.get(suffix) if suffix else None
+
+
+def _suffix(path: str, table: dict) -> str | None:
+    """The longest suffix of ``path`` (``.ome.tif`` before ``.tif``) that ``table`` knows."""
+    name = Path(path).name.lower()
+    matches = [suffix for suffix in table if name.endswith(suffix)]
+    return max(matches, key=len) if matches else None
+
+
+def _load(target: str) -> Callable:
+    module, _, function = target.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def _resolve_lazy(lazy: bool | None, paths: Sequence[str]) -> bool:
+    if lazy is not None:
+        return lazy
+    return _disk_size(paths) > LAZY_THRESHOLD_BYTES
+
+
+def _disk_size(paths: Sequence[str]) -> int:
+    total = 0
+    for path in paths:
+        if os.path.isdir(path):
+            for root, _, files in os.walk(path):
+                total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+        elif os.path.exists(path):
+            total += os.path.getsize(path)
+    return total
+
+
+def _require_exists(path: str) -> None:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file or folder")
+
+
+def can_read(path: Any) -> bool:
+    """True when :func:`imread` is expected to read ``path``; checks names and magic bytes only.
+
+    Never raises: a missing path, an unknown suffix, an empty file, a file
+    whose first bytes do not match its suffix, or a folder without TIFF files
+    all give ``False``.
+    """
+    try:
+        if isinstance(path, (list, tuple)):
+            return bool(path) and all(_can_read_file(os.fspath(p), tiff_only=True) for p in path)
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            from ._stack import tiffs_in_folder
+            from ._zarr import is_zarr
+
+            if is_zarr(path):
+                return True
+            if _table_entry(path) is not None and _suffix(path, READERS) != ".zarr":
+                return True  # a folder format another reader knows (e.g. a multi-file dataset)
+            return bool(tiffs_in_folder(path))
+        return _can_read_file(path, tiff_only=False)
+    except Exception:  # a sniffer must never raise
+        return False
+
+
+def _can_read_file(path: str, tiff_only: bool) -> bool:
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return False
+    suffix = _suffix(path, READERS)
+    if suffix is None or (tiff_only and READERS[suffix] != READERS[".tif"]):
+        return False
+    magic = MAGIC.get(suffix)
+    if not magic:
+        return True
+    with open(path, "rb") as fh:
+        head = fh.read(max(len(m) for m in magic))
+    return any(head.startswith(m) for m in magic)
+
+
+def imwrite(
+    path: str | os.PathLike,
+    image_or_array: Any,
+    *,
+    scale: Sequence[float] | None = None,
+    units: Sequence[str] | None = None,
+    axis_labels: Sequence[str] | None = None,
+    overwrite: bool = False,
+) -> None:
+    """Write an :class:`Image` or array to TIFF, keeping dtype, shape, axis order and pixel size.
+
+    ImageJ hyperstack when the data fit it (uint8, uint16 or float32; axes an
+    ordered subset of TZCYX ending in YX), else OME-TIFF (axes from T, Z, C,
+    Y, X; a ``.ome.tif`` name prefers it), else a plain TIFF with resolution
+    tags and scale/units/axis labels in its description; every form reads
+    back with :func:`imread`. Dask data are computed and written a chunk of
+    planes at a time, never whole.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.tif`` or ``.tiff`` file to create.
+    image_or_array : Image or array, shape ``(..., M, N)``
+        NumPy, dask or CuPy data (CuPy is copied to the host).
+    scale, units, axis_labels : sequence, optional
+        Override (or, for a bare array, give) the physical frame, one entry
+        per axis.
+    overwrite : bool
+        Replace an existing file. Even then, the file an Image was read from
+        (``metadata["source"]``) is never overwritten: its data may still be
+        memory-mapped from it.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False, or ``path`` is the image's source.
+    ValueError
+        Unsupported suffix, or per-axis values of the wrong length.
+    """
+    path = os.fspath(path)
+    if not path.lower().endswith(_WRITABLE):
+        raise ValueError(f"path must end in .tif or .tiff, got {path!r}")
+    if isinstance(image_or_array, Image):
+        image = image_or_array
+    else:
+        from .._validation import check_array
+
+        check_array(image_or_array, "image_or_array")
+        image = Image(image_or_array)
+    changes = {}
+    if scale is not None:
+        changes["scale"] = tuple(scale)
+    if units is not None:
+        changes["units"] = tuple(units)
+    if axis_labels is not None:
+        changes["axis_labels"] = tuple(axis_labels)
+    image = Image(
+        image.data,
+        scale=changes.get("scale", image.scale),
+        units=tuple(normalize_unit(u) for u in changes.get("units", image.units)),
+        axis_labels=changes.get("axis_labels", image.axis_labels),
+        translate=image.translate,
+        metadata=image.metadata,
+        name=image.name,
+    )
+    if image.ndim < 2:
+        raise ValueError(f"image must have at least 2 dimensions, got shape {image.shape}")
+    _refuse_source_overwrite(path, image.metadata)
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    from ._tiff import write_tiff
+
+    write_tiff(path, image, ome=Path(path).name.lower().endswith((".ome.tif", ".ome.tiff")))
+
+
+def _refuse_source_overwrite(path: str, metadata: dict) -> None:
+    sources = [metadata.get("source")] + list(metadata.get("files") or [])
+    target = os.path.realpath(path)
+    for source in sources:
+        if isinstance(source, (str, os.PathLike)) and os.path.realpath(os.fspath(source)) == target:
+            raise FileExistsError(
+                f"refusing to overwrite {path}: it is the file this image was read from "
+                "(its data may still be read from it); choose another file name"
+            )

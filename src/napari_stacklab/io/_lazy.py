@@ -1,0 +1,137 @@
+"""Lazy, picklable array views of files on disk, and how they are chunked for dask.
+
+A dask graph built from these objects holds only a path and a few numbers, so
+it pickles cheaply to dask.distributed workers; each worker opens the file on
+first access. Chunks always hold whole planes (several planes per chunk up to
+:data:`CHUNK_BYTES`), so no diffraction pattern or image plane is ever split.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+#: Largest chunk (bytes) a reader builds by grouping whole planes.
+CHUNK_BYTES = 64 * 2**20
+
+
+def plane_chunks(shape: Sequence[int], itemsize: int, frame_ndim: int = 2) -> tuple:
+    """Chunk sizes for ``shape``: whole frames, grouped along the last batch axis up to CHUNK_BYTES."""
+    shape = tuple(int(s) for s in shape)
+    frame_ndim = min(frame_ndim, len(shape))
+    n_batch = len(shape) - frame_ndim
+    frame_bytes = max(1, math.prod(shape[n_batch:]) * itemsize)
+    chunks = [1] * n_batch + list(shape[n_batch:])
+    budget = max(1, CHUNK_BYTES // frame_bytes)
+    # grow from the innermost batch axis outwards, keeping chunks contiguous in C order
+    for axis in range(n_batch - 1, -1, -1):
+        take = min(shape[axis], budget)
+        chunks[axis] = max(1, take)
+        if take < shape[axis]:
+            break
+        budget //= max(1, shape[axis])
+    return tuple(chunks)
+
+
+def to_dask(array_like: Any, frame_ndim: int = 2) -> Any:
+    """Wrap an array-like (memmap view, paged reader, zarr array) as dask with whole-plane chunks."""
+    import dask.array as da
+
+    chunks = plane_chunks(array_like.shape, np.dtype(array_like.dtype).itemsize, frame_ndim)
+    meta = np.empty((0,) * len(array_like.shape), dtype=array_like.dtype)
+    return da.from_array(array_like, chunks=chunks, meta=meta, asarray=True, lock=False, fancy=False)
+
+
+class MemmapArray:
+    """A read-only ``numpy.memmap`` of contiguous raw data inside a file, opened on first access.
+
+    Pickles as (path, offset, shape, dtype, order), never as the data.
+    """
+
+    def __init__(self, path: str, offset: int, shape: Sequence[int], dtype: Any, order: str = "C"):
+        self.path = str(path)
+        self.offset = int(offset)
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        self.order = order
+        self.ndim = len(self.shape)
+        self._map = None
+
+    def open(self) -> np.memmap:
+        if self._map is None:
+            self._map = np.memmap(
+                self.path, dtype=self.dtype, mode="r", offset=self.offset, shape=self.shape, order=self.order
+            )
+        return self._map
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return self.open()[key]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        data = self.open()
+        return data if dtype is None else data.astype(dtype)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_map": None}
+
+    def __repr__(self) -> str:
+        return f"MemmapArray({self.path!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+class PagedArray:
+    """An array whose leading (batch) axes index pages read on demand by ``read_pages``.
+
+    ``read_pages(handle, indices) -> ndarray (len(indices), *frame_shape)`` reads
+    the listed flat page indices from ``handle = opener()``. The handle is
+    opened once per process and shared between threads under a lock; it is
+    not pickled.
+    """
+
+    def __init__(
+        self,
+        opener: Callable[[], Any],
+        read_pages: Callable[[Any, list], np.ndarray],
+        shape: Sequence[int],
+        dtype: Any,
+        frame_ndim: int,
+    ):
+        self.opener = opener
+        self.read_pages = read_pages
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(self.shape)
+        self.frame_ndim = frame_ndim
+        self._handle = None
+        self._lock = threading.Lock()
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis or k is None for k in key):
+            raise IndexError("PagedArray supports integer and slice indexing only")
+        key = key + (slice(None),) * (self.ndim - len(key))
+        n_batch = self.ndim - self.frame_ndim
+        batch_shape = self.shape[:n_batch]
+        ranges = [np.arange(size)[k] for size, k in zip(batch_shape, key[:n_batch])]
+        grids = np.meshgrid(*[np.atleast_1d(r) for r in ranges], indexing="ij")
+        flat = np.ravel_multi_index([g.ravel() for g in grids], batch_shape) if n_batch else np.zeros(1, int)
+        with self._lock:
+            if self._handle is None:
+                self._handle = self.opener()
+            planes = self.read_pages(self._handle, [int(i) for i in flat])
+        out_batch = tuple(np.atleast_1d(r).size for r in ranges)
+        planes = planes.reshape(out_batch + planes.shape[1:])[(Ellipsis,) + key[n_batch:]]
+        squeeze = tuple(i for i, k in enumerate(key[:n_batch]) if not isinstance(k, slice))
+        return planes.squeeze(axis=squeeze) if squeeze else planes
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_handle"] = None
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()

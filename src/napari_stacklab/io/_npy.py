@@ -1,0 +1,50 @@
+"""NumPy ``.npy`` files: np.load without pickles; lazy reads are read-only memory maps."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ._image import Image
+from ._lazy import MemmapArray, to_dask
+
+NPY_MAGIC = (b"\x93NUMPY",)
+
+
+def read_npy(path: str, lazy: bool) -> list[Image]:
+    """Read a ``.npy`` array (never unpickles; object arrays are refused)."""
+    path = str(path)
+    shape, fortran, dtype, offset = _header(path)
+    if dtype.hasobject:
+        raise ValueError(
+            f"{path}: holds a pickled object array (dtype {dtype}); refusing to unpickle it, "
+            "save plain numeric arrays instead"
+        )
+    if lazy and len(shape) > 0:
+        data = to_dask(MemmapArray(path, offset, shape, dtype, order="F" if fortran else "C"))
+    else:
+        try:
+            data = np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            raise ValueError(f"{path}: cannot read .npy file ({exc})") from exc
+    if data.ndim == 0:
+        raise ValueError(f"{path}: holds a scalar, not an image")
+    return [Image(data, name=Path(path).name.split(".")[0], metadata={"source": path, "format": "npy"})]
+
+
+def _header(path: str) -> tuple:
+    fmt = np.lib.format
+    try:
+        with open(path, "rb") as fh:
+            version = fmt.read_magic(fh)
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, fortran, dtype = read(fh)
+            offset = fh.tell()
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{path}: not a valid .npy file ({exc})") from exc
+    size = os.path.getsize(path)
+    if not dtype.hasobject and offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > size:
+        raise ValueError(f"{path}: truncated file: the header promises shape {shape} {dtype}")
+    return shape, fortran, dtype, offset

@@ -1,0 +1,416 @@
+"""TIFF, ImageJ hyperstack and OME-TIFF: reading (eager or lazy) and writing with pixel sizes."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ._image import Image
+from ._lazy import MemmapArray, PagedArray, to_dask
+from ._units import LENGTH_IN_UM, OME_SYMBOL, OME_TIME, normalize_unit
+
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+# tifffile axis codes -> axis labels; anything else becomes "axis<i>"
+_AXIS_LABELS = {"T": "t", "Z": "z", "C": "c", "Y": "y", "X": "x", "S": "s"}
+_IMAGEJ_ORDER = "tzcyx"
+_OME_LABELS = {"t": "T", "z": "Z", "c": "C", "y": "Y", "x": "X"}
+# resolution unit code -> micrometres per unit (1 = NONE: no physical meaning)
+_RESOLUTION_UNIT_UM = {2: 25400.0, 3: 1e4, 4: 1e3, 5: 1.0}
+# an inch resolution at a screen default says nothing about the specimen
+_SCREEN_DPI = (72.0, 96.0)
+
+
+def read_tiff(path: str | os.PathLike, lazy: bool) -> list[Image]:
+    """Read every image series of a TIFF file (plain, multi-page, ImageJ, OME, tifffile-shaped)."""
+    import tifffile
+
+    path = str(path)
+    with _TifffileComplaints() as complaints:
+        try:
+            tif = tifffile.TiffFile(path)
+        except Exception as exc:  # tifffile raises TiffFileError, ValueError, struct.error ...
+            raise ValueError(f"{path}: not a readable TIFF file ({exc})") from exc
+        series_list = [s for s in tif.series if s.shape and math.prod(s.shape) > 0]
+    if complaints.fatal:
+        tif.close()
+        raise ValueError(f"{path}: truncated or corrupted TIFF file ({complaints.fatal[0]})")
+    with tif:
+        if not series_list:
+            raise ValueError(f"{path}: the TIFF file contains no image data")
+        images = []
+        for index, series in enumerate(series_list):
+            frame = _physical_frame(tif, series, index)
+            data = _series_data(path, tif, series, index, lazy)
+            name = Path(path).name.split(".")[0] + (f" [{index}]" if len(series_list) > 1 else "")
+            metadata = {"source": path, "format": frame.pop("format"), "axes": series.axes, "series": index}
+            metadata.update(frame.pop("extra"))
+            images.append(Image(data, name=name, metadata=metadata, **frame))
+        return images
+
+
+class _TifffileComplaints(logging.Handler):
+    """Collect what tifffile logs while parsing: it skips unreadable pages instead of raising."""
+
+    FATAL = ("invalid page offset", "failed to reshape", "corrupted", "truncated")
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.fatal: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if any(word in message for word in self.FATAL):
+            self.fatal.append(message)
+
+    def __enter__(self) -> "_TifffileComplaints":
+        logging.getLogger("tifffile").addHandler(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        logging.getLogger("tifffile").removeHandler(self)
+
+
+def _series_data(path: str, tif: Any, series: Any, index: int, lazy: bool) -> Any:
+    file_size = os.path.getsize(path)
+    page_shape, n_pages = _page_layout(series)
+    _check_not_truncated(path, series, file_size)
+    if not lazy:
+        try:
+            return series.asarray()
+        except Exception as exc:
+            raise ValueError(f"{path}: cannot decode image series {index} ({exc})") from exc
+    if series.dataoffset is not None and not series.is_multifile:
+        dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
+        return to_dask(MemmapArray(path, series.dataoffset, series.shape, dtype), frame_ndim=len(page_shape))
+    if page_shape is None:
+        # pages do not tile the series (tiled volumes, odd layouts): one delayed read of the series
+        import dask
+        import dask.array as da
+
+        read = dask.delayed(_read_series, pure=True)(path, index)
+        return da.from_delayed(read, shape=series.shape, dtype=series.dtype, meta=np.empty((0,) * series.ndim, series.dtype))
+    paged = PagedArray(
+        functools.partial(_open_tiff, path),
+        functools.partial(_read_tiff_pages, series=index, frame_shape=page_shape),
+        series.shape,
+        series.dtype,
+        frame_ndim=len(page_shape),
+    )
+    return to_dask(paged, frame_ndim=len(page_shape))
+
+
+def _page_layout(series: Any) -> tuple[tuple | None, int]:
+    """The trailing axes of ``series`` one page holds, and the number of pages."""
+    page_size = series.keyframe.size
+    shape = tuple(series.shape)
+    for n in range(1, len(shape) + 1):
+        if math.prod(shape[-n:]) == page_size:
+            return shape[-n:], math.prod(shape[:-n])
+        if math.prod(shape[-n:]) > page_size:
+            break
+    return None, 0
+
+
+def _check_not_truncated(path: str, series: Any, file_size: int) -> None:
+    if getattr(series, "is_truncated", False):
+        return  # ImageJ files over 4 GiB: tifffile knows where the data really are
+    if series.dataoffset is not None:
+        end = series.dataoffset + series.nbytes
+    else:
+        pages = series.pages
+        last = pages[len(pages) - 1] if len(pages) else None
+        offsets = getattr(last, "dataoffsets", ()) if last is not None else ()
+        counts = getattr(last, "databytecounts", ()) if last is not None else ()
+        end = max((o + c for o, c in zip(offsets, counts)), default=0)
+    if end > file_size:
+        raise ValueError(
+            f"{path}: truncated file: image data end at byte {end} but the file has only {file_size} bytes"
+        )
+
+
+def _open_tiff(path: str) -> Any:
+    import tifffile
+
+    return tifffile.TiffFile(path)
+
+
+def _read_tiff_pages(tif: Any, indices: list, *, series: int, frame_shape: tuple) -> np.ndarray:
+    data = tif.asarray(series=series, key=indices)
+    return np.asarray(data).reshape((len(indices),) + tuple(frame_shape))
+
+
+def _read_series(path: str, index: int) -> np.ndarray:
+    import tifffile
+
+    return tifffile.imread(path, series=index)
+
+
+# ---------------------------------------------------------------- metadata
+
+
+def _physical_frame(tif: Any, series: Any, index: int) -> dict:
+    axes = series.axes
+    labels = _labels_from_axes(axes)
+    scale = [1.0] * len(axes)
+    units = ["pixel"] * len(axes)
+    translate = [0.0] * len(axes)
+    extra: dict = {}
+    fmt = "tiff"
+    shaped = tif.shaped_metadata[index] if tif.is_shaped and index < len(tif.shaped_metadata or ()) else None
+    if shaped and isinstance(shaped.get("stacklab"), dict):
+        stored = shaped["stacklab"]
+        if all(len(stored.get(k, ())) == len(axes) for k in ("scale", "units", "axis_labels")):
+            return {
+                "scale": tuple(stored["scale"]),
+                "units": tuple(normalize_unit(u) for u in stored["units"]),
+                "axis_labels": tuple(stored["axis_labels"]),
+                "translate": tuple(stored.get("translate", translate)),
+                "format": fmt,
+                "extra": {},
+            }
+    if tif.is_imagej:
+        fmt = "imagej"
+        ij = tif.imagej_metadata or {}
+        extra["imagej"] = {k: v for k, v in ij.items() if isinstance(v, (str, int, float, bool))}
+        _apply_resolution(tif.pages[0], axes, scale, units, ij_unit=ij.get("unit"), ij_yunit=ij.get("yunit"))
+        if "Z" in axes and ij.get("spacing"):
+            i = axes.index("Z")
+            scale[i] = float(ij["spacing"])
+            units[i] = normalize_unit(ij.get("zunit", ij.get("unit", "pixel")))
+        if "T" in axes and ij.get("finterval"):
+            i = axes.index("T")
+            scale[i] = float(ij["finterval"])
+            units[i] = normalize_unit(ij.get("tunit", "s"))
+    elif tif.is_ome:
+        fmt = "ome"
+        _apply_ome(tif.ome_metadata, index, axes, scale, units)
+        extra["ome_xml"] = tif.ome_metadata
+    else:
+        _apply_resolution(tif.pages[0], axes, scale, units)
+    return {
+        "scale": tuple(scale),
+        "units": tuple(units),
+        "axis_labels": labels,
+        "translate": tuple(translate),
+        "format": fmt,
+        "extra": extra,
+    }
+
+
+def _labels_from_axes(axes: str) -> tuple:
+    labels = []
+    for i, code in enumerate(axes):
+        label = _AXIS_LABELS.get(code, f"axis{i}")
+        labels.append(label if label not in labels else f"{label}{i}")
+    return tuple(labels)
+
+
+def _apply_resolution(page: Any, axes: str, scale: list, units: list, ij_unit=None, ij_yunit=None) -> None:
+    """Pixel size from the X/YResolution tags (pixels per unit) of a plain or ImageJ TIFF."""
+    try:
+        res_x, res_y = (float(r) for r in page.resolution)
+        res_unit = int(page.resolutionunit)
+    except Exception:  # missing or malformed tags: pixel size unknown
+        return
+    if not (res_x > 0 and res_y > 0):
+        return
+    if ij_unit is not None:
+        unit_x = normalize_unit(ij_unit)
+        unit_y = normalize_unit(ij_yunit) if ij_yunit else unit_x
+        if unit_x == "pixel" and (res_x, res_y) == (1.0, 1.0):
+            return
+        pairs = (("X", 1 / res_x, unit_x), ("Y", 1 / res_y, unit_y))
+    else:
+        per_unit = _RESOLUTION_UNIT_UM.get(res_unit)
+        if per_unit is None or (res_unit == 2 and res_x == res_y and res_x in _SCREEN_DPI):
+            return
+        pairs = (("X", per_unit / res_x, "um"), ("Y", per_unit / res_y, "um"))
+    for code, size, unit in pairs:
+        if code in axes:
+            scale[axes.index(code)] = float(size)
+            units[axes.index(code)] = unit
+
+
+def _apply_ome(xml: str, index: int, axes: str, scale: list, units: list) -> None:
+    try:
+        root = ElementTree.fromstring(xml)
+    except ElementTree.ParseError:
+        return
+    images = [el for el in root if el.tag.endswith("}Image") or el.tag == "Image"]
+    if index >= len(images):
+        return
+    pixels = next((el for el in images[index] if el.tag.endswith("Pixels")), None)
+    if pixels is None:
+        return
+    for code, size_key, unit_key, default in (
+        ("X", "PhysicalSizeX", "PhysicalSizeXUnit", "µm"),
+        ("Y", "PhysicalSizeY", "PhysicalSizeYUnit", "µm"),
+        ("Z", "PhysicalSizeZ", "PhysicalSizeZUnit", "µm"),
+        ("T", "TimeIncrement", "TimeIncrementUnit", "s"),
+    ):
+        if code in axes and pixels.get(size_key):
+            try:
+                scale[axes.index(code)] = float(pixels.get(size_key))
+            except ValueError:
+                continue
+            units[axes.index(code)] = normalize_unit(pixels.get(unit_key, default))
+
+
+# ---------------------------------------------------------------- writing
+
+
+def write_tiff(path: str, image: Image, *, ome: bool | None = None) -> None:
+    """Write ``image`` as ImageJ, OME or tifffile-shaped TIFF, whichever keeps all its metadata.
+
+    ImageJ for uint8/uint16/float32 data whose axes are an ordered subset of
+    TZCYX ending in YX with one length unit for X and Y; otherwise OME-TIFF
+    when the axes are T/Z/C/Y/X with OME units; otherwise a plain TIFF with
+    resolution tags and the full frame in its JSON description. ``ome=True``
+    (a ``.ome.tif`` name) prefers OME over ImageJ.
+    """
+    import tifffile
+
+    from .. import _backend
+
+    data = image.data
+    shape = tuple(int(s) for s in data.shape)
+    dtype = np.dtype(data.dtype)
+    kwargs = None
+    if not ome:
+        kwargs = _imagej_kwargs(image)
+    if kwargs is None:
+        kwargs = _ome_kwargs(image)
+    if kwargs is None:
+        kwargs = _shaped_kwargs(image)
+    if dtype == np.bool_:
+        kwargs = _shaped_kwargs(image)
+    frames = _planes(data, _backend) if _backend.is_dask(data) else np.ascontiguousarray(_backend.to_numpy(data))
+    bigtiff = shape and math.prod(shape) * dtype.itemsize > 2**32 - 2**25 and not kwargs.get("imagej")
+    tifffile.imwrite(
+        path,
+        frames,
+        shape=shape if _backend.is_dask(data) else None,
+        dtype=dtype if _backend.is_dask(data) else None,
+        bigtiff=bool(bigtiff),
+        **kwargs,
+    )
+
+
+def _planes(data: Any, backend: Any) -> Iterator[np.ndarray]:
+    """Yield the 2-D planes of a dask array in C order, computing one chunk of planes at a time."""
+    frame = tuple(data.shape[-2:])
+    flat = data.reshape((-1,) + frame) if data.ndim > 2 else data[None]
+    flat = flat.rechunk({1: -1, 2: -1})
+    for block in flat.blocks:
+        planes = backend.materialize(block)
+        yield from planes
+
+
+def _yx(image: Image) -> tuple[int, int] | None:
+    labels = image.axis_labels
+    if image.ndim < 2 or labels[-2:] != ("y", "x"):
+        return None
+    return image.ndim - 2, image.ndim - 1
+
+
+def _imagej_kwargs(image: Image) -> dict | None:
+    labels = image.axis_labels
+    if np.dtype(image.dtype) not in (np.uint8, np.uint16, np.float32) or image.ndim > 5:
+        return None
+    if _yx(image) is None or any(label not in _IMAGEJ_ORDER for label in labels):
+        return None
+    if list(labels) != sorted(labels, key=_IMAGEJ_ORDER.index):
+        return None
+    units = dict(zip(labels, image.units))
+    scale = dict(zip(labels, image.scale))
+    translate = dict(zip(labels, image.translate))
+    if any(v != 0.0 for v in translate.values()):
+        return None
+    if "c" in scale and (scale["c"] != 1.0 or units["c"] != "pixel"):
+        return None
+    if units["x"] != units["y"] or (units["x"] == "pixel" and (scale["x"], scale["y"]) != (1.0, 1.0)):
+        return None
+    metadata: dict = {"axes": "".join(labels).upper()}
+    if units["x"] != "pixel":
+        metadata["unit"] = units["x"]
+    if "z" in labels:
+        if units["z"] != units["x"] and units["z"] != "pixel":
+            metadata["zunit"] = units["z"]
+        elif units["z"] == "pixel" and units["x"] != "pixel" and scale["z"] != 1.0:
+            return None
+        metadata["spacing"] = scale["z"]
+    if "t" in labels:
+        if units["t"] == "pixel" and scale["t"] != 1.0:
+            return None
+        if units["t"] != "pixel":
+            metadata["finterval"] = scale["t"]
+            metadata["tunit"] = units["t"]
+    return {"imagej": True, "resolution": (1.0 / scale["x"], 1.0 / scale["y"]), "metadata": metadata}
+
+
+def _ome_kwargs(image: Image) -> dict | None:
+    labels = image.axis_labels
+    if _yx(image) is None or any(label not in _OME_LABELS for label in labels) or image.ndim > 5:
+        return None
+    if np.dtype(image.dtype).kind not in "iuf" or np.dtype(image.dtype).itemsize > 8:
+        return None
+    if any(v != 0.0 for v in image.translate):
+        return None
+    metadata: dict = {"axes": "".join(_OME_LABELS[label] for label in labels)}
+    for label, size, unit in zip(labels, image.scale, image.units):
+        if unit == "pixel":
+            if size != 1.0:
+                return None
+            continue
+        if label == "c":
+            return None
+        if label == "t":
+            if unit not in OME_TIME:
+                return None
+            metadata["TimeIncrement"] = size
+            metadata["TimeIncrementUnit"] = OME_SYMBOL[unit]
+        elif unit in LENGTH_IN_UM:
+            key = f"PhysicalSize{label.upper()}"
+            metadata[key] = size
+            metadata[key + "Unit"] = OME_SYMBOL[unit]
+        else:
+            return None
+    return {"ome": True, "photometric": "minisblack", "metadata": metadata}
+
+
+def _shaped_kwargs(image: Image) -> dict:
+    kwargs: dict = {
+        "photometric": "minisblack",
+        "metadata": {
+            "stacklab": {
+                "scale": list(image.scale),
+                "units": list(image.units),
+                "axis_labels": list(image.axis_labels),
+                "translate": list(image.translate),
+            }
+        },
+    }
+    yx = _yx(image)
+    if yx is not None and image.units[-1] in LENGTH_IN_UM and image.units[-2] in LENGTH_IN_UM:
+        # pixels per centimetre, for viewers that read only the resolution tags
+        per_cm = [LENGTH_IN_UM["cm"] / (image.scale[i] * LENGTH_IN_UM[image.units[i]]) for i in (yx[1], yx[0])]
+        kwargs["resolution"] = tuple(per_cm)
+        kwargs["resolutionunit"] = "CENTIMETER"
+    return kwargs
+
+
+def is_tiff(path: str) -> bool:
+    """True when ``path`` starts with a TIFF or BigTIFF signature (never raises)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) in TIFF_MAGIC
+    except OSError:
+        return False
