@@ -1,27 +1,57 @@
-"""Thresholding and labeling of images and stacks.
+"""Thresholding, labeling and watershed of images, stacks and volumes.
 
 Global thresholds are computed **once** (from the whole stack or one chosen
 plane) and then applied lazily, so scrolling a lazy result never rescans the
-stack.
+stack. Local thresholds are per-frame filters with a halo. Labeling works
+frame by frame (``mode="2d"``: each plane of a time lapse labeled on its own,
+lazily) or on volumes (``mode="3d"``). Labels are ``int32``.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 import numpy as np
 
 from . import _backend
-from ._validation import check_choice, check_ndim, check_real
-from .registry import Range, operation
+from ._backend import get_namespace, skimage_module
+from ._validation import check_choice, check_ndim, check_real, float_dtype
+from .lift import map_frames
+from .registry import ImageRef, Range, operation
 
-__all__ = ["threshold", "threshold_value", "THRESHOLD_METHODS"]
+__all__ = [
+    "threshold",
+    "threshold_value",
+    "THRESHOLD_METHODS",
+    "threshold_multiotsu",
+    "threshold_local",
+    "threshold_niblack",
+    "threshold_sauvola",
+    "label",
+    "watershed",
+    "expand_labels",
+]
 
 #: Automatic threshold methods, by name -> ``skimage.filters`` function.
-THRESHOLD_METHODS = {"otsu": "threshold_otsu"}
+THRESHOLD_METHODS = {
+    "otsu": "threshold_otsu",
+    "li": "threshold_li",
+    "yen": "threshold_yen",
+    "triangle": "threshold_triangle",
+    "isodata": "threshold_isodata",
+    "mean": "threshold_mean",
+    "minimum": "threshold_minimum",
+}
+#: Methods whose scikit-image function accepts a histogram (``hist=``).
+_HIST_METHODS = ("otsu", "yen", "isodata", "minimum")
 _NBINS = 256
 
+ThresholdMethod = Literal["otsu", "li", "yen", "triangle", "isodata", "mean", "minimum", "manual"]
+Mode = Literal["2d", "3d"]
 
+
+# --------------------------------------------------------------------------- helpers
 def _plane(image: Any, plane: int | None) -> Any:
     """The frame ``plane`` of a stack, counting frames in C order over the batch axes."""
     if plane is None or image.ndim == 2:
@@ -33,6 +63,74 @@ def _plane(image: Any, plane: int | None) -> Any:
     return image[np.unravel_index(plane % n_frames, batch_shape)]
 
 
+def frame_ndim_for(image: Any, mode: str) -> int:
+    """Frame dimensionality for ``mode`` ("2d" planes or "3d" volumes), checked against ``image``."""
+    check_choice("mode", mode, ("2d", "3d"))
+    frame_ndim = 2 if mode == "2d" else 3
+    if image.ndim < frame_ndim:
+        raise ValueError(f"mode={mode!r} needs an image with at least {frame_ndim} axes, got shape {tuple(image.shape)}")
+    return frame_ndim
+
+
+def check_connectivity(connectivity: int | None, frame_ndim: int) -> None:
+    if connectivity is not None and not 1 <= connectivity <= frame_ndim:
+        raise ValueError(f"connectivity must be between 1 and {frame_ndim} for {frame_ndim}-D frames, got {connectivity}")
+
+
+def _histogram(sample: Any) -> tuple[np.ndarray, np.ndarray] | float:
+    """256-bin histogram ``(counts, centers)`` of a dask array, or its value if constant."""
+    da = _backend.dask_module()
+    low, high = _backend.materialize(da.stack([sample.min(), sample.max()]).astype(np.float64))
+    if low == high:
+        return float(low)
+    counts, edges = da.histogram(sample, bins=_NBINS, range=(low, high))
+    counts = _backend.materialize(counts)
+    return counts, (edges[:-1] + edges[1:]) / 2
+
+
+def _triangle_from_hist(counts: np.ndarray, centers: np.ndarray) -> float:
+    """scikit-image's triangle algorithm on a histogram (it has no ``hist=`` argument)."""
+    counts = counts.astype(np.float64)
+    nbins = len(counts)
+    peak = int(np.argmax(counts))
+    low, high = np.flatnonzero(counts)[[0, -1]]
+    if low == high:
+        return float(centers[low])
+    flip = peak - low < high - peak
+    if flip:
+        counts = counts[::-1]
+        low = nbins - high - 1
+        peak = nbins - peak - 1
+    width = peak - low
+    x = np.arange(width)
+    norm = np.sqrt(counts[peak] ** 2 + width**2)
+    length = counts[peak] / norm * x - width / norm * counts[x + low]
+    level = int(np.argmax(length)) + low
+    return float(centers[nbins - level - 1 if flip else level])
+
+
+def _li_from_hist(counts: np.ndarray, centers: np.ndarray) -> float:
+    """Li's minimum cross-entropy iteration on a histogram (as scikit-image does for integers)."""
+    weights = counts.astype(np.float64)
+    offset = centers[0]
+    values = centers - offset
+    tolerance = (centers[1] - centers[0]) / 2
+    t_next = float(np.average(values, weights=weights))
+    t_curr = -2 * tolerance
+    while abs(t_next - t_curr) > tolerance:
+        t_curr = t_next
+        fore = values > t_curr
+        if not weights[fore].any() or not weights[~fore].any():
+            break
+        mean_fore = np.average(values[fore], weights=weights[fore])
+        mean_back = np.average(values[~fore], weights=weights[~fore])
+        if mean_back == 0:
+            break
+        t_next = (mean_back - mean_fore) / (np.log(mean_back) - np.log(mean_fore))
+    return float(t_next + offset)
+
+
+# --------------------------------------------------------------------------- global thresholds
 def threshold_value(image: Any, *, method: str = "otsu", plane: int | None = None) -> float:
     """Compute an automatic threshold once, over the whole stack or one plane.
 
@@ -41,7 +139,8 @@ def threshold_value(image: Any, *, method: str = "otsu", plane: int | None = Non
     image : array, shape ``(..., M, N)``
         NumPy, CuPy or dask array of real values.
     method : str
-        One of :data:`THRESHOLD_METHODS`.
+        One of :data:`THRESHOLD_METHODS`: ``"otsu"``, ``"li"``, ``"yen"``,
+        ``"triangle"``, ``"isodata"``, ``"mean"``, ``"minimum"``.
     plane : int, optional
         Use only this frame (C-order index over the batch axes); ``None`` uses
         every pixel of the stack.
@@ -50,8 +149,13 @@ def threshold_value(image: Any, *, method: str = "otsu", plane: int | None = Non
     -------
     float
         The threshold, in the units of ``image``. In-memory input gives exactly
-        scikit-image's value; dask input uses a 256-bin histogram of the whole
-        stack (two passes, no more), so it agrees to within one bin width.
+        scikit-image's value. Dask input is scanned twice at most, never
+        loaded whole: ``"mean"`` is exact; ``"otsu"``, ``"yen"``,
+        ``"isodata"`` and ``"minimum"`` pass a 256-bin histogram of the stack to
+        scikit-image (``hist=``); ``"triangle"`` and ``"li"`` run
+        scikit-image's algorithm on that histogram. Histogram-based values
+        agree with the in-memory ones to within about one bin width
+        ``(max - min) / 256``.
 
     Examples
     --------
@@ -64,17 +168,20 @@ def threshold_value(image: Any, *, method: str = "otsu", plane: int | None = Non
     check_real(image)
     check_choice("method", method, THRESHOLD_METHODS)
     sample = _plane(image, plane)
-    func = getattr(_backend.skimage_module(sample, "filters"), THRESHOLD_METHODS[method])
     if not _backend.is_dask(sample):
+        func = getattr(skimage_module(sample, "filters"), THRESHOLD_METHODS[method])
         return float(_backend.materialize(func(sample)))
-    da = _backend.dask_module()
-    low, high = _backend.materialize(da.stack([sample.min(), sample.max()]).astype(np.float64))
-    if low == high:
-        return float(low)
-    counts, edges = da.histogram(sample, bins=_NBINS, range=(low, high))
-    counts = _backend.materialize(counts)
-    centers = (edges[:-1] + edges[1:]) / 2
-    return float(func(hist=(counts, centers)))
+    if method == "mean":
+        return float(_backend.materialize(sample.mean(dtype=np.float64)))
+    hist = _histogram(sample)
+    if isinstance(hist, float):
+        return hist
+    if method == "triangle":
+        return _triangle_from_hist(*hist)
+    if method == "li":
+        return _li_from_hist(*hist)
+    func = getattr(skimage_module(np.empty(0), "filters"), THRESHOLD_METHODS[method])
+    return float(func(hist=hist))
 
 
 def _resolve_threshold(image: Any, *, method: str, value: float | None, plane: int | None) -> dict:
@@ -90,7 +197,7 @@ def _resolve_threshold(image: Any, *, method: str, value: float | None, plane: i
 def threshold(
     image,
     *,
-    method: Literal["otsu", "manual"] = "otsu",
+    method: ThresholdMethod = "otsu",
     value: float | None = None,
     plane: Annotated[int, Range(None, None)] | None = None,
 ):
@@ -100,7 +207,7 @@ def threshold(
     ----------
     image : array, shape ``(..., M, N)``
         Image or stack of real values.
-    method : {"otsu", "manual"}
+    method : {"otsu", "li", "yen", "triangle", "isodata", "mean", "minimum", "manual"}
         ``"manual"`` uses ``value``; the others compute it once with
         :func:`threshold_value` over the whole stack, or over frame ``plane``.
     value : float, optional
@@ -122,3 +229,385 @@ def threshold(
     [[False, False], [True, True]]
     """
     return image > value
+
+
+def _resolve_multiotsu(image: Any, *, classes: int, plane: int | None, thresholds: tuple | None) -> dict:
+    check_real(image)
+    if thresholds is not None:
+        if len(thresholds) != classes - 1 or list(thresholds) != sorted(thresholds):
+            raise ValueError(f"thresholds must be {classes - 1} increasing values for classes={classes}, got {thresholds}")
+        return {"classes": classes, "plane": plane, "thresholds": tuple(float(t) for t in thresholds)}
+    sample = _plane(image, plane)
+    if _backend.is_dask(sample):
+        hist = _histogram(sample)
+        if isinstance(hist, float):
+            raise ValueError(f"the image is constant ({hist}); it cannot be split into {classes} classes")
+        found = skimage_module(np.empty(0), "filters").threshold_multiotsu(classes=classes, hist=hist)
+    else:
+        found = skimage_module(sample, "filters").threshold_multiotsu(sample, classes=classes)
+    return {"classes": classes, "plane": plane, "thresholds": tuple(float(t) for t in _backend.materialize(found))}
+
+
+@operation(menu="segment", output="labels", dtype="labels", prepare=_resolve_multiotsu, vectorized=True)
+def threshold_multiotsu(
+    image,
+    *,
+    classes: Annotated[int, Range(2, 6)] = 3,
+    plane: Annotated[int, Range(None, None)] | None = None,
+    thresholds: tuple[float, ...] | None = None,
+):
+    """Split intensities into ``classes`` classes with multi-level Otsu thresholds.
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N)``
+        Image or stack of real values.
+    classes : int
+        Number of classes (2 to 6).
+    plane : int, optional
+        Frame the thresholds are computed from (C-order index over the batch
+        axes); ``None`` uses the whole stack.
+    thresholds : tuple of float, optional
+        ``classes - 1`` increasing thresholds to use instead of computing them.
+        They are computed once (exactly scikit-image's values in memory, from
+        a 256-bin histogram for dask input).
+
+    Returns
+    -------
+    array of int32, shape ``(..., M, N)``
+        Class index ``0 .. classes - 1`` of each pixel: class ``k`` holds
+        ``thresholds[k-1] < value <= thresholds[k]``, so a pixel equal to a
+        threshold falls in the lower class, as with :func:`threshold`; no halo.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.repeat([[0, 10, 50, 60, 100, 110]], 4, axis=0).astype(np.uint8)
+    >>> threshold_multiotsu(img, classes=3)[0].tolist()
+    [0, 0, 1, 1, 2, 2]
+    """
+    xp, _ = get_namespace(image)
+    return xp.digitize(image, xp.asarray(thresholds), right=True).astype(np.int32)
+
+
+# --------------------------------------------------------------------------- local thresholds
+def _check_odd(name: str, value: int) -> None:
+    if value % 2 == 0:
+        raise ValueError(f"{name} must be odd, got {value}")
+
+
+def _local_halo(block_size: int, **_: Any) -> int:
+    # gaussian: sigma = (block_size - 1) / 6, truncated at 4 sigma; mean/median: block_size // 2
+    return max(block_size // 2, math.ceil(4 * (block_size - 1) / 6) + 1)
+
+
+def _validate_block(image: Any, **params: Any) -> dict:
+    _check_odd("block_size", params["block_size"])
+    return params
+
+
+@operation(menu="segment", output="mask", dtype="bool", halo=_local_halo, prepare=_validate_block)
+def threshold_local(
+    image,
+    *,
+    block_size: Annotated[int, Range(3, 1001)] = 35,
+    method: Literal["gaussian", "mean", "median"] = "gaussian",
+    offset: float = 0.0,
+    mode: Literal["reflect", "nearest", "mirror", "wrap", "constant"] = "reflect",
+):
+    """Adaptive mask: pixels brighter than their neighbourhood's weighted mean minus ``offset``.
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N)``
+        Image or stack; each frame is thresholded on its own.
+    block_size : int
+        Odd side of the neighbourhood in pixels.
+    method : {"gaussian", "mean", "median"}
+        Neighbourhood statistic (``"gaussian"``: sigma ``(block_size - 1) / 6``).
+    offset : float
+        Subtracted from the local statistic (image units).
+    mode : str
+        How frames are extended past their border.
+
+    Returns
+    -------
+    array of bool, shape ``(..., M, N)``
+        ``image > skimage.filters.threshold_local(image, ...)``. Halo:
+        ``max(block_size // 2, ceil(4 (block_size - 1) / 6) + 1)`` pixels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ramp = np.tile(np.arange(20.0), (20, 1)); ramp[10, 10] += 5
+    >>> bool(threshold_local(ramp, block_size=5, offset=1)[10, 10])
+    True
+    """
+    filters = skimage_module(image, "filters")
+    return image > filters.threshold_local(image, block_size, method=method, offset=offset, mode=mode)
+
+
+def _window_halo(window_size: int, **_: Any) -> int:
+    return window_size // 2 + 1
+
+
+def _validate_window(image: Any, **params: Any) -> dict:
+    _check_odd("window_size", params["window_size"])
+    return params
+
+
+@operation(menu="segment", output="mask", dtype="bool", halo=_window_halo, prepare=_validate_window)
+def threshold_niblack(
+    image,
+    *,
+    window_size: Annotated[int, Range(3, 1001)] = 15,
+    k: Annotated[float, Range(-10, 10)] = 0.2,
+):
+    """Niblack local mask: ``image > mean - k * std`` over a sliding window.
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N)``
+        Image or stack; each frame is thresholded on its own.
+    window_size : int
+        Odd side of the window in pixels.
+    k : float
+        Weight of the local standard deviation.
+
+    Returns
+    -------
+    array of bool, shape ``(..., M, N)``
+        ``image > skimage.filters.threshold_niblack(image, window_size, k)``;
+        halo ``window_size // 2 + 1`` pixels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.zeros((15, 15)); img[7, 7] = 10
+    >>> int(threshold_niblack(img, window_size=5).sum())
+    1
+    """
+    filters = skimage_module(image, "filters")
+    return image > filters.threshold_niblack(image, window_size=window_size, k=k)
+
+
+@operation(menu="segment", output="mask", dtype="bool", halo=_window_halo, prepare=_validate_window)
+def threshold_sauvola(
+    image,
+    *,
+    window_size: Annotated[int, Range(3, 1001)] = 15,
+    k: Annotated[float, Range(-10, 10)] = 0.2,
+    r: Annotated[float, Range(0, None, low_inclusive=False)] | None = None,
+):
+    """Sauvola local mask: ``image > mean * (1 + k (std / r - 1))`` over a sliding window.
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N)``
+        Image or stack; each frame is thresholded on its own.
+    window_size : int
+        Odd side of the window in pixels.
+    k : float
+        Weight of the local standard deviation.
+    r : float, optional
+        Dynamic range of the standard deviation; ``None`` uses half the range
+        of the input dtype, as scikit-image does (1 for floats, 127.5 for uint8).
+
+    Returns
+    -------
+    array of bool, shape ``(..., M, N)``
+        ``image > skimage.filters.threshold_sauvola(image, window_size, k, r)``;
+        halo ``window_size // 2 + 1`` pixels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> page = np.full((15, 15), 200, np.uint8); page[7, 7] = 20   # one dark ink dot
+    >>> int((~threshold_sauvola(page, window_size=5)).sum())
+    1
+    """
+    filters = skimage_module(image, "filters")
+    return image > filters.threshold_sauvola(image, window_size=window_size, k=k, r=r)
+
+
+# --------------------------------------------------------------------------- labels
+def _label_frame(frame: Any, *, connectivity: int | None) -> Any:
+    labels = skimage_module(frame, "measure").label(frame != 0, connectivity=connectivity)
+    return labels.astype(np.int32, copy=False)
+
+
+@operation(menu="segment", output="labels", dtype="labels", lift=False)
+def label(
+    image,
+    *,
+    mode: Mode = "2d",
+    connectivity: Annotated[int, Range(1, 3)] | None = None,
+):
+    """Connected components of a mask (every non-zero pixel is foreground).
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N)``
+        Mask, labels or any image (non-zero = foreground).
+    mode : {"2d", "3d"}
+        ``"2d"`` labels every plane ``(M, N)`` on its own (labels are unique
+        within a frame; lazy per frame for dask, e.g. a time lapse);
+        ``"3d"`` labels volumes ``(P, M, N)`` (the last three axes).
+    connectivity : int, optional
+        Neighbours counted as connected: 1 (faces) up to the frame
+        dimensionality (full, the default).
+
+    Returns
+    -------
+    array of int32, shape ``(..., M, N)``
+        0 is background, objects are 1, 2, ... in raster order (as
+        ``skimage.measure.label``). Whole frames per chunk, no halo.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mask = np.array([[1, 1, 0, 0], [0, 0, 0, 1], [1, 0, 0, 1]], bool)
+    >>> label(mask).tolist()
+    [[1, 1, 0, 0], [0, 0, 0, 2], [3, 0, 0, 2]]
+    """
+    frame_ndim = frame_ndim_for(image, mode)
+    check_connectivity(connectivity, frame_ndim)
+    return map_frames(_label_frame, image, frame_ndim=frame_ndim, dtype=np.int32, connectivity=connectivity)
+
+
+def _markers_from_peaks(surface: Any, min_distance: int, labels: Any | None) -> Any:
+    """Label image with one marker per local maximum of ``surface`` (adjacent peaks merged)."""
+    xp, ndi = get_namespace(surface)
+    coords = skimage_module(surface, "feature").peak_local_max(surface, min_distance=min_distance, labels=labels)
+    peaks = xp.zeros(surface.shape, dtype=bool)
+    peaks[tuple(coords.T)] = True
+    return ndi.label(peaks)[0]
+
+
+def _watershed_frame(frame: Any, markers: Any = None, *, landscape: str, min_distance: int, compactness: float, watershed_line: bool) -> Any:
+    xp, ndi = get_namespace(frame)
+    if landscape == "distance":
+        mask = frame != 0
+        distance = ndi.distance_transform_edt(mask)
+        if markers is None:
+            markers = _markers_from_peaks(distance, min_distance, ndi.label(mask)[0])
+        surface = -distance
+    else:
+        mask = None
+        surface = frame
+        if markers is None:
+            markers = _markers_from_peaks(-frame.astype(float_dtype(frame.dtype)), min_distance, None)
+    labels = skimage_module(frame, "segmentation").watershed(
+        surface, markers, mask=mask, compactness=compactness, watershed_line=watershed_line
+    )
+    return labels.astype(np.int32, copy=False)
+
+
+def _watershed_pairs(block: Any, marker_block: Any, frame_ndim: int, params: dict) -> Any:
+    """Eager watershed of every frame of ``block`` with the matching frame of ``marker_block``."""
+    xp, _ = get_namespace(block)
+    out = xp.empty(block.shape, dtype=np.int32)
+    for index in np.ndindex(*block.shape[: block.ndim - frame_ndim]):
+        out[index] = _watershed_frame(block[index], marker_block[index], **params)
+    return out
+
+
+@operation(menu="segment", output="labels", dtype="labels", lift=False)
+def watershed(
+    image,
+    *,
+    markers: ImageRef | None = None,
+    landscape: Literal["distance", "intensity"] = "distance",
+    min_distance: Annotated[int, Range(1, 1000)] = 5,
+    compactness: Annotated[float, Range(0, None)] = 0.0,
+    watershed_line: bool = False,
+    mode: Mode = "2d",
+):
+    """Split touching objects by flooding from markers.
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N)``
+        With ``landscape="distance"``: a mask (non-zero = foreground), flooded
+        on its negated Euclidean distance transform, so touching round objects
+        are cut at their necks. With ``landscape="intensity"``: an image whose
+        dark valleys are flooded (e.g. a gradient magnitude); every pixel is
+        assigned.
+    markers : array of int, optional
+        Seed labels, shape of one frame (used for every frame) or of ``image``;
+        e.g. from :func:`napari_stacklab.measure.points_to_markers`. ``None``
+        places one marker per distance maximum (``"distance"``) or intensity
+        minimum (``"intensity"``) at least ``min_distance`` pixels apart.
+    landscape : {"distance", "intensity"}
+        What is flooded (see ``image``).
+    min_distance : int
+        Minimum distance in pixels between automatic markers.
+    compactness : float
+        0 for the classic watershed; larger values give more regular regions.
+    watershed_line : bool
+        Keep a one-pixel background line between regions.
+    mode : {"2d", "3d"}
+        Planes ``(M, N)`` or volumes ``(P, M, N)``.
+
+    Returns
+    -------
+    array of int32, shape ``(..., M, N)``
+        Labels; whole frames per chunk, no halo.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> yy, xx = np.mgrid[:40, :60]
+    >>> mask = ((yy - 20) ** 2 + (xx - 18) ** 2 < 144) | ((yy - 20) ** 2 + (xx - 40) ** 2 < 144)
+    >>> int(watershed(mask, min_distance=8).max())
+    2
+    """
+    frame_ndim = frame_ndim_for(image, mode)
+    params = {"landscape": landscape, "min_distance": min_distance, "compactness": compactness, "watershed_line": watershed_line}
+    if markers is None or markers.ndim == frame_ndim:
+        if markers is not None and tuple(markers.shape) != tuple(image.shape[-frame_ndim:]):
+            raise ValueError(f"markers must have the shape of a frame or of image, got {tuple(markers.shape)} for image {tuple(image.shape)}")
+        if markers is not None:
+            markers = _backend.materialize(markers) if _backend.is_dask(markers) else markers
+        return map_frames(_watershed_frame, image, frame_ndim=frame_ndim, dtype=np.int32, markers=markers, **params)
+    if tuple(markers.shape) != tuple(image.shape):
+        raise ValueError(f"markers must have the shape of a frame or of image, got {tuple(markers.shape)} for image {tuple(image.shape)}")
+    if not (_backend.is_dask(image) or _backend.is_dask(markers)):
+        return _watershed_pairs(image, markers, frame_ndim, params)
+    whole = {axis: -1 for axis in range(image.ndim - frame_ndim, image.ndim)}
+    image = _backend.as_dask(image).rechunk(whole)
+    markers = _backend.as_dask(markers).rechunk(image.chunks)
+    return image.map_blocks(
+        _watershed_pairs, markers, frame_ndim, params, dtype=np.int32, meta=_backend.empty_like_meta(image, np.int32)
+    )
+
+
+@operation(menu="segment", output="labels", dtype="labels", halo=lambda distance, **_: math.ceil(distance) + 1)
+def expand_labels(
+    image,
+    *,
+    distance: Annotated[float, Range(0, 1000)] = 1.0,
+):
+    """Grow every label by ``distance`` pixels into the background, without overlap.
+
+    Parameters
+    ----------
+    image : array of int, shape ``(..., M, N)``
+        Labels; each frame is expanded on its own.
+    distance : float
+        Euclidean growth distance in pixels.
+
+    Returns
+    -------
+    array of int32, shape ``(..., M, N)``
+        ``skimage.segmentation.expand_labels``; halo ``ceil(distance) + 1``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> row = np.array([[0, 1, 0, 0, 0, 2, 0]])
+    >>> expand_labels(row, distance=1).tolist()
+    [[1, 1, 1, 0, 2, 2, 2]]
+    """
+    labels = skimage_module(image, "segmentation").expand_labels(image, distance=distance)
+    return labels.astype(np.int32, copy=False)
