@@ -1,0 +1,270 @@
+"""Run a recipe over many files: lazily, on all local cores or on a dask.distributed cluster.
+
+Each input is opened lazily with :func:`napari_stacklab.io.imread`, the
+recipe builds its lazy graph (:meth:`Recipe.run`), and every result is
+written chunk by chunk, so no dataset has to fit in memory. All zarr outputs
+are written in **one** dask computation, so the scheduler overlaps reading,
+computing and writing across files.
+
+Outputs are named ``<out_dir>/<input stem>.zarr`` (or ``.tif``); an operation
+that returns several images (``output="images"``, e.g. centre of mass) gives
+one output per image, ``<stem>_<name>.zarr``. Existing outputs are **never
+overwritten**: they are skipped with a :class:`SkippedOutputWarning`, so
+re-running an interrupted batch resumes it. Metadata travel with every output:
+
+- zarr: an OME-NGFF ``multiscales`` block (axis names and units, scale,
+  translation: read back by :func:`napari_stacklab.io.imread`) plus the
+  ``stacklab`` provenance (the recipe steps, the source file, the version) in
+  the group attributes;
+- TIFF: scale, units and axis labels inside the TIFF (``io.imwrite``) and the
+  provenance in a sidecar ``<name>.tif.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, Literal, Sequence
+
+import numpy as np
+
+from . import _backend
+from .io import Image, imread
+from .recipe import PROVENANCE_KEY, Recipe, provenance
+
+__all__ = ["run_batch", "SkippedOutputWarning", "FORMATS"]
+
+FORMATS = ("zarr", "tiff")
+_SUFFIX = {"zarr": ".zarr", "tiff": ".tif"}
+
+
+class SkippedOutputWarning(UserWarning):
+    """An output already existed, so its input was not processed again."""
+
+
+def run_batch(
+    recipe: Recipe | str | os.PathLike,
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    fmt: Literal["zarr", "tiff"] = "zarr",
+    scheduler: str | None = None,
+    progress: bool = True,
+) -> list[Path]:
+    """Apply ``recipe`` to every file in ``inputs`` and write one result per input (per image).
+
+    Parameters
+    ----------
+    recipe : Recipe or path
+        The steps, or a recipe YAML file.
+    inputs : sequence of path
+        Files (or folders) :func:`napari_stacklab.io.imread` reads.
+    out_dir : path
+        Folder for the results (created if needed).
+    fmt : {"zarr", "tiff"}
+        Output format.
+    scheduler : None, "local" or str
+        ``None``: dask's threaded scheduler in this process. ``"local"``: a
+        ``distributed.LocalCluster`` of threads started for this batch (its
+        dashboard shows the work). Any other string: the address of a running
+        dask.distributed scheduler (``"tcp://10.0.0.5:8786"``); its workers
+        must see the input and output paths.
+    progress : bool
+        Show a progress bar (``dask.diagnostics.ProgressBar`` or
+        ``distributed.progress``).
+
+    Returns
+    -------
+    list of Path
+        Every output path, in input order, including outputs that already
+        existed and were skipped.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``fmt``, no inputs, or two inputs that would write the same output.
+    FileNotFoundError
+        An input does not exist (checked before anything runs).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from napari_stacklab import Recipe
+    >>> folder = tempfile.mkdtemp()
+    >>> np.save(os.path.join(folder, "a.npy"), np.eye(16, dtype=np.float32))
+    >>> rec = Recipe(steps=[{"op": "gaussian", "params": {"sigma": 1}}])
+    >>> outs = run_batch(rec, [os.path.join(folder, "a.npy")], os.path.join(folder, "out"), progress=False)
+    >>> [p.name for p in outs]
+    ['a.zarr']
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+    if not isinstance(recipe, Recipe):
+        recipe = Recipe.load(recipe)
+    inputs = [Path(p) for p in inputs]
+    if not inputs:
+        raise ValueError("inputs is empty: give at least one file")
+    for path in inputs:
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file or folder")
+    stems = [_stem(p) for p in inputs]
+    clashes = sorted({s for s in stems if stems.count(s) > 1})
+    if clashes:
+        raise ValueError(f"several inputs would write the same output name(s) {clashes}; rename them")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    outputs: list[Path] = []
+    pending: list[tuple[Path, Image]] = []
+    for path, stem in zip(inputs, stems):
+        for name, image in _results(recipe, imread(path, lazy=True)):
+            target = out_dir / (f"{stem}_{name}" if name else stem)
+            target = target.with_name(target.name + _SUFFIX[fmt])
+            outputs.append(target)
+            if target.exists():
+                warnings.warn(f"{target} exists; skipping it (delete it to recompute)", SkippedOutputWarning,
+                              stacklevel=2)
+            else:
+                pending.append((target, image))
+    with _scheduler(scheduler):
+        if fmt == "zarr":
+            _compute([_zarr_store(target, image) for target, image in pending], progress)
+        else:
+            for target, image in pending:
+                with _progress_bar(progress, scheduler):
+                    _write_tiff(target, image)
+    return outputs
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".ome.tiff", ".ome.tif"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _results(recipe: Recipe, image: Image) -> Iterator[tuple[str, Image]]:
+    """``(name, Image)`` per array the recipe returns: one, or one per entry of an ``images`` dict."""
+    result = recipe.run(image.data)
+    meta = provenance(image.metadata, recipe.steps, source=image.name)
+    last_op = recipe.steps[-1]["op"] if recipe.steps else ""
+    for name, data in (result.items() if isinstance(result, dict) else [("", result)]):
+        if not hasattr(data, "ndim"):
+            raise ValueError(f"the recipe returns a {type(data).__name__}, not an image: it cannot be written")
+        frame = {key: getattr(image, key)[_shared_axes(image, data, last_op)]
+                 for key in ("scale", "units", "axis_labels", "translate")}
+        yield name, Image(data, metadata=meta, name=f"{image.name} {name or 'recipe'}",
+                          **(frame if len(frame["scale"]) == data.ndim else {}))
+
+
+def _shared_axes(image: Image, data: Any, last_op: str) -> slice:
+    """The input axes a result kept: all, the leading ones (a virtual detector image of a scan) or
+    the trailing ones (a pattern reduced over the scan); an empty slice when it cannot tell."""
+    n = data.ndim
+    leading, trailing = slice(0, n), slice(image.ndim - n, image.ndim)
+    shape = tuple(data.shape)
+    if n == image.ndim:
+        return slice(None)
+    if last_op.endswith("_pattern") and image.shape[trailing] == shape:
+        return trailing
+    if image.shape[leading] == shape:
+        return leading
+    if image.shape[trailing] == shape:
+        return trailing
+    return slice(0, 0)
+
+
+def _json_safe(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=lambda v: v.tolist() if isinstance(v, np.ndarray) else str(v)))
+
+
+def _attrs(image: Image) -> dict:
+    axes = [{"name": label, **({"unit": unit} if unit != "pixel" else {})}
+            for label, unit in zip(image.axis_labels, image.units)]
+    transforms = [{"type": "scale", "scale": list(image.scale)},
+                  {"type": "translation", "translation": list(image.translate)}]
+    metadata = {k: v for k, v in image.metadata.items() if k not in (PROVENANCE_KEY, "original_metadata")}
+    return _json_safe({
+        "multiscales": [{"version": "0.4", "name": image.name, "axes": axes,
+                         "datasets": [{"path": "0", "coordinateTransformations": transforms}]}],
+        PROVENANCE_KEY: image.metadata.get(PROVENANCE_KEY, {}),
+        "metadata": metadata,
+    })
+
+
+def _zarr_store(target: Path, image: Image) -> Any:
+    """Create the zarr group with its attributes; return the lazy write of its array ``0``."""
+    import zarr
+
+    da = _backend.dask_module()
+    data = _backend.to_numpy(_backend.as_dask(image.data))
+    data = data.rechunk(tuple(max(c) for c in data.chunks))  # zarr needs regular chunks
+    group = zarr.open_group(str(target), mode="w-")
+    group.attrs.update(_attrs(image))
+    return da.to_zarr(data, str(target), component="0", compute=False)
+
+
+def _write_tiff(target: Path, image: Image) -> None:
+    from .io import imwrite
+
+    imwrite(target, Image(_backend.to_numpy(image.data), scale=image.scale, units=image.units,
+                          axis_labels=image.axis_labels, translate=image.translate, name=image.name))
+    sidecar = target.with_name(target.name + ".json")
+    sidecar.write_text(json.dumps(_attrs(image), indent=2), encoding="utf-8")
+
+
+@contextlib.contextmanager
+def _scheduler(scheduler: str | None):
+    """dask's threaded scheduler, a LocalCluster for this batch, or a client of a running cluster."""
+    if scheduler is None:
+        import dask
+
+        with dask.config.set(scheduler="threads"):
+            yield None
+        return
+    if not isinstance(scheduler, str):
+        raise TypeError(f"scheduler must be None, 'local' or a scheduler address, got {scheduler!r}")
+    from distributed import Client, LocalCluster
+
+    if scheduler == "local":
+        with LocalCluster(processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
+            yield client
+    else:
+        with Client(scheduler) as client:
+            yield client
+
+
+def _compute(tasks: list, progress: bool) -> None:
+    if not tasks:
+        return
+    import dask
+
+    try:
+        from distributed import get_client, progress as distributed_progress
+
+        client = get_client()
+    except (ImportError, ValueError):
+        client = None
+    if client is None:
+        with _progress_bar(progress, None):
+            dask.compute(*tasks)
+        return
+    futures = client.compute(tasks)
+    if progress:
+        distributed_progress(futures)
+    client.gather(futures)
+
+
+@contextlib.contextmanager
+def _progress_bar(progress: bool, scheduler: str | None):
+    if progress and scheduler is None:
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar():
+            yield
+    else:
+        yield
