@@ -1,0 +1,48 @@
+"""Registration: transforms from points, ECC, phase correlation; drift correction; resampling.
+
+Every method returns a :class:`Transform` mapping **fixed-image** pixel
+coordinates to **moving-image** pixel coordinates, in ``(row, col)`` (napari's)
+axis order; :func:`warp` resamples the moving image onto the fixed grid with
+it, and :meth:`Transform.to_napari_affine` overlays the moving layer on the
+fixed one in napari without resampling::
+
+    import napari_stacklab as sl
+    t = sl.register.from_points(fixed_pts, moving_pts, model="similarity", robust=True)
+    t = sl.register.ecc(fixed, moving, model="affine", initial=t)      # refine
+    aligned = sl.register.warp(moving, t, output_shape=fixed.shape)
+    shifts = sl.register.drift(stack, upsample=20)                      # (T, 2)
+    other = sl.register.apply_drift(other_channel, shifts)             # lazy for dask
+
+Registry operations (napari menu, recipes): ``drift_correct``,
+``align_stack`` and ``similarity_map``. Functions that take or return a
+Transform (``ecc``, ``from_points``, ``warp``) are not registry operations
+(a Transform is no recipe parameter); the napari registration tools call them.
+"""
+
+from ._ecc import ECC_MODELS, ECCError, ecc
+from ._phasecorr import phase_correlation
+from ._points import from_points, min_pairs
+from ._similarity import similarity_map, similarity_score
+from ._stack import REFERENCES, align_stack, apply_drift, drift, drift_correct, stack_transforms
+from ._transform import MODELS, Transform
+from ._warp import warp
+
+__all__ = [
+    "Transform",
+    "MODELS",
+    "ECC_MODELS",
+    "ECCError",
+    "REFERENCES",
+    "from_points",
+    "min_pairs",
+    "ecc",
+    "phase_correlation",
+    "drift",
+    "apply_drift",
+    "stack_transforms",
+    "warp",
+    "similarity_map",
+    "similarity_score",
+    "drift_correct",
+    "align_stack",
+]
