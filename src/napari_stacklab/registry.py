@@ -60,7 +60,7 @@ MENUS = {
 }
 
 #: Modules whose import declares operations (``napari_stacklab.<name>``).
-FAMILIES = ("filters", "segment", "stem", "morphology", "measure", "denoise", "phase", "register")
+FAMILIES = ("filters", "segment", "stem", "morphology", "measure", "denoise", "phase", "register", "preprocess")
 
 OUTPUT_KINDS = ("image", "labels", "mask", "images", "table", "transform", "points", "value")
 """What an operation returns. ``"images"`` is a dict ``{name: array}`` (e.g.

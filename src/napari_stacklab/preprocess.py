@@ -1,0 +1,654 @@
+"""Background and defect correction, and geometry (resize, bin, rotate, flip, polar), frame by frame.
+
+Every operation takes an image or a stack ``(..., M, N)`` (NumPy, dask or
+CuPy) and treats leading axes (time, z, channel, scan position) as
+independent frames; dask input stays lazy.
+
+Geometry operations that change the frame size change the **pixel size**:
+after ``rescale(factor=2)`` a pixel covers half the distance. A napari widget
+or a recipe should scale the output layer accordingly (divide the frame-axis
+``scale`` by the factor; :func:`output_scale` computes it).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal, Sequence
+
+import numpy as np
+
+from . import _backend
+from ._backend import get_namespace, skimage_module
+from ._validation import check_ndim, check_number, float_dtype
+from .registry import ImageRef, Range, operation
+
+__all__ = [
+    "subtract_background",
+    "remove_hot_pixels",
+    "inpaint",
+    "rescale",
+    "resize",
+    "bin_pixels",
+    "rotate",
+    "flip",
+    "rot90",
+    "warp_polar",
+    "line_profile",
+    "output_scale",
+]
+
+WarpMode = Literal["constant", "edge", "symmetric", "reflect", "wrap"]
+
+
+def _as_float(image):
+    return image.astype(float_dtype(image.dtype), copy=False)
+
+
+def _pair(value) -> tuple:
+    return tuple(value) if isinstance(value, tuple) else (value, value)
+
+
+def output_scale(scale: Sequence[float], in_frame: Sequence[int], out_frame: Sequence[int]) -> tuple[float, ...]:
+    """Pixel size after a geometry operation changed the frame from ``in_frame`` to ``out_frame``.
+
+    Parameters
+    ----------
+    scale : sequence of float
+        Pixel size of every axis of the input (napari layer ``scale``).
+    in_frame, out_frame : sequence of int
+        Frame shape ``(M, N)`` before and after.
+
+    Returns
+    -------
+    tuple of float
+        The new ``scale``: batch axes unchanged, frame axes ``scale * in / out``.
+
+    Examples
+    --------
+    >>> output_scale((2.0, 0.5, 0.5), (100, 80), (50, 40))
+    (2.0, 1.0, 1.0)
+    """
+    scale = tuple(float(s) for s in scale)
+    n = len(in_frame)
+    frame = tuple(s * i / o for s, i, o in zip(scale[-n:], in_frame, out_frame))
+    return scale[:-n] + frame
+
+
+# --------------------------------------------------------------------------- background and defects
+
+
+def _background_halo(method, radius, **_):
+    return 2 * radius
+
+
+@operation(menu="filter", halo=_background_halo)
+def subtract_background(
+    image,
+    *,
+    method: Literal["rolling_ball", "tophat"] = "rolling_ball",
+    radius: Annotated[int, Range(1, 1000)] = 50,
+):
+    """Remove a smooth, uneven background (illumination, autofluorescence) from each frame.
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N)``
+        Image or stack with bright objects on a darker background.
+    method : {"rolling_ball", "tophat"}
+        ``"rolling_ball"``: the background is where a ball of ``radius``
+        rolled under the intensity surface touches it
+        (``skimage.restoration.rolling_ball``; CPU only).
+        ``"tophat"``: white top-hat, i.e. the image minus its grey opening
+        with a disk of ``radius`` (fast, GPU-capable).
+    radius : int
+        Radius in pixels; larger than the objects to keep.
+
+    Returns
+    -------
+    array, shape ``(..., M, N)``
+        float32 (float64 for float64 input): image minus background, in the
+        units of the input (counts kept, never rescaled). The halo is
+        ``2 * radius``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.full((20, 20), 500, np.uint16); img[9:11, 9:11] += 100   # a spot on a background
+    >>> out = subtract_background(img, method="tophat", radius=3)
+    >>> float(out[10, 10]), float(out[0, 0])
+    (100.0, 0.0)
+    """
+    frame = _as_float(image)
+    if method == "tophat":
+        xp, ndi = get_namespace(image)
+        footprint = xp.asarray(skimage_module(np.empty(0), "morphology").disk(radius), dtype=bool)
+        return frame - ndi.grey_opening(frame, footprint=footprint, mode="reflect")
+    background = skimage_module(image, "restoration").rolling_ball(frame, radius=radius)
+    return (frame - background).astype(frame.dtype, copy=False)
+
+
+_MAD_TO_SIGMA = 1.4826
+
+
+@operation(menu="filter", dtype="same")
+def remove_hot_pixels(
+    image,
+    *,
+    threshold: Annotated[float, Range(0, None, low_inclusive=False)] = 5.0,
+    size: Annotated[int, Range(3, 15)] = 3,
+    kind: Literal["both", "hot", "dead"] = "both",
+):
+    """Replace hot (too bright) and dead (too dark) pixels by the median of their neighbours.
+
+    A pixel is an outlier when it differs from the ``size x size`` median by
+    more than ``threshold`` robust standard deviations of that difference
+    over the whole frame (``1.4826 * MAD``; the plain standard deviation when
+    the MAD is 0, as in sparse counting data).
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N)``
+        Image or stack (a diffraction-pattern stack, a camera series).
+    threshold : float
+        Outlier threshold in robust standard deviations.
+    size : int
+        Side of the median neighbourhood in pixels.
+    kind : {"both", "hot", "dead"}
+        Which outliers to replace.
+
+    Returns
+    -------
+    array, shape ``(..., M, N)``
+        Same dtype as the input; only the outliers change. Frames are never
+        split (the noise level is a whole-frame statistic).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.random.default_rng(0).poisson(100, (16, 16)).astype(np.uint16)
+    >>> img[5, 5], img[9, 3] = 60000, 0
+    >>> out = remove_hot_pixels(img)
+    >>> bool(80 < out[5, 5] < 120 and 80 < out[9, 3] < 120), int((out != img).sum())
+    (True, 2)
+    """
+    xp, ndi = get_namespace(image)
+    median = ndi.median_filter(image, size=size, mode="reflect")
+    residual = _as_float(image) - _as_float(median)
+    mad = xp.median(xp.abs(residual - xp.median(residual)))
+    sigma = xp.where(mad > 0, _MAD_TO_SIGMA * mad, residual.std())
+    limit = threshold * sigma
+    if kind == "hot":
+        bad = residual > limit
+    elif kind == "dead":
+        bad = residual < -limit
+    else:
+        bad = xp.abs(residual) > limit
+    return xp.where(bad, median, image)
+
+
+def _prepare_mask(image, **params):
+    mask = params["mask"]
+    if tuple(mask.shape) != tuple(image.shape[-2:]):
+        raise ValueError(f"mask must have the frame shape {tuple(image.shape[-2:])}, got {tuple(mask.shape)}")
+    xp, _ = get_namespace(image)
+    return {**params, "mask": xp.asarray(_backend.materialize(mask)).astype(bool)}
+
+
+@operation(menu="filter", prepare=_prepare_mask)
+def inpaint(
+    image,
+    *,
+    mask: ImageRef,
+    method: Literal["biharmonic", "nearest"] = "biharmonic",
+):
+    """Fill the pixels given by a mask (dead pixels, detector gaps, scratches) from their surroundings.
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N)``
+        Image or stack.
+    mask : array of bool, shape ``(M, N)``
+        True where pixels are to be filled; the same mask is used for every
+        frame (a detector's defect map). Read into memory once.
+    method : {"biharmonic", "nearest"}
+        ``"biharmonic"``: smooth fill (``skimage.restoration.inpaint_biharmonic``);
+        ``"nearest"``: copy the nearest valid pixel (fast, GPU-capable).
+
+    Returns
+    -------
+    array, shape ``(..., M, N)``
+        float32 (float64 for float64 input), in the units of the input;
+        pixels outside the mask are unchanged. Frames are never split.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ramp = np.tile(np.arange(8.0), (8, 1)); holes = np.zeros((8, 8), bool); holes[3:5, 3:5] = True
+    >>> damaged = np.where(holes, 0, ramp)
+    >>> bool(np.allclose(inpaint(damaged, mask=holes), ramp, atol=0.05))
+    True
+    """
+    frame = _as_float(image)
+    if method == "nearest":
+        xp, ndi = get_namespace(image)
+        indices = ndi.distance_transform_edt(mask, return_distances=False, return_indices=True)
+        return frame[tuple(indices)]
+    filled = skimage_module(image, "restoration").inpaint_biharmonic(frame, mask)
+    return filled.astype(frame.dtype, copy=False)
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def _rescaled_shape(frame_shape, factor, **_):
+    return tuple(max(int(round(f * s)), 1) for f, s in zip(_pair(factor), frame_shape))
+
+
+@operation(menu="transform", frame_shape=_rescaled_shape)
+def rescale(
+    image,
+    *,
+    factor: Annotated[float | tuple[float, ...], Range(0, 100, low_inclusive=False)] = 0.5,
+    order: Annotated[int, Range(0, 5)] = 1,
+    anti_aliasing: bool | None = None,
+):
+    """Scale each frame by a factor (``skimage.transform.rescale``).
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N)``
+        Image or stack; only the frame axes are scaled.
+    factor : float or tuple of float
+        Scale factor, one or ``(fy, fx)``; the new frame is
+        ``round(factor * (M, N))``.
+    order : int
+        Spline interpolation order (0 nearest, 1 linear, 3 cubic).
+    anti_aliasing : bool, optional
+        Gaussian pre-filter when shrinking; ``None``: only when shrinking.
+
+    Returns
+    -------
+    array, shape ``(..., round(fy * M), round(fx * N))``
+        float32 (float64 for float64 input), in the units of the input (counts
+        are interpolated, not rescaled). The **pixel size changes** by
+        ``1 / factor``: scale the output layer (:func:`output_scale`).
+        Whole frames.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rescale(np.ones((3, 10, 8), np.uint16), factor=0.5).shape
+    (3, 5, 4)
+    """
+    out = skimage_module(image, "transform").rescale(
+        _as_float(image), factor, order=order, anti_aliasing=anti_aliasing, preserve_range=True, mode="reflect"
+    )
+    return out.astype(float_dtype(image.dtype), copy=False)
+
+
+def _check_output_shape(image, **params):
+    shape = params["output_shape"]
+    if len(shape) != 2 or any(not isinstance(s, (int, np.integer)) or s < 1 for s in shape):
+        raise ValueError(f"output_shape must be two positive integers (rows, columns), got {shape!r}")
+    return {**params, "output_shape": tuple(int(s) for s in shape)}
+
+
+@operation(menu="transform", prepare=_check_output_shape, frame_shape=lambda frame_shape, output_shape, **_: output_shape)
+def resize(
+    image,
+    *,
+    output_shape: tuple[int, int] = (256, 256),
+    order: Annotated[int, Range(0, 5)] = 1,
+    anti_aliasing: bool | None = None,
+):
+    """Resize each frame to a given shape (``skimage.transform.resize``).
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N)``
+        Image or stack; only the frame axes are resized.
+    output_shape : tuple of int
+        New frame shape ``(rows, columns)``.
+    order : int
+        Spline interpolation order (0 nearest, 1 linear, 3 cubic).
+    anti_aliasing : bool, optional
+        Gaussian pre-filter when shrinking; ``None``: only when shrinking.
+
+    Returns
+    -------
+    array, shape ``(..., rows, columns)``
+        float32 (float64 for float64 input), in the units of the input. The
+        **pixel size changes** (``M / rows``, ``N / columns``): scale the
+        output layer (:func:`output_scale`). Whole frames.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> resize(np.ones((2, 10, 8)), output_shape=(4, 4)).shape
+    (2, 4, 4)
+    """
+    out = skimage_module(image, "transform").resize(
+        _as_float(image), output_shape, order=order, anti_aliasing=anti_aliasing, preserve_range=True, mode="reflect"
+    )
+    return out.astype(float_dtype(image.dtype), copy=False)
+
+
+def _binned_dtype(dtype, reduce, **_):
+    if reduce == "sum" and dtype.kind in "biu":
+        return np.dtype(np.int64)
+    return float_dtype(dtype)
+
+
+def _binned_shape(frame_shape, factor, **_):
+    return tuple(s // f for s, f in zip(frame_shape, _pair(factor)))
+
+
+def _check_bins(image, **params):
+    fy, fx = _pair(params["factor"])
+    if image.shape[-2] < fy or image.shape[-1] < fx:
+        raise ValueError(f"factor {params['factor']!r} is larger than the frame {tuple(image.shape[-2:])}")
+    return params
+
+
+@operation(
+    menu="transform", dtype=_binned_dtype, frame_shape=_binned_shape, prepare=_check_bins, vectorized=True
+)
+def bin_pixels(
+    image,
+    *,
+    factor: Annotated[int | tuple[int, ...], Range(1, 4096)] = 2,
+    reduce: Literal["sum", "mean"] = "sum",
+):
+    """Bin ``factor x factor`` blocks of pixels into one (sum or mean), as a camera does.
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N)``
+        Image or stack; only the frame axes are binned.
+    factor : int or tuple of int
+        Bin size, one or ``(fy, fx)``. Rows/columns that do not fill a whole
+        bin at the bottom/right edge are dropped.
+    reduce : {"sum", "mean"}
+        ``"sum"`` keeps total counts (electron counting); ``"mean"`` keeps
+        the intensity scale.
+
+    Returns
+    -------
+    array, shape ``(..., M // fy, N // fx)``
+        ``"sum"``: int64 for integer/bool input (no overflow), else the float
+        rule; ``"mean"``: float32 (float64 for float64 input). The **pixel
+        size grows** by the factor: scale the output layer (:func:`output_scale`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out = bin_pixels(np.ones((5, 7), np.uint8), factor=2)
+    >>> out.shape, out.dtype, int(out[0, 0])
+    ((2, 3), dtype('int64'), 4)
+    """
+    fy, fx = _pair(factor)
+    rows, cols = image.shape[-2] // fy, image.shape[-1] // fx
+    blocks = image[..., : rows * fy, : cols * fx].reshape(image.shape[:-2] + (rows, fy, cols, fx))
+    if reduce == "mean":
+        return _as_float(blocks).mean(axis=(-3, -1), dtype=float_dtype(image.dtype))
+    return blocks.sum(axis=(-3, -1), dtype=_binned_dtype(np.dtype(image.dtype), reduce))
+
+
+def _rotated_shape(frame_shape, angle, resize, **_):
+    """Frame shape of ``skimage.transform.rotate`` (same corner arithmetic)."""
+    if not resize:
+        return tuple(frame_shape)
+    rows, cols = frame_shape
+    theta = np.deg2rad(angle)
+    corners = np.array([[0, 0], [0, rows - 1], [cols - 1, rows - 1], [cols - 1, 0]], float)
+    center = np.array((cols, rows)) / 2.0 - 0.5
+    shifted = corners - center
+    rotation = np.array([[math.cos(theta), math.sin(theta)], [-math.sin(theta), math.cos(theta)]])
+    turned = shifted @ rotation.T
+    extent = turned.max(axis=0) - turned.min(axis=0) + 1
+    return (int(np.around(extent[1])), int(np.around(extent[0])))
+
+
+@operation(menu="transform", frame_shape=_rotated_shape)
+def rotate(
+    image,
+    *,
+    angle: Annotated[float, Range(-360, 360)] = 0.0,
+    resize: bool = False,
+    order: Annotated[int, Range(0, 5)] = 1,
+    mode: WarpMode = "constant",
+    cval: float = 0.0,
+):
+    """Rotate each frame about its centre (``skimage.transform.rotate``).
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N)``
+        Image or stack; only the frame axes are rotated.
+    angle : float
+        Counter-clockwise rotation in degrees.
+    resize : bool
+        Enlarge the frame so that the whole rotated image fits.
+    order : int
+        Spline interpolation order (0 nearest, 1 linear, 3 cubic).
+    mode : str
+        How points outside the input are filled.
+    cval : float
+        Fill value for ``mode="constant"``, in the units of the image.
+
+    Returns
+    -------
+    array, shape ``(..., M', N')``
+        float32 (float64 for float64 input), in the units of the input,
+        clipped to the input range (no negative counts after cubic
+        interpolation). ``(M', N') = (M, N)`` unless ``resize``. Whole frames.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.zeros((5, 5)); img[0, 2] = 1
+    >>> float(rotate(img, angle=90, order=0)[2, 0])
+    1.0
+    >>> rotate(np.ones((10, 20)), angle=90, resize=True).shape
+    (20, 10)
+    """
+    out = skimage_module(image, "transform").rotate(
+        _as_float(image), angle, resize=resize, order=order, mode=mode, cval=cval, preserve_range=True
+    )
+    return out.astype(float_dtype(image.dtype), copy=False)
+
+
+@operation(menu="transform", dtype="same", vectorized=True)
+def flip(image, *, axis: Literal["y", "x"] = "x"):
+    """Mirror each frame: ``"x"`` left-right, ``"y"`` up-down.
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N)``
+        Image or stack.
+    axis : {"y", "x"}
+        Axis reversed.
+
+    Returns
+    -------
+    array, shape ``(..., M, N)``
+        Same dtype and values as the input, reordered. Whole frames.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> flip(np.array([[1, 2, 3]]), axis="x").tolist()
+    [[3, 2, 1]]
+    """
+    xp, _ = get_namespace(image)
+    return xp.flip(image, axis=-1 if axis == "x" else -2)
+
+
+@operation(
+    menu="transform",
+    dtype="same",
+    vectorized=True,
+    frame_shape=lambda frame_shape, k, **_: tuple(frame_shape[::-1]) if k % 2 else tuple(frame_shape),
+)
+def rot90(image, *, k: Annotated[int, Range(-3, 3)] = 1):
+    """Rotate each frame by ``k`` quarter turns counter-clockwise (exact, no interpolation).
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N)``
+        Image or stack.
+    k : int
+        Number of quarter turns (negative: clockwise).
+
+    Returns
+    -------
+    array, shape ``(..., M, N)`` or ``(..., N, M)`` for odd ``k``
+        Same dtype and values as the input. For odd ``k`` the two frame axes
+        swap, and so do their pixel sizes. Whole frames.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rot90(np.array([[1, 2], [3, 4]]), k=1).tolist()
+    [[2, 4], [1, 3]]
+    """
+    xp, _ = get_namespace(image)
+    return xp.rot90(image, k, axes=(-2, -1))
+
+
+def _polar_radius(frame_shape):
+    return float(np.hypot(frame_shape[0] / 2, frame_shape[1] / 2))
+
+
+def _polar_shape(frame_shape, radius, angles, **_):
+    return (angles, int(np.ceil(_polar_radius(frame_shape) if radius is None else radius)))
+
+
+def _check_polar(image, **params):
+    radius = _polar_radius(image.shape[-2:]) if params["radius"] is None else params["radius"]
+    if params["scaling"] == "log" and radius <= 1:
+        raise ValueError(f"radius must be > 1 for scaling='log', got {radius}")
+    return {**params, "radius": radius}
+
+
+@operation(menu="transform", prepare=_check_polar, frame_shape=_polar_shape)
+def warp_polar(
+    image,
+    *,
+    center: tuple[float, float] | None = None,
+    radius: Annotated[float, Range(0, None, low_inclusive=False)] | None = None,
+    scaling: Literal["linear", "log"] = "linear",
+    angles: Annotated[int, Range(4, 7200)] = 360,
+    order: Annotated[int, Range(0, 5)] = 1,
+):
+    """Polar (or log-polar) unwrapping of each frame about a centre.
+
+    Rows become angles and columns radii: rings (diffraction rings, a
+    Thon-ring power spectrum, a cell's outline) become straight lines, and a
+    rotation becomes a shift along the rows (log-polar: a scaling becomes a
+    shift along the columns).
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N)``
+        Image or stack.
+    center : tuple of float, optional
+        ``(row, column)`` of the centre; ``None``: the frame centre.
+    radius : float, optional
+        Largest radius in pixels; ``None``: half the frame diagonal.
+    scaling : {"linear", "log"}
+        Radius axis linear or logarithmic.
+    angles : int
+        Number of rows (angular samples over 360 degrees).
+    order : int
+        Spline interpolation order.
+
+    Returns
+    -------
+    array, shape ``(..., angles, ceil(radius))``
+        float32 (float64 for float64 input), in the units of the input
+        (``skimage.transform.warp_polar``). Whole frames. Column ``j`` is at
+        radius ``j * radius / ceil(radius)`` (linear).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y, x = np.mgrid[:41, :41]
+    >>> ring = (np.abs(np.hypot(y - 20, x - 20) - 10) < 1).astype(np.uint8)
+    >>> polar = warp_polar(ring, center=(20, 20), radius=20, angles=90)
+    >>> polar.shape, int(polar.mean(axis=0).argmax())
+    ((90, 20), 10)
+    """
+    out = skimage_module(image, "transform").warp_polar(
+        _as_float(image),
+        center=center,
+        radius=radius,
+        output_shape=(angles, int(np.ceil(radius))),
+        scaling=scaling,
+        order=order,
+        preserve_range=True,
+    )
+    return out.astype(float_dtype(image.dtype), copy=False)
+
+
+# --------------------------------------------------------------------------- line profile (not an operation)
+
+
+def line_profile(
+    image: Any,
+    src: Sequence[float],
+    dst: Sequence[float],
+    *,
+    linewidth: int = 1,
+    order: int = 1,
+    mode: str = "reflect",
+) -> Any:
+    """Intensity along a line from ``src`` to ``dst`` (both ends included).
+
+    Parameters
+    ----------
+    image : array, shape ``(M, N)``
+        One frame (NumPy, CuPy or dask; for dask only the line's bounding box
+        is read).
+    src, dst : sequence of float
+        ``(row, column)`` of the start and end points, in pixels.
+    linewidth : int
+        Width of the line in pixels; values across the width are averaged.
+    order : int
+        Spline interpolation order (0 nearest, 1 linear, 3 cubic).
+    mode : str
+        How points outside the frame are handled (``skimage.measure.profile_line``).
+
+    Returns
+    -------
+    array, shape ``(L,)``
+        float64 profile (``skimage.measure.profile_line`` with the mean over
+        the width), ``L = ceil(|dst - src|) + 1`` samples, in the units of
+        the image. Multiply the sample spacing by the pixel size for a
+        physical distance axis.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ramp = np.tile(np.arange(10.0), (5, 1))
+    >>> line_profile(ramp, (2, 1), (2, 4)).tolist()
+    [1.0, 2.0, 3.0, 4.0]
+    """
+    check_ndim(image, 2, max_ndim=2)
+    check_number("linewidth", linewidth, low=1, integer=True)
+    check_number("order", order, low=0, high=5, integer=True)
+    src = np.asarray(src, dtype=float)
+    dst = np.asarray(dst, dtype=float)
+    for name, point in (("src", src), ("dst", dst)):
+        if point.shape != (2,) or not np.isfinite(point).all():
+            raise ValueError(f"{name} must be a finite (row, column) pair, got {point.tolist()}")
+    if _backend.is_dask(image):
+        margin = linewidth // 2 + order + 2
+        low = np.maximum(np.floor(np.minimum(src, dst)) - margin, 0).astype(int)
+        high = np.minimum(np.ceil(np.maximum(src, dst)) + margin + 1, image.shape).astype(int)
+        image = _backend.materialize(image[low[0] : high[0], low[1] : high[1]])
+        src, dst = src - low, dst - low
+    xp, _ = get_namespace(image)
+    return skimage_module(image, "measure").profile_line(
+        image, tuple(src), tuple(dst), linewidth=linewidth, order=order, mode=mode, reduce_func=xp.mean
+    )
