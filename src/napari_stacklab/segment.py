@@ -46,6 +46,7 @@ THRESHOLD_METHODS = {
 #: Methods whose scikit-image function accepts a histogram (``hist=``).
 _HIST_METHODS = ("otsu", "yen", "isodata", "minimum")
 _NBINS = 256
+_MAX_INTEGER_BINS = 2**16
 
 ThresholdMethod = Literal["otsu", "li", "yen", "triangle", "isodata", "mean", "minimum", "manual"]
 Mode = Literal["2d", "3d"]
@@ -78,12 +79,19 @@ def check_connectivity(connectivity: int | None, frame_ndim: int) -> None:
 
 
 def _histogram(sample: Any) -> tuple[np.ndarray, np.ndarray] | float:
-    """256-bin histogram ``(counts, centers)`` of a dask array, or its value if constant."""
+    """Histogram ``(counts, centers)`` of a dask array, or its value if constant.
+
+    Integer data with at most 65536 distinct levels get one bin per level (the
+    histogram scikit-image itself uses for integer images); other data 256 bins.
+    """
     da = _backend.dask_module()
     low, high = _backend.materialize(da.stack([sample.min(), sample.max()]).astype(np.float64))
     if low == high:
         return float(low)
-    counts, edges = da.histogram(sample, bins=_NBINS, range=(low, high))
+    if np.dtype(sample.dtype).kind in "iub" and high - low < _MAX_INTEGER_BINS:
+        counts, edges = da.histogram(sample, bins=int(high - low) + 1, range=(low - 0.5, high + 0.5))
+    else:
+        counts, edges = da.histogram(sample, bins=_NBINS, range=(low, high))
     counts = _backend.materialize(counts)
     return counts, (edges[:-1] + edges[1:]) / 2
 
@@ -151,11 +159,13 @@ def threshold_value(image: Any, *, method: str = "otsu", plane: int | None = Non
         The threshold, in the units of ``image``. In-memory input gives exactly
         scikit-image's value. Dask input is scanned twice at most, never
         loaded whole: ``"mean"`` is exact; ``"otsu"``, ``"yen"``,
-        ``"isodata"`` and ``"minimum"`` pass a 256-bin histogram of the stack to
+        ``"isodata"`` and ``"minimum"`` pass a histogram of the stack to
         scikit-image (``hist=``); ``"triangle"`` and ``"li"`` run
-        scikit-image's algorithm on that histogram. Histogram-based values
-        agree with the in-memory ones to within about one bin width
-        ``(max - min) / 256``.
+        scikit-image's algorithm on that histogram. For integer data (up to
+        65536 grey levels) the histogram has one bin per level, as
+        scikit-image's own, so the values match the in-memory ones (``"li"``
+        to its iteration tolerance of half a level); for float data it has 256
+        bins and values agree to within about one bin width ``(max - min) / 256``.
 
     Examples
     --------
@@ -168,6 +178,13 @@ def threshold_value(image: Any, *, method: str = "otsu", plane: int | None = Non
     check_real(image)
     check_choice("method", method, THRESHOLD_METHODS)
     sample = _plane(image, plane)
+    try:
+        return _threshold_of(sample, method)
+    except RuntimeError as exc:  # threshold_minimum on a histogram without two peaks
+        raise ValueError(f"method={method!r} failed on this image ({exc}); choose another method") from None
+
+
+def _threshold_of(sample: Any, method: str) -> float:
     if not _backend.is_dask(sample):
         func = getattr(skimage_module(sample, "filters"), THRESHOLD_METHODS[method])
         return float(_backend.materialize(func(sample)))
