@@ -150,6 +150,7 @@ def test_laplacian_variance_oracle_and_stacks():
         ({"sharpness": "yes"}, TypeError, "sharpness"),
         ({"sharpness_radius": 0}, ValueError, "sharpness_radius"),
         ({"max_amount": -1}, ValueError, "max_amount"),
+        ({"max_amount": 200}, ValueError, "max_amount"),
     ],
 )
 def test_invalid_parameters_name_the_parameter(kwargs, error, name):

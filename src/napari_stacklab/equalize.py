@@ -19,9 +19,9 @@ from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
-from . import _backend
+from . import _backend, registry
 from ._validation import check_array, check_choice, check_ndim, check_number, check_real, float_dtype
-from .lift import map_frames, reduce_frames
+from .lift import reduce_frames
 
 __all__ = ["equalize_set", "laplacian_variance", "EQUALIZE_METHODS"]
 
@@ -30,13 +30,8 @@ EQUALIZE_METHODS = ("histogram", "meanstd")
 _N_QUANTILES = 1025
 
 
-def _laplacian(frame: Any) -> Any:
-    _, ndi = _backend.get_namespace(frame)
-    return ndi.laplace(frame.astype(float_dtype(frame.dtype), copy=False), mode="reflect")
-
-
-def _laplacian_var_kernel(frame: Any) -> Any:
-    return _laplacian(frame).astype(np.float64).var()
+def _variance(frame: Any) -> Any:
+    return frame.astype(np.float64).var()
 
 
 def laplacian_variance(image: Any) -> float | np.ndarray:
@@ -69,7 +64,8 @@ def laplacian_variance(image: Any) -> float | np.ndarray:
     """
     check_ndim(image, 2)
     check_real(image)
-    values = _backend.materialize(reduce_frames(_laplacian_var_kernel, image, dtype=np.float64))
+    laplacian = registry.get("laplace")(image, mode="reflect")
+    values = _backend.materialize(reduce_frames(_variance, laplacian, dtype=np.float64))
     return float(values) if image.ndim == 2 else np.asarray(values)
 
 
@@ -99,15 +95,13 @@ def _frames(batch_shape: tuple) -> list[tuple]:
     return list(np.ndindex(*batch_shape))
 
 
-def _per_frame(func: Callable, image: Any, frame_params: dict) -> Any:
-    """Apply ``func(frame, **frame_params[index])`` to every frame; dask stays lazy."""
+def _per_frame(op_name: str, image: Any, frame_params: dict) -> Any:
+    """Run registry operation ``op_name`` on every frame with that frame's parameters; dask stays lazy."""
+    op = registry.get(op_name)
     batch = tuple(image.shape[:-2])
     if not batch:
-        return map_frames(func, image, dtype=frame_params[()]["out_dtype"], **frame_params[()])
-    outs = [
-        map_frames(func, image[index], dtype=frame_params[index]["out_dtype"], **frame_params[index])
-        for index in _frames(batch)
-    ]
+        return op(image, **frame_params[()])
+    outs = [op(image[index], **frame_params[index]) for index in _frames(batch)]
     if _backend.is_dask(image):
         stacked = _backend.dask_module().stack(outs)
     else:
@@ -136,25 +130,6 @@ def _frame_quantiles(image: Any) -> np.ndarray:
     return _backend.materialize(reduce_frames(quantiles, image, out_shape=(_N_QUANTILES,), dtype=np.float64))
 
 
-def _affine_kernel(frame: Any, *, gain: float, offset: float, out_dtype: Any) -> Any:
-    return frame.astype(out_dtype, copy=False) * out_dtype.type(gain) + out_dtype.type(offset)
-
-
-def _match_kernel(frame: Any, *, template: np.ndarray, out_dtype: Any) -> Any:
-    exposure = _backend.skimage_module(frame, "exposure")
-    xp, _ = _backend.get_namespace(frame)
-    template = xp.asarray(template).reshape((1,) * (frame.ndim - 1) + (-1,))
-    if template.dtype.kind != "u":  # skimage's bincount shortcut needs both images unsigned
-        frame = frame.astype(out_dtype, copy=False)
-    return exposure.match_histograms(frame, template).astype(out_dtype, copy=False)
-
-
-def _unsharp_kernel(frame: Any, *, radius: float, amount: float, out_dtype: Any) -> Any:
-    filters = _backend.skimage_module(frame, "filters")
-    out = filters.unsharp_mask(frame, radius=radius, amount=amount, preserve_range=True)
-    return out.astype(out_dtype, copy=False)
-
-
 def _equalize_meanstd(images: list, reference: int | str) -> list:
     stats = [_frame_stats(image) for image in images]
     if reference == "median":
@@ -168,8 +143,8 @@ def _equalize_meanstd(images: list, reference: int | str) -> list:
             mean, std = stat[index]
             t_mean, t_std = target[index]
             gain = t_std / std if std > 0 else 1.0
-            params[index] = {"gain": gain, "offset": t_mean - gain * mean, "out_dtype": float_dtype(image.dtype)}
-        out.append(_per_frame(_affine_kernel, image, params))
+            params[index] = {"gain": gain, "offset": t_mean - gain * mean}
+        out.append(_per_frame("adjust_gain", image, params))
     return out
 
 
@@ -177,19 +152,22 @@ def _equalize_histogram(images: list, reference: int | str) -> list:
     batch = tuple(images[0].shape[:-2])
     if reference == "median":
         templates = np.median(np.stack([_frame_quantiles(image) for image in images]), axis=0)
-        template_of = lambda index: templates[index]  # noqa: E731
+        # a (1, K) "image" whose histogram is the median quantile function
+        template_of = lambda index: templates[index][None, :]  # noqa: E731
     else:
         ref = images[reference]
         template_of = lambda index: _backend.materialize(ref[index])  # noqa: E731
     out = []
     for i, image in enumerate(images):
-        dtype = float_dtype(image.dtype)
         if i == reference:
-            unchanged = {index: {"gain": 1.0, "offset": 0.0, "out_dtype": dtype} for index in _frames(batch)}
-            out.append(_per_frame(_affine_kernel, image, unchanged))
+            unchanged = {index: {"gain": 1.0, "offset": 0.0} for index in _frames(batch)}
+            out.append(_per_frame("adjust_gain", image, unchanged))
             continue
-        params = {index: {"template": template_of(index), "out_dtype": dtype} for index in _frames(batch)}
-        out.append(_per_frame(_match_kernel, image, params))
+        params = {index: {"reference": template_of(index)} for index in _frames(batch)}
+        if image.dtype.kind == "u" and any(p["reference"].dtype.kind != "u" for p in params.values()):
+            # scikit-image's fast path for unsigned images needs an unsigned reference too
+            image = image.astype(float_dtype(image.dtype))
+        out.append(_per_frame("match_histograms", image, params))
     return out
 
 
@@ -240,14 +218,10 @@ def _equalize_sharpness(images: list, reference: int | str, radius: float, max_a
             out.append(image)
             continue
         params = {
-            index: {
-                "radius": radius,
-                "amount": _solve_amount(term[index], float(target[index]), max_amount),
-                "out_dtype": np.dtype(image.dtype),
-            }
+            index: {"radius": radius, "amount": _solve_amount(term[index], float(target[index]), max_amount)}
             for index in _frames(tuple(image.shape[:-2]))
         }
-        out.append(_per_frame(_unsharp_kernel, image, params))
+        out.append(_per_frame("unsharp_mask", image, params))
     return out
 
 
@@ -276,14 +250,14 @@ def equalize_set(
     method : {"meanstd", "histogram"}
         ``"meanstd"``: a linear map per frame, ``(x - mean) / std * std_t +
         mean_t`` (keeps the shape of each histogram). ``"histogram"``: full
-        histogram matching (:func:`skimage.exposure.match_histograms`) to the
+        histogram matching (:func:`napari_stacklab.filters.match_histograms`) to the
         reference frame, or to the median of the frames' quantile functions
         (sampled at 1025 levels).
     sharpness : bool
         After brightness/contrast, also bring the sharpness (variance of the
         Laplacian, :func:`laplacian_variance`) of every frame to the
         reference's (or the median) value with an unsharp mask
-        ``x + a (x - G_r x)`` (``skimage.filters.unsharp_mask``, radius
+        ``x + a (x - G_r x)`` (:func:`napari_stacklab.filters.unsharp_mask`, radius
         ``sharpness_radius``). Because the Laplacian is linear, the sharpness
         of the result is a quadratic in the amount ``a``: the amount is solved
         in closed form (no iterative search), choosing the root of smallest
@@ -293,7 +267,7 @@ def equalize_set(
     sharpness_radius : float
         Gaussian sigma of the unsharp mask, in pixels (> 0).
     max_amount : float
-        Largest sharpening amount allowed (> 0).
+        Largest sharpening amount allowed (in (0, 100]).
 
     Returns
     -------
@@ -321,7 +295,7 @@ def equalize_set(
     if not isinstance(sharpness, (bool, np.bool_)):
         raise TypeError(f"sharpness must be True or False, got {sharpness!r}")
     check_number("sharpness_radius", sharpness_radius, low=0, low_inclusive=False)
-    check_number("max_amount", max_amount, low=0, low_inclusive=False)
+    check_number("max_amount", max_amount, low=0, high=100, low_inclusive=False)
 
     equalized = (_equalize_meanstd if method == "meanstd" else _equalize_histogram)(images, reference)
     if sharpness:
