@@ -420,7 +420,7 @@ class OperationWidget(Container):
             self._run_lazy(job)
             return
         self._cancelled = False
-        worker = thread_worker(compute_all, start_thread=False)(self.operation, job.data, job.params, job.device)
+        worker = thread_worker(compute_all, start_thread=False, ignore_errors=True)(self.operation, job.data, job.params, job.device)
         worker.yielded.connect(lambda message: self._on_yielded(job, message))
         worker.returned.connect(lambda result: self._on_returned(job, result))
         worker.errored.connect(self._fail)

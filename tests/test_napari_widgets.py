@@ -1,0 +1,283 @@
+"""Widgets generated from the registry, opened through the manifest in a real viewer.
+
+Run under Xvfb: ``xvfb-run -a python -m pytest tests/test_napari_widgets.py -q``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import napari
+import numpy as np
+import pytest
+from skimage import data
+
+import napari_stacklab as sl
+from napari_stacklab import registry
+from napari_stacklab._napari import _layers, widgets
+from napari_stacklab.recipe import PROVENANCE_KEY
+
+da = pytest.importorskip("dask.array")
+
+PLUGIN = "napari-stacklab"
+SCALE = (2.0, 0.5, 0.25)
+UNITS = ("second", "micrometer", "micrometer")
+AXES = ("t", "y", "x")
+
+
+@pytest.fixture
+def stack():
+    """Three different 96 x 128 uint16 crops of the camera image."""
+    cam = data.camera().astype(np.uint16) * 16
+    return np.stack([cam[60 * i : 60 * i + 96, 50 * i : 50 * i + 128] for i in range(3)])
+
+
+@pytest.fixture
+def viewer(make_napari_viewer, stack):
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="cells", scale=SCALE, units=UNITS, axis_labels=AXES)
+    return viewer
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Messages the widgets sent to napari's error notifications."""
+    shown = []
+    monkeypatch.setattr(widgets.notifications, "show_error", lambda message: shown.append(message))
+    return shown
+
+
+def open_widget(viewer, title, layer="cells"):
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, title)
+    widget.input.value = viewer.layers[layer]
+    return widget
+
+
+def run_and_wait(qtbot, widget, timeout=30_000):
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
+
+
+CASES = {
+    "Gaussian": ({"sigma": 2.0}, lambda x: sl.filters.gaussian(x, sigma=2.0), "image"),
+    "Median": ({"size": 5}, lambda x: sl.filters.median(x, size=5), "image"),
+    "Threshold": ({"method": "otsu"}, lambda x: sl.segment.threshold(x, method="otsu"), "labels"),
+}
+
+
+@pytest.mark.parametrize("title", list(CASES))
+def test_run_on_all_and_lazy_match_headless_api(qtbot, viewer, stack, title):
+    params, api, layer_type = CASES[title]
+    widget = open_widget(viewer, title)
+    widget.set_params(**params)
+    run_and_wait(qtbot, widget)
+    op = widget.operation
+    out = viewer.layers[f"cells {op.name}"]
+    assert isinstance(out, getattr(napari.layers, layer_type.capitalize()))
+    expected = api(stack)
+    if op.output == "mask":
+        assert out.data.dtype == np.uint8
+        np.testing.assert_array_equal(out.data.astype(bool), expected)
+    else:
+        assert out.data.dtype == expected.dtype
+        np.testing.assert_allclose(out.data, expected, rtol=1e-6)
+    assert tuple(out.scale) == SCALE
+    assert tuple(str(u) for u in out.units) == UNITS
+    assert tuple(out.axis_labels) == AXES
+    record = out.metadata[PROVENANCE_KEY]
+    assert record["source"] == "cells"
+    assert record["version"] == sl.__version__
+    assert record["steps"] == [op.step(op.bind(params))]
+
+    widget.lazy.value = True  # the lazy result replaces the computed one, uncomputed
+    widget.run()
+    assert not widget.running
+    lazy = viewer.layers[f"cells {op.name}"]
+    assert lazy is out and isinstance(lazy.data, da.Array)
+    np.testing.assert_allclose(np.asarray(lazy.data.compute()).astype(float), np.asarray(expected).astype(float),
+                               rtol=1e-6)
+
+
+def test_preview_shows_current_plane_and_follows_dims(qtbot, viewer, stack):
+    widget = open_widget(viewer, "Gaussian")
+    widget.set_params(sigma=3.0)
+    viewer.dims.current_step = (2, 0, 0)
+    widget.preview.value = True
+    widget.update_preview()
+    preview = viewer.layers["cells gaussian (preview)"]
+    np.testing.assert_allclose(preview.data, sl.filters.gaussian(stack[2], sigma=3.0), rtol=1e-6)
+    assert tuple(preview.scale) == SCALE[1:]
+    assert "cells gaussian" not in viewer.layers  # a preview is not a result
+
+    viewer.dims.current_step = (1, 0, 0)  # the throttled update follows the plane
+    qtbot.waitUntil(lambda: np.allclose(preview.data, sl.filters.gaussian(stack[1], sigma=3.0)), timeout=5000)
+    widget.set_params(sigma=1.0)  # ... and the parameters
+    qtbot.waitUntil(lambda: np.allclose(preview.data, sl.filters.gaussian(stack[1], sigma=1.0)), timeout=5000)
+
+    widget.preview.value = False
+    qtbot.waitUntil(lambda: "cells gaussian (preview)" not in viewer.layers, timeout=5000)
+    assert [layer.name for layer in viewer.layers] == ["cells"]
+    assert widget.input.choices == (viewer.layers["cells"],)
+
+
+def test_rerun_replaces_and_chains_accumulate_steps(qtbot, viewer, stack):
+    widget = open_widget(viewer, "Gaussian")
+    widget.set_params(sigma=1.0)
+    run_and_wait(qtbot, widget)
+    first = viewer.layers["cells gaussian"]
+    widget.set_params(sigma=4.0)
+    run_and_wait(qtbot, widget)
+    assert [layer.name for layer in viewer.layers] == ["cells", "cells gaussian"]
+    assert viewer.layers["cells gaussian"] is first
+    np.testing.assert_allclose(first.data, sl.filters.gaussian(stack, sigma=4.0), rtol=1e-6)
+    assert first.metadata[PROVENANCE_KEY]["steps"][-1]["params"]["sigma"] == 4.0
+    assert len(first.metadata[PROVENANCE_KEY]["steps"]) == 1
+
+    threshold = open_widget(viewer, "Threshold", layer="cells gaussian")
+    run_and_wait(qtbot, threshold)
+    mask = viewer.layers["cells gaussian threshold"]
+    steps = mask.metadata[PROVENANCE_KEY]["steps"]
+    assert [s["op"] for s in steps] == ["gaussian", "threshold"]
+    assert mask.metadata[PROVENANCE_KEY]["source"] == "cells"
+    smooth = sl.filters.gaussian(stack, sigma=4.0)
+    np.testing.assert_array_equal(mask.data.astype(bool), sl.segment.threshold(smooth, method="otsu"))
+    # the threshold computed once over the whole stack is shown in the widget
+    assert threshold.info.value.startswith("threshold: value = ")
+    shown = float(threshold.info.value.split("=")[1])
+    assert shown == pytest.approx(sl.segment.threshold_value(smooth, method="otsu"), rel=1e-5)
+
+
+def _slow_stack(stack, computed):
+    """A lazy stack whose frames take 0.3 s each to 'read' and count how many were read."""
+
+    def read(block):
+        computed.append(1)
+        time.sleep(0.3)
+        return block
+
+    lazy = da.from_array(np.concatenate([stack] * 4), chunks=(1, 96, 128))
+    return lazy.map_blocks(read, dtype=lazy.dtype)
+
+
+def test_cancel_stops_and_adds_nothing(qtbot, make_napari_viewer, stack):
+    viewer = make_napari_viewer()
+    computed = []
+    viewer.add_image(_slow_stack(stack, computed), name="slow", contrast_limits=(0, 4096))
+    widget = open_widget(viewer, "Gaussian", layer="slow")
+    shown_before = len(computed)
+    aborted = []
+    widget.run()
+    widget._worker.aborted.connect(lambda: aborted.append(True))
+    qtbot.waitUntil(lambda: len(computed) > shown_before, timeout=10_000)
+    widget.cancel()
+    qtbot.waitUntil(lambda: not widget.running, timeout=10_000)
+    assert aborted == [True]
+    assert "slow gaussian" not in viewer.layers
+    assert len(computed) - shown_before < 12  # stopped well before all 12 frames were read
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
+
+
+def test_worker_error_notifies_and_viewer_survives(qtbot, viewer, stack, errors):
+    widget = open_widget(viewer, "Threshold")
+    widget.set_params(method="manual", value=None)  # manual needs a value: raised in the worker
+    run_and_wait(qtbot, widget)
+    assert len(errors) == 1 and "needs a threshold value" in errors[0]
+    assert "cells threshold" not in viewer.layers
+    assert widget.run_button.enabled
+    widget.set_params(value=1000.0)
+    run_and_wait(qtbot, widget)
+    np.testing.assert_array_equal(viewer.layers["cells threshold"].data.astype(bool), stack > 1000)
+
+    gaussian = open_widget(viewer, "Gaussian")  # invalid text: refused in the main thread
+    gaussian.fields["sigma"].widget.value = "two"
+    gaussian.run()
+    assert len(errors) == 2 and "sigma" in errors[1]
+    assert not gaussian.running and "cells gaussian" not in viewer.layers
+
+
+def test_per_axis_image_and_device_parameters(qtbot, viewer, stack, monkeypatch):
+    seen = []
+    real = registry._run
+
+    def spy(op, image, device, params):
+        seen.append((threading.current_thread() is threading.main_thread(), device))
+        return real(op, image, device, params)
+
+    monkeypatch.setattr(registry, "_run", spy)
+    widget = open_widget(viewer, "Gaussian")
+    widget.fields["sigma"].widget.value = "1, 3"
+    widget.device.value = "cpu"
+    run_and_wait(qtbot, widget)
+    assert seen == [(False, "cpu")]  # computed in the worker thread, on the chosen device
+    out = viewer.layers["cells gaussian"]
+    np.testing.assert_allclose(out.data, sl.filters.gaussian(stack, sigma=(1.0, 3.0)), rtol=1e-6)
+    assert out.metadata[PROVENANCE_KEY]["steps"][0]["params"]["sigma"] == [1.0, 3.0]
+
+    reference = stack[1, ::-1] // 2
+    viewer.add_image(reference, name="reference")
+    widget = open_widget(viewer, "Match histograms")
+    widget.set_params(reference=viewer.layers["reference"])
+    run_and_wait(qtbot, widget)
+    out = viewer.layers["cells match_histograms"]
+    expected = sl.filters.match_histograms(stack, reference=reference)
+    np.testing.assert_allclose(out.data, expected, rtol=1e-6)
+    assert out.metadata[PROVENANCE_KEY]["steps"][0]["params"]["reference"] == {"layer": "reference"}
+
+
+def test_table_and_points_outputs(qtbot, viewer, tmp_path):
+    labels = np.zeros((64, 64), np.int32)
+    labels[5:15, 5:25] = 1
+    labels[30:50, 30:40] = 2
+    viewer.add_labels(labels, name="nuclei", scale=(0.5, 0.5), units=("micrometer", "micrometer"))
+    widget = open_widget(viewer, "Regionprops table", layer="nuclei")
+    run_and_wait(qtbot, widget)
+    table = viewer.window.dock_widgets["nuclei regionprops_table"]
+    expected = sl.measure.regionprops_table(labels, spacing=(0.5, 0.5))
+    np.testing.assert_allclose(table.frame["label"], expected["label"])
+    assert table.table_view.rowCount() == 2
+    features = viewer.layers["nuclei"].features
+    np.testing.assert_array_equal(features["index"], [1, 2])
+    path = tmp_path / "props.csv"
+    table.save_csv(path)
+    assert path.read_text().splitlines()[0].split(",") == list(table.frame.columns)
+    run_and_wait(qtbot, widget)  # re-running refreshes the same dock
+    assert table is viewer.window.dock_widgets["nuclei regionprops_table"]
+
+    image = np.zeros((2, 40, 40), np.float32)
+    image[:, 10, 12] = 5
+    image[:, 30, 25] = 9
+    viewer.add_image(image, name="spots", scale=(1, 0.2, 0.2))
+    widget = open_widget(viewer, "Find peaks", layer="spots")
+    run_and_wait(qtbot, widget)
+    points = viewer.layers["spots find_peaks"]
+    assert isinstance(points, napari.layers.Points)
+    expected = np.asarray(sl.measure.find_peaks(image))
+    np.testing.assert_allclose(np.sort(points.data, axis=0), np.sort(expected, axis=0), atol=1e-6)
+    np.testing.assert_allclose(points.scale[-2:], (0.2, 0.2))
+
+
+def test_spatial_kwargs_copy_trailing_axes(stack):
+    layer = napari.layers.Image(stack, scale=SCALE, units=UNITS, axis_labels=AXES, rotate=30)
+    fewer = _layers.spatial_kwargs(layer, 2)
+    assert fewer["scale"] == SCALE[1:]
+    assert fewer["units"] == UNITS[1:]
+    assert fewer["axis_labels"] == AXES[1:]
+    np.testing.assert_allclose(fewer["rotate"], np.asarray(layer.rotate)[1:, 1:])
+    more = _layers.spatial_kwargs(layer, 4)
+    assert more["scale"] == (1.0, *SCALE)
+    assert more["units"] == ("pixel", *UNITS)
+    assert len(set(more["axis_labels"])) == 4 and more["axis_labels"][1:] == AXES
+
+
+def test_every_operation_widget_builds_with_its_parameters(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((2, 16, 16), np.float32), name="x")
+    for op in registry.operations():
+        factory = getattr(widgets, f"make_{op.name}_widget")
+        widget = factory(napari_viewer=viewer)
+        assert isinstance(widget, widgets.OperationWidget)
+        assert set(widget.fields) == {p.name for p in op.params}
+        assert widget.input.value is viewer.layers["x"]
+        widget.native.deleteLater()
+
