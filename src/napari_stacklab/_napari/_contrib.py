@@ -14,7 +14,10 @@ READERS = [
         "id": "get_reader",
         "python_name": f"{PACKAGE}._napari.reader:napari_get_reader",
         "title": "Open microscopy data with napari-stacklab",
-        "filename_patterns": ["*.tif", "*.tiff", "*.npy", "*.zarr"],
+        "filename_patterns": [
+            "*.tif", "*.tiff", "*.npy", "*.zarr",
+            "*.dm3", "*.dm4", "*.mib", "*.blo", "*.emd", "*.mrc", "*.hspy", "*.zspy",
+        ],
         "accepts_directories": True,
     },
 ]
@@ -64,5 +67,11 @@ TOOLS = [
         "python_name": f"{PACKAGE}._napari.recipe_widget:RecipeExportWidget",
         "title": "Export recipe",
         "menu": "napari/layers/data",
+    },
+    {
+        "id": "stem_navigator",
+        "python_name": f"{PACKAGE}._napari.navigator:StemNavigator",
+        "title": "4D-STEM navigator",
+        "menu": "visualize",
     },
 ]
