@@ -84,9 +84,9 @@ def test_anscombe_pair():
     stabilised = denoise.anscombe(counts.astype(np.uint16))
     assert stabilised.dtype == np.float32
     assert abs(float(stabilised.std()) - 1.0) < 0.03
-    assert float(denoise.inverse_anscombe(np.full((1, 1), stabilised.mean(), np.float64))[0, 0]) == pytest.approx(
-        20.0, abs=0.05
-    )
+    assert float(
+        denoise.inverse_anscombe(np.full((1, 1), stabilised.mean(), np.float64))[0, 0]
+    ) == pytest.approx(20.0, abs=0.05)
     assert float(denoise.inverse_anscombe(np.zeros((2, 2))).min()) == 0.0
 
 
@@ -95,7 +95,9 @@ def test_anscombe_pair():
 
 def test_nl_means_matches_skimage(noisy):
     out = denoise.nl_means(noisy, sigma=20.0, h=0.7, patch_size=5, patch_distance=6)
-    expected = restoration.denoise_nl_means(noisy, patch_size=5, patch_distance=6, h=14.0, sigma=20.0, fast_mode=True)
+    expected = restoration.denoise_nl_means(
+        noisy, patch_size=5, patch_distance=6, h=14.0, sigma=20.0, fast_mode=True
+    )
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-3)
 
 
@@ -114,7 +116,9 @@ def test_tv_matches_skimage_on_unit_range(noisy):
     np.testing.assert_allclose(out, expected, rtol=1e-3, atol=0.05)
     # default data_range = max - min of the input, computed once
     span = float(noisy.max() - noisy.min())
-    np.testing.assert_allclose(denoise.tv(noisy, weight=0.1), denoise.tv(noisy, weight=0.1, data_range=span), atol=1e-4)
+    np.testing.assert_allclose(
+        denoise.tv(noisy, weight=0.1), denoise.tv(noisy, weight=0.1, data_range=span), atol=1e-4
+    )
 
 
 def test_wavelet_matches_skimage(noisy):
@@ -124,20 +128,35 @@ def test_wavelet_matches_skimage(noisy):
 
 
 def test_estimate_noise_matches_skimage(noisy):
-    assert denoise.estimate_noise(noisy) == pytest.approx(restoration.estimate_sigma(noisy), rel=1e-6)
+    assert denoise.estimate_noise(noisy) == pytest.approx(
+        restoration.estimate_sigma(noisy), rel=1e-6
+    )
     stack = np.stack([noisy, noisy * 2])
-    assert denoise.estimate_noise(stack, plane=1) == pytest.approx(restoration.estimate_sigma(noisy * 2), rel=1e-6)
+    assert denoise.estimate_noise(stack, plane=1) == pytest.approx(
+        restoration.estimate_sigma(noisy * 2), rel=1e-6
+    )
 
 
 def test_psnr_and_ssim_match_skimage(clean, noisy):
     assert denoise.psnr(noisy, reference=clean) == pytest.approx(
-        metrics.peak_signal_noise_ratio(clean, noisy, data_range=float(clean.max() - clean.min())), rel=1e-6
+        metrics.peak_signal_noise_ratio(clean, noisy, data_range=float(clean.max() - clean.min())),
+        rel=1e-6,
     )
-    assert denoise.psnr(noisy, reference=clean, data_range=255.0) == pytest.approx(_psnr(noisy, clean), rel=1e-6)
-    expected = metrics.structural_similarity(clean.astype(float), noisy.astype(float), data_range=255.0)
-    assert denoise.ssim(noisy, reference=clean, data_range=255.0) == pytest.approx(expected, rel=1e-6)
+    assert denoise.psnr(noisy, reference=clean, data_range=255.0) == pytest.approx(
+        _psnr(noisy, clean), rel=1e-6
+    )
+    expected = metrics.structural_similarity(
+        clean.astype(float), noisy.astype(float), data_range=255.0
+    )
+    assert denoise.ssim(noisy, reference=clean, data_range=255.0) == pytest.approx(
+        expected, rel=1e-6
+    )
     stack, ref = np.stack([noisy, clean]), np.stack([clean, clean])
-    lazy = denoise.ssim(da.from_array(stack, chunks=(1, 50, 70)), reference=da.from_array(ref, chunks=(2, 64, 64)), data_range=255.0)
+    lazy = denoise.ssim(
+        da.from_array(stack, chunks=(1, 50, 70)),
+        reference=da.from_array(ref, chunks=(2, 64, 64)),
+        data_range=255.0,
+    )
     assert lazy == pytest.approx((expected + 1.0) / 2, rel=1e-6)
     assert denoise.psnr(clean, reference=clean) == np.inf
 
@@ -146,9 +165,15 @@ def test_richardson_lucy_and_wiener_match_skimage_and_sharpen(clean):
     blurred = ndi.gaussian_filter(clean, 2.0)
     psf = denoise.gaussian_psf(2.0)
     rl = denoise.richardson_lucy(blurred, sigma=2.0, num_iter=20)
-    np.testing.assert_allclose(rl, restoration.richardson_lucy(blurred, psf, num_iter=20, clip=False), rtol=1e-4, atol=1e-2)
-    wn = denoise.wiener(blurred, psf=psf * 5, balance=0.01)  # any positive scale: the PSF is normalised
-    np.testing.assert_allclose(wn, restoration.wiener(blurred, psf, 0.01, clip=False), rtol=1e-4, atol=1e-2)
+    np.testing.assert_allclose(
+        rl, restoration.richardson_lucy(blurred, psf, num_iter=20, clip=False), rtol=1e-4, atol=1e-2
+    )
+    wn = denoise.wiener(
+        blurred, psf=psf * 5, balance=0.01
+    )  # any positive scale: the PSF is normalised
+    np.testing.assert_allclose(
+        wn, restoration.wiener(blurred, psf, 0.01, clip=False), rtol=1e-4, atol=1e-2
+    )
     inner = (slice(16, -16), slice(16, -16))
     for out in (rl, wn):
         assert out.dtype == np.float32
@@ -213,4 +238,6 @@ def test_gpu_matches_cpu(noisy):
     if not _backend.gpu_available():
         pytest.skip("no CUDA device")
     gpu = denoise.tv(cp.asarray(noisy), weight=0.1, data_range=255.0)
-    np.testing.assert_allclose(cp.asnumpy(gpu), denoise.tv(noisy, weight=0.1, data_range=255.0), rtol=1e-3, atol=0.05)
+    np.testing.assert_allclose(
+        cp.asnumpy(gpu), denoise.tv(noisy, weight=0.1, data_range=255.0), rtol=1e-3, atol=0.05
+    )

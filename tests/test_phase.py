@@ -18,7 +18,9 @@ def _smooth_phase(shape=(128, 160), amplitude=25.0, seed=0):
     yy, xx = np.mgrid[: shape[0], : shape[1]].astype(float)
     cy, cx = rng.uniform(0.3, 0.7, 2) * shape
     bump = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (shape[0] / 5) ** 2))
-    dip = np.exp(-((yy - shape[0] * 0.8) ** 2 + (xx - shape[1] * 0.2) ** 2) / (2 * (shape[0] / 8) ** 2))
+    dip = np.exp(
+        -((yy - shape[0] * 0.8) ** 2 + (xx - shape[1] * 0.2) ** 2) / (2 * (shape[0] / 8) ** 2)
+    )
     return amplitude * bump - 0.5 * amplitude * dip + 0.05 * xx + 0.03 * yy
 
 
@@ -99,12 +101,22 @@ def test_exact_unwrap_with_mask_equals_skimage_masked_array():
     assert np.abs(_remove_2pi_k(out[mask], expected.data[mask])).max() < 1e-6
 
 
+@pytest.mark.parametrize("shape", [(1, 4), (5, 8), (7, 6)])
+def test_fft_based_dct_matches_scipy(shape):
+    import scipy.fft
+
+    x = np.random.default_rng(5).normal(size=shape)
+    for axis in (0, 1):
+        np.testing.assert_allclose(phase._dct(x, axis), scipy.fft.dct(x, axis=axis), atol=1e-12)
+        np.testing.assert_allclose(phase._idct(scipy.fft.dct(x, axis=axis), axis), x, atol=1e-12)
+
+
 def test_fast_unwrap_recovers_a_smooth_phase():
     true = _smooth_phase()
     out = phase.unwrap(_wrapped(true).astype(np.float32), method="fast")
     assert out.dtype == np.float32
     # no residues: the least-squares solution is the true phase up to a constant
-    assert np.abs((out - out.mean()) - (true - true.mean())).max() < 1e-3
+    assert np.abs((out - out.mean()) - (true - true.mean())).max() < 1e-5  # solved in float64
     out64 = phase.unwrap(_wrapped(true), method="fast")
     assert np.abs((out64 - out64.mean()) - (true - true.mean())).max() < 1e-8
 
@@ -128,7 +140,9 @@ def test_fast_unwrap_with_mask_ignores_the_outside():
     error = (out - true)[mask]
     assert np.abs(error - error.mean()).max() < 1e-4
     unmasked = phase.unwrap(wrapped, method="fast")
-    assert np.abs((unmasked - true)[mask] - (unmasked - true)[mask].mean()).max() > 0.1  # the mask mattered
+    assert (
+        np.abs((unmasked - true)[mask] - (unmasked - true)[mask].mean()).max() > 0.1
+    )  # the mask mattered
 
 
 def test_fast_unwrap_volume_and_dask_stack():
@@ -188,7 +202,7 @@ def test_reconstruct_hologram_with_reference_recovers_amplitude_and_phase():
 
 
 def test_hologram_wave_without_reference_on_an_integer_carrier():
-    holo, _, amp, phi = _hologram(carrier=(16, 40))
+    holo, _, _, phi = _hologram(carrier=(16, 40))
     wave = phase.hologram_wave(holo, sideband=(16, 40), aperture_radius=14)
     assert wave.dtype == np.complex128
     error = np.angle(wave * np.exp(-1j * phi))[INNER]
@@ -213,7 +227,9 @@ def test_datasets_hologram_chain_recovers_the_true_phase():
     if not hasattr(datasets, "hologram"):
         pytest.skip("napari_stacklab.datasets.hologram is not available")
     sample = datasets.hologram()
-    carrier = tuple(np.asarray(sample.metadata["carrier"]) * np.asarray(sample.shape))  # cycles/px -> FFT px
+    carrier = tuple(
+        np.asarray(sample.metadata["carrier"]) * np.asarray(sample.shape)
+    )  # cycles/px -> FFT px
     assert np.hypot(*np.subtract(phase.find_sideband(sample.data), carrier)) < 0.2
     out = phase.reconstruct_hologram(sample.data, sideband=carrier)
     inner = (slice(32, -32), slice(32, -32))
@@ -234,8 +250,16 @@ def test_datasets_hologram_chain_recovers_the_true_phase():
         (lambda x: phase.unwrap(x, volume="yes"), TypeError, "volume"),
         (lambda x: phase.unwrap(x.astype(np.complex64)), TypeError, "dtype"),
         (lambda x: phase.reconstruct_hologram(x, sideband=(1, 2, 3)), ValueError, "sideband"),
-        (lambda x: phase.reconstruct_hologram(x, aperture_radius=-1.0), ValueError, "aperture_radius"),
-        (lambda x: phase.reconstruct_hologram(x, aperture_smoothness=2.0), ValueError, "aperture_smoothness"),
+        (
+            lambda x: phase.reconstruct_hologram(x, aperture_radius=-1.0),
+            ValueError,
+            "aperture_radius",
+        ),
+        (
+            lambda x: phase.reconstruct_hologram(x, aperture_smoothness=2.0),
+            ValueError,
+            "aperture_smoothness",
+        ),
         (lambda x: phase.reconstruct_hologram(x, reference=x[:10]), ValueError, "reference"),
         (lambda x: phase.hologram_wave(x, aperture_radius="big"), TypeError, "aperture_radius"),
     ],

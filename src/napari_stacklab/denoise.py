@@ -33,18 +33,18 @@ from .lift import reduce_frames
 from .registry import ImageRef, Range, operation
 
 __all__ = [
+    "anscombe",
+    "bm3d",
+    "estimate_noise",
+    "gaussian_psf",
+    "inverse_anscombe",
     "nl_means",
+    "psnr",
+    "richardson_lucy",
+    "ssim",
     "tv",
     "wavelet",
-    "bm3d",
-    "anscombe",
-    "inverse_anscombe",
-    "estimate_noise",
-    "psnr",
-    "ssim",
-    "richardson_lucy",
     "wiener",
-    "gaussian_psf",
 ]
 
 _ANSCOMBE_ZERO = 2.0 * math.sqrt(3.0 / 8.0)  # anscombe(0)
@@ -279,7 +279,9 @@ def nl_means(
 def _resolve_range(image: Any, **params: Any) -> dict:
     if params.get("data_range") is None:
         x = _stabilized(image, params["anscombe"])
-        low, high = _backend.materialize(get_namespace(x)[0].stack([x.min(), x.max()]).astype(np.float64))
+        low, high = _backend.materialize(
+            get_namespace(x)[0].stack([x.min(), x.max()]).astype(np.float64)
+        )
         params["data_range"] = float(high - low) or 1.0
     return params
 
@@ -327,7 +329,9 @@ def tv(
     dtype = float_dtype(image.dtype)
     x = _stabilized(image, anscombe)
     func = restoration_function(x, "denoise_tv_chambolle")
-    return _restored(func(x, weight=weight * data_range, max_num_iter=max_num_iter), anscombe, dtype)
+    return _restored(
+        func(x, weight=weight * data_range, max_num_iter=max_num_iter), anscombe, dtype
+    )
 
 
 @operation(menu="filter", prepare=_resolve_sigma)
@@ -381,7 +385,15 @@ def wavelet(
     dtype = float_dtype(image.dtype)
     x = _stabilized(image, anscombe)
     func = restoration_function(x, "denoise_wavelet")
-    out = func(x, sigma=sigma, wavelet=family, mode=mode, wavelet_levels=levels, method=method, rescale_sigma=True)
+    out = func(
+        x,
+        sigma=sigma,
+        wavelet=family,
+        mode=mode,
+        wavelet_levels=levels,
+        method=method,
+        rescale_sigma=True,
+    )
     return _restored(out, anscombe, dtype)
 
 
@@ -442,7 +454,9 @@ def bm3d(
     module = _bm3d_module()
     dtype = float_dtype(image.dtype)
     x = _stabilized(image, anscombe)
-    stage_arg = module.BM3DStages.ALL_STAGES if stage == "all" else module.BM3DStages.HARD_THRESHOLDING
+    stage_arg = (
+        module.BM3DStages.ALL_STAGES if stage == "all" else module.BM3DStages.HARD_THRESHOLDING
+    )
     out = module.bm3d(np.asarray(x, dtype=np.float64), sigma_psd=sigma, stage_arg=stage_arg)
     return _restored(out, anscombe, dtype)
 
@@ -460,7 +474,9 @@ def _reference_range(reference: Any, data_range: float | None) -> float:
     if data_range is not None:
         return data_range
     xp, _ = get_namespace(reference)
-    low, high = _backend.materialize(xp.stack([reference.min(), reference.max()]).astype(np.float64))
+    low, high = _backend.materialize(
+        xp.stack([reference.min(), reference.max()]).astype(np.float64)
+    )
     return float(high - low) or 1.0
 
 
@@ -540,16 +556,24 @@ def ssim(
     _check_pair(image, reference)
     data_range = _reference_range(reference, data_range)
     xp, _ = get_namespace(image)
-    stack = _backend.dask_module().stack if _backend.is_dask(image) or _backend.is_dask(reference) else xp.stack
+    stack = (
+        _backend.dask_module().stack
+        if _backend.is_dask(image) or _backend.is_dask(reference)
+        else xp.stack
+    )
     pairs = stack([image.astype(np.float64), reference.astype(np.float64)], axis=-3)
-    values = reduce_frames(_frame_ssim, pairs, frame_ndim=3, dtype=np.float64, data_range=data_range)
+    values = reduce_frames(
+        _frame_ssim, pairs, frame_ndim=3, dtype=np.float64, data_range=data_range
+    )
     return float(np.mean(_backend.materialize(values)))
 
 
 # --- deconvolution ---------------------------------------------------------------------
 
 
-def gaussian_psf(sigma: float | tuple[float, float], *, truncate: float = 4.0, like: Any = None) -> Any:
+def gaussian_psf(
+    sigma: float | tuple[float, float], *, truncate: float = 4.0, like: Any = None
+) -> Any:
     """A normalised 2-D Gaussian point-spread function, shape ``(2r+1, 2r+1)``, ``r = ceil(truncate*sigma)``.
 
     Examples

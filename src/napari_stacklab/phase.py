@@ -35,13 +35,13 @@ from .lift import map_frames
 from .registry import ImageRef, Range, operation
 
 __all__ = [
-    "complex_split",
-    "wrap",
-    "unwrap",
-    "reconstruct_hologram",
-    "hologram_wave",
-    "find_sideband",
     "PHASE_COLORMAP",
+    "complex_split",
+    "find_sideband",
+    "hologram_wave",
+    "reconstruct_hologram",
+    "unwrap",
+    "wrap",
 ]
 
 #: Colormap napari should use for wrapped-phase layers (cyclic).
@@ -97,9 +97,7 @@ def _imag(z: Any) -> Any:
 
 def _split(z: Any, parts: dict) -> dict:
     dtype = _real_dtype(z.dtype)
-    return {
-        name: map_frames(func, z, dtype=dtype, vectorized=True) for name, func in parts.items()
-    }
+    return {name: map_frames(func, z, dtype=dtype, vectorized=True) for name, func in parts.items()}
 
 
 @operation(menu="visualize", output="images", lift=False, allow_complex=True)
@@ -159,32 +157,83 @@ def wrap(image):
 # --- unwrapping -----------------------------------------------------------------------
 
 
+def _along(axis: int, ndim: int, index: Any) -> tuple:
+    """An index that applies ``index`` along ``axis`` only."""
+    return (slice(None),) * axis + (index,) + (slice(None),) * (ndim - axis - 1)
+
+
+def _twiddle(n: int, axis: int, ndim: int, sign: float, xp: Any) -> Any:
+    shape = [1] * ndim
+    shape[axis] = n
+    return xp.exp(sign * 1j * math.pi * xp.arange(n, dtype=np.float64) / (2 * n)).reshape(shape)
+
+
+def _dct(x: Any, axis: int) -> Any:
+    """Unnormalised DCT-II along ``axis`` (``scipy.fft.dct(x, type=2)``).
+
+    Computed from one ``n``-point FFT of the reordered input (Makhoul 1980).
+    """
+    xp, _ = get_namespace(x)
+    n, ndim = x.shape[axis], x.ndim
+    reordered = xp.concatenate(
+        [
+            x[_along(axis, ndim, slice(0, None, 2))],
+            xp.flip(x[_along(axis, ndim, slice(1, None, 2))], axis=axis),
+        ],
+        axis=axis,
+    )
+    return 2 * (xp.fft.fft(reordered, axis=axis) * _twiddle(n, axis, ndim, -1.0, xp)).real
+
+
+def _idct(coefficients: Any, axis: int) -> Any:
+    """Inverse of :func:`_dct` along ``axis`` (``scipy.fft.idct(x, type=2)``)."""
+    xp, _ = get_namespace(coefficients)
+    n, ndim = coefficients.shape[axis], coefficients.ndim
+    mirrored = xp.concatenate(
+        [
+            xp.zeros_like(coefficients[_along(axis, ndim, slice(0, 1))]),
+            xp.flip(coefficients[_along(axis, ndim, slice(1, None))], axis=axis),
+        ],
+        axis=axis,
+    )
+    reordered = xp.fft.ifft(
+        (coefficients - 1j * mirrored) * _twiddle(n, axis, ndim, 1.0, xp) / 2, axis=axis
+    ).real
+    half = (n + 1) // 2
+    out = xp.empty_like(reordered)
+    out[_along(axis, ndim, slice(0, None, 2))] = reordered[_along(axis, ndim, slice(0, half))]
+    out[_along(axis, ndim, slice(1, None, 2))] = xp.flip(
+        reordered[_along(axis, ndim, slice(half, None))], axis=axis
+    )
+    return out
+
+
 def _neumann_poisson(rho: Any) -> Any:
     """Solve ``laplacian(phi) = rho`` with zero-flux borders; ``phi`` has zero mean.
 
-    The discrete cosine transform that diagonalises the Neumann Laplacian
-    (Ghiglia & Romero 1994) is computed as the FFT of the mirrored array:
-    the even extension of ``rho`` is periodic, so the periodic Laplacian's
-    eigenvalues ``2 cos(2 pi k / 2n) - 2`` solve it exactly. Only ``xp.fft`` is
-    used, so the same code runs on CuPy.
+    The discrete cosine transform diagonalises the Neumann Laplacian
+    (Ghiglia & Romero 1994): eigenvalues ``sum_axis 2 cos(pi k / n) - 2``.
+    The DCT is computed from ``n``-point FFTs (``xp.fft`` only), so the same
+    code runs on CuPy. Computed in float64 whatever the input: the inverse
+    Laplacian amplifies rounding errors by about ``(n / pi)**2``.
     """
     xp, _ = get_namespace(rho)
-    extended = rho
+    spectrum = rho.astype(np.float64)
     for axis in range(rho.ndim):
-        extended = xp.concatenate([extended, xp.flip(extended, axis=axis)], axis=axis)
-    spectrum = xp.fft.rfftn(extended)
-    eigenvalues = xp.zeros(spectrum.shape, dtype=rho.dtype)
-    for axis, length in enumerate(extended.shape):
-        count = spectrum.shape[axis]
-        k = xp.arange(count, dtype=rho.dtype)
+        spectrum = _dct(spectrum, axis)
+    eigenvalues = xp.zeros(spectrum.shape, dtype=np.float64)
+    for axis, length in enumerate(rho.shape):
         shape = [1] * rho.ndim
-        shape[axis] = count
-        eigenvalues = eigenvalues + (2.0 * xp.cos(_TWO_PI * k / length) - 2.0).reshape(shape)
-    eigenvalues[(0,) * rho.ndim] = 1.0
+        shape[axis] = length
+        k = xp.arange(length, dtype=np.float64)
+        eigenvalues = eigenvalues + (2.0 * xp.cos(math.pi * k / length) - 2.0).reshape(shape)
+    origin = (0,) * rho.ndim
+    eigenvalues[origin] = 1.0
     spectrum = spectrum / eigenvalues
-    spectrum[(0,) * rho.ndim] = 0.0
-    phi = xp.fft.irfftn(spectrum, s=extended.shape, axes=tuple(range(rho.ndim)))
-    return phi[tuple(slice(0, n) for n in rho.shape)].astype(rho.dtype, copy=False)
+    spectrum[origin] = 0.0
+    for axis in range(rho.ndim):
+        spectrum = _idct(spectrum, axis)
+    return spectrum
 
 
 def _divergence(fluxes: list) -> Any:
@@ -215,8 +264,9 @@ _PCG_TOL = 1e-6
 
 
 def _unwrap_least_squares(phi: Any, mask: Any | None) -> Any:
-    """Least-squares unwrapping; with a mask, weighted (0/1 weights) by preconditioned CG."""
+    """Least-squares unwrapping (in float64); with a mask, weighted (0/1 weights) by preconditioned CG."""
     xp, _ = get_namespace(phi)
+    phi = phi.astype(np.float64)
     gradients = [_wrap(xp.diff(phi, axis=axis)) for axis in range(phi.ndim)]
     if mask is None:
         return _neumann_poisson(_divergence(gradients))
@@ -324,7 +374,9 @@ def unwrap(
     frame_shape = tuple(image.shape[-frame_ndim:])
     if mask is not None:
         if tuple(mask.shape) != frame_shape:
-            raise ValueError(f"mask must have the frame shape {frame_shape}, got {tuple(mask.shape)}")
+            raise ValueError(
+                f"mask must have the frame shape {frame_shape}, got {tuple(mask.shape)}"
+            )
         xp, _ = get_namespace(image)
         mask = xp.asarray(_backend.materialize(mask)).astype(bool)
     return map_frames(
@@ -423,7 +475,9 @@ def _demodulate(frame: Any, *, sideband: tuple, aperture: Any) -> Any:
     return xp.fft.ifft2(spectrum * aperture).astype(cdtype, copy=False)
 
 
-def _reference_divided(frame: Any, *, sideband: tuple, aperture: Any, reference_wave: Any | None) -> Any:
+def _reference_divided(
+    frame: Any, *, sideband: tuple, aperture: Any, reference_wave: Any | None
+) -> Any:
     wave = _demodulate(frame, sideband=sideband, aperture=aperture)
     if reference_wave is None:
         return wave
@@ -437,7 +491,9 @@ def _resolve_hologram(image: Any, **params: Any) -> dict:
         check_ndim(reference, 2, "reference", max_ndim=2)
         check_real(reference, "reference")
         if tuple(reference.shape) != frame_shape:
-            raise ValueError(f"reference must have the frame shape {frame_shape}, got {tuple(reference.shape)}")
+            raise ValueError(
+                f"reference must have the frame shape {frame_shape}, got {tuple(reference.shape)}"
+            )
     if params["sideband"] is None:
         sample = reference if reference is not None else image[(0,) * (image.ndim - 2)]
         exclude = None if params["aperture_radius"] is None else 2 * params["aperture_radius"]
@@ -451,7 +507,9 @@ def _resolve_hologram(image: Any, **params: Any) -> dict:
 
 def _wave(hologram: Any, *, sideband, aperture_radius, aperture_smoothness, reference) -> Any:
     xp, _ = get_namespace(hologram)
-    aperture = _aperture(tuple(hologram.shape[-2:]), aperture_radius, aperture_smoothness, xp, np.float64)
+    aperture = _aperture(
+        tuple(hologram.shape[-2:]), aperture_radius, aperture_smoothness, xp, np.float64
+    )
     reference_wave = None
     if reference is not None:
         reference_frame = xp.asarray(_backend.materialize(reference))
