@@ -74,4 +74,22 @@ TOOLS = [
         "title": "4D-STEM navigator",
         "menu": "visualize",
     },
+    {
+        "id": "point_registration",
+        "python_name": f"{PACKAGE}._napari.points_tool:PointRegistrationWidget",
+        "title": "Point registration (pairs, residuals, ECC refine)",
+        "menu": "register",
+    },
+    {
+        "id": "align_set",
+        "python_name": f"{PACKAGE}._napari.align_widget:AlignSetWidget",
+        "title": "Align images to a base (ECC, heatmaps)",
+        "menu": "register",
+    },
+    {
+        "id": "drift_correction",
+        "python_name": f"{PACKAGE}._napari.drift_widget:DriftWidget",
+        "title": "Drift correction (plot, reuse on channels)",
+        "menu": "register",
+    },
 ]

@@ -1,0 +1,164 @@
+"""The registration tools in a real napari viewer (run under xvfb-run)."""
+
+import dask.array as da
+import numpy as np
+import pytest
+from skimage import data
+
+from napari_stacklab.register import Transform, warp
+
+TRUTH = Transform("affine", np.array([[1.02, 0.05, 6.0], [-0.04, 0.98, -4.0], [0, 0, 1]]))
+
+
+@pytest.fixture
+def pair():
+    fixed = data.camera()[::2, ::2].astype(np.float32)
+    moving = warp(fixed, TRUTH.inverse(), order=3, mode="nearest")
+    return fixed, moving
+
+
+FIXED_PTS = np.array([[30.0, 40.0], [200.0, 60.0], [120.0, 220.0], [60.0, 180.0], [220.0, 210.0]])
+
+
+def _click_pairs(widget, fixed_pts, moving_pts):
+    """Add points as clicks would: fixed, moving, fixed, moving ... checking the active layer flips."""
+    viewer = widget.viewer
+    for f, m in zip(fixed_pts, moving_pts):
+        assert viewer.layers.selection.active is widget.points["fixed"]
+        widget.points["fixed"].add(f)
+        assert viewer.layers.selection.active is widget.points["moving"]
+        widget.points["moving"].add(m)
+
+
+def test_point_tool_fit_undo_delete_refine_apply(make_napari_viewer, pair):
+    from napari_stacklab._napari.points_tool import PointRegistrationWidget
+
+    fixed, moving = pair
+    viewer = make_napari_viewer()
+    viewer.add_image(fixed, name="fixed", scale=(0.5, 0.5))
+    viewer.add_image(moving, name="moving", scale=(0.25, 0.25), translate=(3.0, -2.0))
+    widget = PointRegistrationWidget(viewer)
+    widget.fixed.value, widget.moving.value = "fixed", "moving"
+    widget.model.value = "affine"
+    widget.start()
+    assert {"fixed points", "moving points"} <= {layer.name for layer in viewer.layers}
+
+    _click_pairs(widget, FIXED_PTS[:2], TRUTH.apply_points(FIXED_PTS[:2]))
+    assert widget.transform is None and "needs 3" in widget.status.value
+    _click_pairs(widget, FIXED_PTS[2:], TRUTH.apply_points(FIXED_PTS[2:]))
+    assert widget.transform is not None
+    np.testing.assert_allclose(widget.transform.matrix, TRUTH.matrix, atol=1e-9)
+    assert list(widget.points["fixed"].features["pair"]) == [1, 2, 3, 4, 5]
+    assert len(widget.rows) == 5 and widget.rows[0][0] == 1
+
+    # the live overlay: a fixed pixel and its moving match land on the same world point
+    f_world = viewer.layers["fixed"].data_to_world(FIXED_PTS[1])
+    m_world = viewer.layers["moving"].data_to_world(TRUTH.apply_points(FIXED_PTS[1]))
+    np.testing.assert_allclose(f_world, m_world, atol=1e-6)
+
+    # a misclick, then undo
+    widget.points["fixed"].add([100.0, 100.0])
+    assert len(widget.points["fixed"].data) == 6
+    widget.undo()
+    assert len(widget.points["fixed"].data) == 5
+    assert viewer.layers.selection.active is widget.points["fixed"]
+
+    # a bad pair: flagged by RANSAC, then deleted
+    _click_pairs(widget, [[150.0, 150.0]], [[10.0, 240.0]])
+    widget.robust.value = True
+    assert not widget.transform.inliers[5] and widget.transform.inliers[:5].all()
+    assert widget.rows[5][-1] is False
+    widget.delete_pair(6)
+    assert len(widget.points["moving"].data) == 5 and widget.transform.inliers.all()
+
+    # rough clicks refined with ECC
+    widget.points["moving"].data = TRUTH.apply_points(FIXED_PTS) + np.array([[1.5, -1], [-1, 1.5], [1, 1], [-1.5, 0], [0, 1]])
+    rough = widget.transform
+    corners = np.array([[0, 0], [0, 255], [255, 0], [255, 255.0]])
+    err = lambda t: np.linalg.norm(t.apply_points(corners) - TRUTH.apply_points(corners), axis=1).mean()
+    assert err(rough) > 0.5
+    refined = widget.refine()
+    assert err(refined) < 0.1 and refined.score > 0.999
+
+    layer = widget.apply()
+    assert layer.name == "moving registered" and isinstance(layer.data, da.Array)
+    assert tuple(layer.scale) == (0.5, 0.5)
+    registered = np.asarray(layer.data)
+    core = (slice(30, -30), slice(30, -30))
+    expected = warp(moving, TRUTH)  # the same resampling with the true transform
+    assert np.abs(registered[core] - expected[core]).mean() < 0.5
+
+
+def test_point_tool_uses_only_spatial_axes_of_a_stack(make_napari_viewer, pair):
+    from napari_stacklab._napari.points_tool import PointRegistrationWidget
+
+    fixed, moving = pair
+    viewer = make_napari_viewer()
+    viewer.add_image(np.stack([fixed, fixed * 2]), name="fixed")  # (T, M, N)
+    viewer.add_image(np.stack([moving, moving * 2]), name="moving")
+    widget = PointRegistrationWidget(viewer)
+    widget.fixed.value, widget.moving.value = "fixed", "moving"
+    widget.model.value = "similarity"
+    widget.start()
+    moved = TRUTH.apply_points(FIXED_PTS[:3])
+    _click_pairs(widget, np.c_[[1, 1, 1], FIXED_PTS[:3]], np.c_[[1, 1, 1], moved])
+    assert widget.transform.ndim == 2
+    layer = widget.apply()
+    assert layer.data.shape == (2, 256, 256)
+
+
+def test_align_set_gives_aligned_layers_heatmaps_and_scores(make_napari_viewer, pair):
+    from napari_stacklab._napari.align_widget import HEATMAP_COLORMAP, AlignSetWidget
+
+    fixed, moving = pair
+    viewer = make_napari_viewer()
+    viewer.add_image(fixed, name="base")
+    viewer.add_image(moving, name="tilted")
+    viewer.add_image(np.roll(fixed, (3, -5), axis=(0, 1)) * 0.5 + 20, name="shifted")
+    widget = AlignSetWidget(viewer)
+    widget.base.value = "base"
+    widget.targets.value = ["tilted", "shifted"]
+    assert widget.model.value == "affine"
+    results = widget.run()
+    assert set(results) == {"tilted", "shifted"}
+    corners = np.array([[0, 0], [0, 255], [255, 0], [255, 255.0]])
+    error = np.linalg.norm(results["tilted"]["transform"].apply_points(corners) - TRUTH.apply_points(corners), axis=1)
+    assert error.mean() < 0.1
+    assert results["tilted"]["similarity"] > 0.99
+    heat = viewer.layers["tilted similarity"]
+    assert heat.colormap.name == HEATMAP_COLORMAP
+    values = np.asarray(heat.data)
+    assert values[30:-30, 30:-30].mean() > 0.9 and values.max() <= 1.0
+    assert isinstance(viewer.layers["tilted aligned"].data, da.Array)
+
+    widget.method.value = "phase correlation"
+    widget.targets.value = ["shifted"]
+    results = widget.run()
+    np.testing.assert_allclose(results["shifted"]["transform"].shift, [3, -5], atol=0.05)
+
+
+def test_drift_widget_estimates_plots_and_reuses_shifts(make_napari_viewer, qtbot):
+    from napari_stacklab._napari.drift_widget import DriftWidget
+
+    rng = np.random.default_rng(2)
+    big = data.camera().astype(np.float32)
+    truth = np.cumsum(rng.normal(0, 1.0, (5, 2)), axis=0)
+    truth[0] = 0
+    frames = np.stack([warp(big, Transform.from_shift(np.array([150.0, 150.0]) - s), output_shape=(160, 160),
+                            order=3) for s in truth])
+    viewer = make_napari_viewer()
+    viewer.add_image(frames, name="channel 1", scale=(1.0, 0.2, 0.2))
+    viewer.add_image(frames * 0.5, name="channel 2", scale=(1.0, 0.2, 0.2))
+    widget = DriftWidget(viewer)
+    widget.source.value = "channel 1"
+    worker = widget.estimate()
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    qtbot.waitUntil(lambda: "channel 1 drift corrected" in viewer.layers, timeout=10_000)
+    assert np.abs(widget.shifts - truth).max() <= 0.05
+    lines = widget.plot.axes.get_lines()
+    np.testing.assert_allclose(lines[0].get_ydata(), widget.shifts[:, 0] * 0.2)
+    other = widget.apply_to("channel 2")
+    assert other.name == "channel 2 drift corrected" and isinstance(other.data, da.Array)
+    np.testing.assert_allclose(np.asarray(other.data), 0.5 * np.asarray(viewer.layers["channel 1 drift corrected"].data),
+                               atol=1e-3)
