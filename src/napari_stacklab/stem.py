@@ -7,7 +7,7 @@ detector (the *frame*); every leading axis is a scan (batch) axis.
 Every operation here reduces over one kind of axis and never loads the scan
 whole: on dask input (a lazily read file) it returns a dask array whose
 chunks are whole diffraction frames, reduced block by block with one matrix
-product per block (:func:`napari_stacklab.lift.reduce_frames`), so a virtual
+contraction per block (:func:`napari_stacklab.lift.reduce_frames`), so a virtual
 detector image of a 100 GB scan costs one streaming pass. NumPy and CuPy input
 give NumPy and CuPy output. Counts are never rescaled.
 
@@ -114,11 +114,27 @@ def detector_mask(
     return (r2 >= inner**2) & (r2 <= outer**2)
 
 
+#: Elements of a detector block converted to float at a time: small enough to stay in the CPU cache.
+_SUB_BLOCK = 2**18
+
+
 def _weighted_sums(block: Any, *, weights: Any) -> Any:
-    """``block (..., Ky, Kx)`` against ``weights (P, Ky, Kx)`` -> ``(..., P)``: one matrix product."""
+    """``block (..., Ky, Kx)`` against ``weights (P, Ky, Kx)`` -> ``(..., P)``.
+
+    Frames are converted to float and contracted a few at a time with
+    ``einsum`` (no BLAS threads, which oversubscribe the cores dask already
+    uses; the converted copy stays in the cache).
+    """
+    xp, _ = get_namespace(block)
     batch = block.shape[:-2]
-    flat = block.reshape(-1, block.shape[-2] * block.shape[-1]).astype(weights.dtype, copy=False)
-    return (flat @ weights.reshape(weights.shape[0], -1).T).reshape(batch + (weights.shape[0],))
+    n_pixels = block.shape[-2] * block.shape[-1]
+    flat = block.reshape(-1, n_pixels)
+    weights = weights.reshape(weights.shape[0], n_pixels)
+    out = xp.empty((flat.shape[0], weights.shape[0]), dtype=weights.dtype)
+    step = max(1, _SUB_BLOCK // n_pixels)
+    for start in range(0, flat.shape[0], step):
+        out[start : start + step] = xp.einsum("nk,pk->np", flat[start : start + step].astype(weights.dtype), weights)
+    return out.reshape(batch + (weights.shape[0],))
 
 
 def _detect(data: Any, weights: Any) -> Any:
@@ -229,7 +245,7 @@ def virtual_detector(
     array, shape ``(..., Sy, Sx)``
         ``sum(pattern * mask)`` per scan position; float32 (float64 for
         float64 and wide integer input). No halo; dask input stays lazy, one
-        matrix product per chunk of whole frames.
+        streaming contraction per chunk of whole frames.
 
     Examples
     --------
