@@ -85,7 +85,7 @@ def _inverse_anscombe(image: Any) -> Any:
     return xp.maximum(out, 0).astype(d.dtype, copy=False)
 
 
-@operation(menu="filter", vectorized=True)
+@operation(menu="filter", vectorized=True, title="Anscombe transform (Poisson counts)")
 def anscombe(image):
     """Anscombe transform ``2 sqrt(x + 3/8)``: Poisson counts -> noise of standard deviation ~1.
 
@@ -109,7 +109,7 @@ def anscombe(image):
     return _anscombe(image)
 
 
-@operation(menu="filter", vectorized=True)
+@operation(menu="filter", vectorized=True, title="Inverse Anscombe transform")
 def inverse_anscombe(image):
     """Exact unbiased inverse of :func:`anscombe` (Makitalo & Foi 2011, closed form).
 
@@ -168,7 +168,7 @@ def _noise_sigma(image: Any, plane: int | None = None, use_anscombe: bool = Fals
     return float(np.mean(_backend.materialize(sigmas)))
 
 
-@operation(menu="measure", output="value", lift=False)
+@operation(menu="measure", output="value", lift=False, title="Estimate noise level")
 def estimate_noise(image, *, plane: Annotated[int, Range(None, None)] | None = None):
     """Standard deviation of Gaussian noise, from the finest wavelet details.
 
@@ -212,6 +212,7 @@ def _resolve_sigma(image: Any, **params: Any) -> dict:
     menu="filter",
     prepare=_resolve_sigma,
     halo=lambda patch_size, patch_distance, **_: patch_size // 2 + patch_distance,
+    title="Non-local means denoising",
 )
 def nl_means(
     image,
@@ -286,7 +287,7 @@ def _resolve_range(image: Any, **params: Any) -> dict:
     return params
 
 
-@operation(menu="filter", prepare=_resolve_range)
+@operation(menu="filter", prepare=_resolve_range, title="Total-variation denoising")
 def tv(
     image,
     *,
@@ -334,7 +335,7 @@ def tv(
     )
 
 
-@operation(menu="filter", prepare=_resolve_sigma)
+@operation(menu="filter", prepare=_resolve_sigma, title="Wavelet denoising")
 def wavelet(
     image,
     *,
@@ -412,7 +413,7 @@ def _resolve_bm3d(image: Any, **params: Any) -> dict:
     return _resolve_sigma(image, **params)
 
 
-@operation(menu="filter", prepare=_resolve_bm3d)
+@operation(menu="filter", prepare=_resolve_bm3d, title="BM3D denoising")
 def bm3d(
     image,
     *,
@@ -480,7 +481,7 @@ def _reference_range(reference: Any, data_range: float | None) -> float:
     return float(high - low) or 1.0
 
 
-@operation(menu="measure", output="value", lift=False)
+@operation(menu="measure", output="value", lift=False, title="PSNR against a reference")
 def psnr(
     image,
     *,
@@ -523,7 +524,7 @@ def _frame_ssim(pair: Any, *, data_range: float) -> Any:
     return metrics.structural_similarity(pair[0], pair[1], data_range=data_range)
 
 
-@operation(menu="measure", output="value", lift=False)
+@operation(menu="measure", output="value", lift=False, title="SSIM against a reference")
 def ssim(
     image,
     *,
@@ -609,7 +610,7 @@ def _resolve_psf(image: Any, **params: Any) -> dict:
     return params
 
 
-@operation(menu="filter", prepare=_resolve_psf)
+@operation(menu="filter", prepare=_resolve_psf, title="Richardson-Lucy deconvolution")
 def richardson_lucy(
     image,
     *,
@@ -652,7 +653,7 @@ def richardson_lucy(
     return func(x, psf, num_iter=num_iter, clip=False).astype(x.dtype, copy=False)
 
 
-@operation(menu="filter", prepare=_resolve_psf)
+@operation(menu="filter", prepare=_resolve_psf, title="Wiener deconvolution")
 def wiener(
     image,
     *,

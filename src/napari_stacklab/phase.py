@@ -100,7 +100,13 @@ def _split(z: Any, parts: dict) -> dict:
     return {name: map_frames(func, z, dtype=dtype, vectorized=True) for name, func in parts.items()}
 
 
-@operation(menu="visualize", output="images", lift=False, allow_complex=True)
+@operation(
+    menu="visualize",
+    output="images",
+    lift=False,
+    allow_complex=True,
+    title="Complex split (amplitude, phase, real, imag)",
+)
 def complex_split(image):
     """Split a complex image into amplitude, phase, real and imaginary parts.
 
@@ -131,7 +137,7 @@ def _wrap(phi: Any) -> Any:
     return (phi + math.pi) % _TWO_PI - math.pi
 
 
-@operation(menu="transform", vectorized=True)
+@operation(menu="transform", vectorized=True, title="Wrap phase")
 def wrap(image):
     """Fold a phase into ``[-pi, pi)`` (what an interferometer or a hologram measures).
 
@@ -314,7 +320,7 @@ def _unwrap_frame(frame: Any, *, method: str, mask: Any | None) -> Any:
     return out.astype(dtype, copy=False)
 
 
-@operation(menu="transform", lift=False)
+@operation(menu="transform", lift=False, title="Unwrap phase")
 def unwrap(
     image,
     *,
@@ -524,7 +530,13 @@ def _wave(hologram: Any, *, sideband, aperture_radius, aperture_smoothness, refe
     )
 
 
-@operation(menu="transform", output="images", lift=False, prepare=_resolve_hologram)
+@operation(
+    menu="transform",
+    output="images",
+    lift=False,
+    prepare=_resolve_hologram,
+    title="Reconstruct off-axis hologram",
+)
 def reconstruct_hologram(
     image,
     *,
