@@ -183,3 +183,17 @@ def test_can_read_never_raises_and_rejects_junk(tmp_path):
     assert sl.io.can_read(tmp_path / "ok.tif") and sl.io.can_read(tmp_path / "ok.npy")
     assert sl.io.can_read([tmp_path / "ok.tif", tmp_path / "ok.tif"])
     assert not sl.io.can_read([tmp_path / "ok.tif", tmp_path / "ok.npy"])
+
+
+def test_folder_suffix_dispatch(tmp_path, monkeypatch):
+    store = tmp_path / "model.zspy"
+    zarr.create_array(store, shape=(4, 4), dtype="u1", chunks=(4, 4))
+    monkeypatch.setitem(sl.io.READERS, ".zspy", "napari_stacklab.io._zarr:read_zarr")
+    assert sl.io.imread(store).metadata["format"] == "zarr"
+    odd = tmp_path / "odd.tif"  # a folder named like a file: a folder stack
+    odd.mkdir()
+    tifffile.imwrite(odd / "a.tif", np.zeros((3, 3), np.uint8))
+    assert sl.io.imread(odd).shape == (1, 3, 3)
+    empty = tmp_path / "empty.zarr"
+    empty.mkdir()
+    assert not sl.io.can_read(empty)

@@ -241,3 +241,27 @@ def test_not_a_tiff_and_missing_and_unknown(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ValueError, match="unknown file format"):
         sl.io.imread(tmp_path / "notes.txt")
+
+
+@pytest.mark.parametrize("dtype", [bool, np.int8, np.uint32, np.int64, np.uint64, np.float16, np.complex64])
+@pytest.mark.parametrize("lazy_input", [False, True])
+def test_every_dtype_roundtrips(tmp_path, dtype, lazy_input):
+    values = (np.arange(2 * 6 * 8).reshape(2, 6, 8) % 3).astype(dtype)
+    data = da.from_array(values, chunks=(1, 3, 8)) if lazy_input else values
+    image = Image(data, axis_labels=("z", "y", "x"), scale=(1.0, 0.5, 0.5), units=("um", "um", "um"))
+    back = _roundtrip(tmp_path, image)
+    assert back.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(back.data, values)
+    assert back.scale == (1.0, 0.5, 0.5) and back.axis_labels == ("z", "y", "x")
+
+
+@pytest.mark.gpu
+def test_imwrite_accepts_cupy(tmp_path):
+    cp = pytest.importorskip("cupy")
+    if not sl._backend.gpu_available():
+        pytest.skip("no CUDA device")
+    values = np.arange(2 * 16 * 16, dtype=np.uint16).reshape(2, 16, 16)
+    sl.io.imwrite(tmp_path / "gpu.tif", cp.asarray(values))
+    sl.io.imwrite(tmp_path / "gpu_lazy.tif", da.from_array(values, chunks=(1, 16, 16)).map_blocks(cp.asarray))
+    np.testing.assert_array_equal(sl.io.imread(tmp_path / "gpu.tif").data, values)
+    np.testing.assert_array_equal(sl.io.imread(tmp_path / "gpu_lazy.tif").data, values)

@@ -41,6 +41,7 @@ __all__ = [
     "can_read",
     "READERS",
     "MAGIC",
+    "FOLDER_SUFFIXES",
     "LAZY_THRESHOLD_BYTES",
 ]
 
@@ -55,7 +56,10 @@ READERS: dict[str, str] = {
     ".ome.tiff": "napari_stacklab.io._tiff:read_tiff",
     ".npy": "napari_stacklab.io._npy:read_npy",
     ".zarr": "napari_stacklab.io._zarr:read_zarr",
-    **{suffix: "napari_stacklab.io._em:read_em" for suffix in (".dm3", ".dm4", ".mib", ".blo", ".emd", ".mrc", ".hspy", ".zspy")},
+    # electron microscopy, through RosettaSciIO
+    **dict.fromkeys(
+        (".dm3", ".dm4", ".mib", ".blo", ".emd", ".mrc", ".hspy", ".zspy"), "napari_stacklab.io._em:read_em"
+    ),
 }
 
 #: Lower-case suffix -> accepted leading bytes, for a cheap sniff before reading (suffixes
@@ -67,6 +71,10 @@ MAGIC: dict[str, tuple[bytes, ...]] = {
     ".ome.tiff": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
     ".npy": (b"\x93NUMPY",),
 }
+
+#: Suffixes that name folders rather than files (zarr-based stores); a folder with one of
+#: these suffixes goes to READERS[suffix], any other folder is read as a stack of TIFFs.
+FOLDER_SUFFIXES = {".zarr", ".zspy"}
 
 _FOLDER_READER = "napari_stacklab.io._stack:read_folder"
 _GLOB_READER = "napari_stacklab.io._stack:read_glob"
@@ -139,8 +147,10 @@ def _reader_for(path: str) -> tuple[Callable, list[str]]:
         from ._stack import tiffs_in_folder
         from ._zarr import is_zarr
 
-        if entry is not None or is_zarr(path):
-            return _load(entry or READERS[".zarr"]), [path]
+        if entry is not None and _suffix(path, READERS) in FOLDER_SUFFIXES:
+            return _load(entry), [path]
+        if is_zarr(path):
+            return _load(READERS[".zarr"]), [path]
         return _load(_FOLDER_READER), tiffs_in_folder(path)
     if entry is None:
         known = ", ".join(sorted(READERS))
@@ -202,11 +212,7 @@ def can_read(path: Any) -> bool:
             from ._stack import tiffs_in_folder
             from ._zarr import is_zarr
 
-            if is_zarr(path):
-                return True
-            if _table_entry(path) is not None and _suffix(path, READERS) != ".zarr":
-                return True  # a folder format another reader knows (e.g. a multi-file dataset)
-            return bool(tiffs_in_folder(path))
+            return is_zarr(path) or bool(tiffs_in_folder(path))
         return _can_read_file(path, tiff_only=False)
     except Exception:  # a sniffer must never raise
         return False

@@ -21,6 +21,7 @@ TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 # tifffile axis codes -> axis labels; anything else becomes "axis<i>"
 _AXIS_LABELS = {"T": "t", "Z": "z", "C": "c", "Y": "y", "X": "x", "S": "s"}
 _IMAGEJ_ORDER = "tzcyx"
+_OME_DTYPES = tuple(np.dtype(t) for t in ("int8", "int16", "int32", "uint8", "uint16", "uint32", "float32", "float64"))
 _OME_LABELS = {"t": "T", "z": "Z", "c": "C", "y": "Y", "x": "X"}
 # resolution unit code -> micrometres per unit (1 = NONE: no physical meaning)
 _RESOLUTION_UNIT_UM = {2: 25400.0, 3: 1e4, 4: 1e3, 5: 1.0}
@@ -290,8 +291,6 @@ def write_tiff(path: str, image: Image, *, ome: bool | None = None) -> None:
         kwargs = _ome_kwargs(image)
     if kwargs is None:
         kwargs = _shaped_kwargs(image)
-    if dtype == np.bool_:
-        kwargs = _shaped_kwargs(image)
     frames = _planes(data, _backend) if _backend.is_dask(data) else np.ascontiguousarray(_backend.to_numpy(data))
     bigtiff = shape and math.prod(shape) * dtype.itemsize > 2**32 - 2**25 and not kwargs.get("imagej")
     tifffile.imwrite(
@@ -360,7 +359,7 @@ def _ome_kwargs(image: Image) -> dict | None:
     labels = image.axis_labels
     if _yx(image) is None or any(label not in _OME_LABELS for label in labels) or image.ndim > 5:
         return None
-    if np.dtype(image.dtype).kind not in "iuf" or np.dtype(image.dtype).itemsize > 8:
+    if np.dtype(image.dtype) not in _OME_DTYPES:
         return None
     if any(v != 0.0 for v in image.translate):
         return None
