@@ -92,4 +92,52 @@ TOOLS = [
         "title": "Drift correction (plot, reuse on channels)",
         "menu": "register",
     },
+    {
+        "id": "equalize_set",
+        "python_name": f"{PACKAGE}._napari.equalize_widget:EqualizeSetWidget",
+        "title": "Equalize a set of images",
+        "menu": "napari/layers/filter",
+    },
+    {
+        "id": "prepare_image",
+        "python_name": f"{PACKAGE}._napari.prepare_widget:PrepareImageWidget",
+        "title": "Prepare image (filter chain)",
+        "menu": "napari/layers/filter",
+    },
+    {
+        "id": "remove_background",
+        "python_name": f"{PACKAGE}._napari.matting_widget:BackgroundRemovalWidget",
+        "title": "Remove background (alpha matting)",
+        "menu": "napari/layers/filter",
+    },
+    {
+        "id": "histogram",
+        "python_name": f"{PACKAGE}._napari.histogram_widget:HistogramWidget",
+        "title": "Histogram",
+        "menu": "napari/layers/visualize",
+    },
+    {
+        "id": "line_profile",
+        "python_name": f"{PACKAGE}._napari.profile_widget:LineProfileWidget",
+        "title": "Line profile",
+        "menu": "napari/layers/visualize",
+    },
+    {
+        "id": "point_registration",
+        "python_name": f"{PACKAGE}._napari.points_tool:PointRegistrationWidget",
+        "title": "Point registration (pairs, residuals, ECC refine)",
+        "menu": "register",
+    },
+    {
+        "id": "align_set",
+        "python_name": f"{PACKAGE}._napari.align_widget:AlignSetWidget",
+        "title": "Align images to a base (ECC, heatmaps)",
+        "menu": "register",
+    },
+    {
+        "id": "drift_correction",
+        "python_name": f"{PACKAGE}._napari.drift_widget:DriftWidget",
+        "title": "Drift correction (plot, reuse on channels)",
+        "menu": "register",
+    },
 ]

@@ -1,0 +1,178 @@
+"""The filtering workflow tools in a real viewer: equalize, prepare, background removal, histogram, profile."""
+
+import numpy as np
+import pytest
+from skimage import data, measure
+
+from napari_stacklab.equalize import laplacian_variance
+from napari_stacklab._napari.equalize_widget import EqualizeSetWidget
+from napari_stacklab._napari.histogram_widget import HistogramWidget
+from napari_stacklab._napari.matting_widget import BackgroundRemovalWidget
+from napari_stacklab._napari.prepare_widget import PrepareImageWidget
+from napari_stacklab._napari.profile_widget import LineProfileWidget
+from napari_stacklab.recipe import Recipe
+
+
+def test_equalize_set_widget(make_napari_viewer):
+    viewer = make_napari_viewer()
+    camera = data.camera()[::2, ::2]
+    viewer.add_image(camera, name="camera", scale=(0.5, 0.5))
+    viewer.add_image(data.moon()[:256, :256] // 3 + 20, name="moon")
+    widget = EqualizeSetWidget(viewer)
+    widget.images.value = [viewer.layers["camera"], viewer.layers["moon"]]
+    widget.reference.value = "camera"
+    widget.method.value = "histogram"
+    widget.run_button.clicked.emit()
+    out = viewer.layers["moon equalized"]
+    assert "camera equalized" in viewer.layers
+    assert out.metadata["equalize_set"]["reference"] == "camera"
+    # matched histograms: the fraction of pixels below the camera's median is one half, give or take
+    # the largest tie of the moon image (matching maps all pixels of one value to one value)
+    largest_tie = np.unique(viewer.layers["moon"].data, return_counts=True)[1].max() / out.data.size
+    assert abs(np.mean(out.data <= np.median(camera)) - 0.5) <= largest_tie + 0.01
+    assert tuple(viewer.layers["camera equalized"].scale) == (0.5, 0.5)
+    widget.sharpness.value = True
+    widget.run()
+    out = viewer.layers["moon equalized"]
+    np.testing.assert_allclose(laplacian_variance(out.data), laplacian_variance(camera), rtol=0.02)
+    widget.method.value = "meanstd"
+    widget.reference.value = "median"
+    widget.run()
+    assert len([layer for layer in viewer.layers if layer.name.endswith("equalized")]) == 2  # replaced
+    means = [viewer.layers[n].data.mean() for n in ("camera equalized", "moon equalized")]
+    np.testing.assert_allclose(means[0], means[1], rtol=1e-3)
+
+
+def test_prepare_image_widget_live_chain_and_compare(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(data.coins(), name="coins")
+    widget = PrepareImageWidget(viewer)
+    widget.image.value = viewer.layers["coins"]
+    widget.bilateral.value = 2.0
+    widget.clahe_clip.value = 0.02
+    widget.sharpen_amount.value = 1.0
+    widget.gamma.value = 0.8
+    widget.gain.value = 2.0
+    out = viewer.layers["coins prepared"]
+    steps = out.metadata["stacklab"]["steps"]
+    assert [s["op"] for s in steps] == ["bilateral", "clahe", "unsharp_mask", "adjust_gamma", "adjust_gain"]
+    np.testing.assert_allclose(out.data, Recipe(steps=steps).run(data.coins()), rtol=1e-6)
+    assert out.data.max() > 1.5  # gain 2 applied to a CLAHE image in [0, 1]
+    assert widget.toggle_compare() is True and viewer.grid.enabled
+    widget.compare_button.clicked.emit()
+    assert not viewer.grid.enabled
+
+
+def test_prepare_image_widget_rgb_saturation(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(data.astronaut()[::4, ::4], name="astronaut", rgb=True)
+    widget = PrepareImageWidget(viewer)
+    widget.image.value = viewer.layers["astronaut"]
+    widget.saturation.value = 0.0
+    out = viewer.layers["astronaut prepared"]
+    assert out.rgb and out.data.shape == (128, 128, 3)
+    np.testing.assert_allclose(out.data[..., 0], out.data[..., 1], atol=1e-3)  # grey
+    assert out.metadata["stacklab_prepare"]["steps"][0]["op"] == "adjust_saturation"
+
+
+def _disk_image():
+    yy, xx = np.mgrid[:96, :96]
+    truth = np.clip((28 - np.hypot(yy - 48, xx - 45)) / 4 + 0.5, 0, 1)
+    return (30 + 190 * truth).astype(np.uint8), truth
+
+
+def test_background_removal_widget_and_save(make_napari_viewer, tmp_path):
+    pytest.importorskip("pymatting")
+    viewer = make_napari_viewer()
+    image, truth = _disk_image()
+    viewer.add_image(image, name="disk", scale=(2.0, 2.0))
+    widget = BackgroundRemovalWidget(viewer)
+    widget.image.value = viewer.layers["disk"]
+    widget.foreground.value = 125
+    widget.background.value = 40
+    widget.erode_size.value = 4
+    widget.new_background.value = "white"
+    widget.run_button.clicked.emit()
+    alpha = viewer.layers["disk alpha"].data
+    assert np.abs(alpha - truth).mean() < 0.02
+    assert viewer.layers["disk mask"].data.sum() > 0
+    subject = viewer.layers["disk subject"].data
+    assert subject[0, 0] == 255 and tuple(viewer.layers["disk subject"].scale) == (2.0, 2.0)
+
+    widget.folder.value = tmp_path
+    widget.save_button.clicked.emit()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["disk_background_removed.png", "disk_original.png", "disk_subject.png"]
+    import imageio.v3 as iio
+
+    np.testing.assert_array_equal(iio.imread(tmp_path / "disk_original.png"), image)
+    cut = iio.imread(tmp_path / "disk_subject.png")
+    assert cut.shape[-1] == 4 and cut.shape[0] < 96  # RGBA, cropped to the subject
+
+    asked = []
+    widget.confirm_overwrite = lambda paths: asked.append(paths) or False
+    before = (tmp_path / "disk_original.png").stat().st_mtime_ns
+    assert widget.save() == []
+    assert len(asked[0]) == 3 and (tmp_path / "disk_original.png").stat().st_mtime_ns == before
+    widget.confirm_overwrite = lambda paths: True
+    assert len(widget.save()) == 3
+
+
+def test_background_removal_from_labels_mask_only(make_napari_viewer):
+    viewer = make_napari_viewer()
+    image, truth = _disk_image()
+    viewer.add_image(image, name="disk")
+    viewer.add_labels((truth > 0.5).astype(np.int32) * 2, name="drawn")
+    widget = BackgroundRemovalWidget(viewer)
+    widget.image.value = viewer.layers["disk"]
+    widget.mask_source.value = "labels layer"
+    widget.labels.value = viewer.layers["drawn"]
+    widget.mask_only.value = True
+    widget.new_background.value = "black"
+    result = widget.run()
+    np.testing.assert_array_equal(result["mask"], truth > 0.5)
+    assert viewer.layers["disk subject"].data[0, 0] == 0
+    assert viewer.layers["disk mask"].metadata["remove_background"]["labels"] == "drawn"
+
+
+def test_histogram_widget_follows_selection_and_limits(make_napari_viewer):
+    viewer = make_napari_viewer()
+    coins = data.coins()
+    viewer.add_image(coins, name="coins")
+    viewer.add_image(data.camera(), name="camera")
+    widget = HistogramWidget(viewer)
+    viewer.layers.selection.active = viewer.layers["coins"]
+    expected, _ = np.histogram(coins, bins=256, range=(coins.min(), coins.max()))
+    np.testing.assert_array_equal(widget.counts, expected)
+    assert widget.axes.get_yscale() == "log"
+    viewer.layers["coins"].contrast_limits = (50, 180)
+    assert [line.get_xdata()[0] for line in widget.limit_lines] == [50, 180]
+    viewer.layers.selection.active = viewer.layers["camera"]
+    assert widget.counts.sum() == data.camera().size
+    widget.bins.value = 32
+    assert widget.counts.size == 32
+
+
+def test_line_profile_widget_physical_units_and_csv(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    camera = data.camera().astype(np.float32)
+    viewer.add_image(camera, name="camera", scale=(0.25, 0.25), units=("um", "um"))
+    shapes = viewer.add_shapes([[[10, 20], [50, 50]]], shape_type="line", name="line", scale=(0.25, 0.25))
+    widget = LineProfileWidget(viewer)
+    widget.image.value = viewer.layers["camera"]
+    widget.shapes.value = shapes
+    widget.linewidth.value = 3
+    distance, values = widget.plot()
+    expected = measure.profile_line(camera, (10, 20), (50, 50), linewidth=3, reduce_func=np.mean)
+    np.testing.assert_allclose(values, expected, rtol=1e-5)
+    np.testing.assert_allclose(distance[-1], 50 * 0.25)  # a 30-40-50 line of 0.25 um pixels
+    assert "micrometer" in widget.axes.get_xlabel()
+    widget.path.value = tmp_path / "profile.csv"
+    widget.export_button.clicked.emit()
+    table = np.loadtxt(tmp_path / "profile.csv", delimiter=",", skiprows=1)
+    np.testing.assert_allclose(table[:, 1], expected, rtol=1e-5)
+    assert (tmp_path / "profile.csv").read_text().startswith("distance_micrometer,camera")
+    with pytest.raises(FileExistsError):
+        widget.export()
+    shapes.data = [np.array([[0, 0], [0, 40]])]  # moving the line re-plots
+    assert widget.values.size == 41
