@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -231,8 +232,16 @@ def _scheduler(scheduler: str | None):
     from distributed import Client, LocalCluster
 
     if scheduler == "local":
-        with LocalCluster(processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
-            yield client
+        logger = logging.getLogger("distributed.scheduler")
+        level = logger.level
+        try:
+            with LocalCluster(processes=False, dashboard_address=None) as cluster:
+                with Client(cluster) as client:
+                    yield client
+                # the progress bar's feed is cancelled when our own cluster stops: not an error
+                logger.setLevel(logging.CRITICAL)
+        finally:
+            logger.setLevel(level)
     else:
         with Client(scheduler) as client:
             yield client
