@@ -140,4 +140,34 @@ TOOLS = [
         "title": "Drift correction (plot, reuse on channels)",
         "menu": "register",
     },
+    {
+        "id": "equalize_set",
+        "python_name": f"{PACKAGE}._napari.equalize_widget:EqualizeSetWidget",
+        "title": "Equalize a set of images",
+        "menu": "napari/layers/filter",
+    },
+    {
+        "id": "prepare_image",
+        "python_name": f"{PACKAGE}._napari.prepare_widget:PrepareImageWidget",
+        "title": "Prepare image (filter chain)",
+        "menu": "napari/layers/filter",
+    },
+    {
+        "id": "remove_background",
+        "python_name": f"{PACKAGE}._napari.matting_widget:BackgroundRemovalWidget",
+        "title": "Remove background (alpha matting)",
+        "menu": "napari/layers/filter",
+    },
+    {
+        "id": "histogram",
+        "python_name": f"{PACKAGE}._napari.histogram_widget:HistogramWidget",
+        "title": "Histogram",
+        "menu": "napari/layers/visualize",
+    },
+    {
+        "id": "line_profile",
+        "python_name": f"{PACKAGE}._napari.profile_widget:LineProfileWidget",
+        "title": "Line profile",
+        "menu": "napari/layers/visualize",
+    },
 ]
