@@ -197,3 +197,29 @@ def test_folder_suffix_dispatch(tmp_path, monkeypatch):
     empty = tmp_path / "empty.zarr"
     empty.mkdir()
     assert not sl.io.can_read(empty)
+
+
+@pytest.mark.parametrize("lazy_input", [False, True])
+def test_zarr_writer_roundtrip_ngff(tmp_path, lazy_input):
+    import dask.array as da
+
+    values = np.random.default_rng(4).random((3, 5, 40, 30)).astype(np.float32)
+    data = da.from_array(values, chunks=(2, 2, 15, 30)) if lazy_input else values
+    image = sl.io.Image(data, scale=(2.0, 0.5, 0.1, 0.1), units=("s", "um", "um", "um"),
+                        axis_labels=("t", "z", "y", "x"), translate=(0, 0, 5.0, 0))
+    path = tmp_path / "out.zarr"
+    sl.io.imwrite(path, image)
+    back = sl.io.imread(path, lazy=True)
+    np.testing.assert_array_equal(back.data.compute(), values)
+    assert back.data.chunks[-2:] == ((40,), (30,))
+    assert (back.scale, back.units, back.axis_labels, back.translate) == (
+        image.scale, image.units, image.axis_labels, image.translate,
+    )
+    group = zarr.open_group(path, mode="r")
+    assert group.attrs["multiscales"][0]["axes"][0] == {"name": "t", "type": "time", "unit": "second"}
+    with pytest.raises(FileExistsError):
+        sl.io.imwrite(path, image)
+    with pytest.raises(FileExistsError, match="read from"):
+        sl.io.imwrite(path, back, overwrite=True)
+    with pytest.raises(ValueError, match="suffix|end in"):
+        sl.io.imwrite(tmp_path / "out.h5", image)

@@ -40,6 +40,7 @@ __all__ = [
     "imwrite",
     "can_read",
     "READERS",
+    "WRITERS",
     "MAGIC",
     "FOLDER_SUFFIXES",
     "LAZY_THRESHOLD_BYTES",
@@ -78,7 +79,12 @@ FOLDER_SUFFIXES = {".zarr", ".zspy"}
 
 _FOLDER_READER = "napari_stacklab.io._stack:read_folder"
 _GLOB_READER = "napari_stacklab.io._stack:read_glob"
-_WRITABLE = (".tif", ".tiff")
+#: Lower-case suffix -> ``"module:function"`` with ``function(path, image: Image) -> None``.
+WRITERS: dict[str, str] = {
+    ".tif": "napari_stacklab.io._tiff:write_tiff",
+    ".tiff": "napari_stacklab.io._tiff:write_tiff",
+    ".zarr": "napari_stacklab.io._zarr:write_zarr",
+}
 
 
 def imread(path: str | os.PathLike | Sequence, *, lazy: bool | None = None) -> Image:
@@ -241,19 +247,21 @@ def imwrite(
     axis_labels: Sequence[str] | None = None,
     overwrite: bool = False,
 ) -> None:
-    """Write an :class:`Image` or array to TIFF, keeping dtype, shape, axis order and pixel size.
+    """Write an :class:`Image` or array to TIFF or zarr, keeping dtype, shape, axis order and pixel size.
 
-    ImageJ hyperstack when the data fit it (uint8, uint16 or float32; axes an
+    TIFF: an ImageJ hyperstack when the data fit it (uint8, uint16 or float32; axes an
     ordered subset of TZCYX ending in YX), else OME-TIFF (axes from T, Z, C,
     Y, X; a ``.ome.tif`` name prefers it), else a plain TIFF with resolution
     tags and scale/units/axis labels in its description; every form reads
-    back with :func:`imread`. Dask data are computed and written a chunk of
-    planes at a time, never whole.
+    back with :func:`imread`. ``.zarr``: an OME-NGFF (0.4) group whose
+    level ``"0"`` holds the data in whole-plane chunks, written in parallel.
+    Dask data are computed and written a chunk of planes at a time, never
+    whole.
 
     Parameters
     ----------
     path : str or path-like
-        ``.tif`` or ``.tiff`` file to create.
+        ``.tif``/``.tiff`` file or ``.zarr`` folder to create (suffixes in :data:`WRITERS`).
     image_or_array : Image or array, shape ``(..., M, N)``
         NumPy, dask or CuPy data (CuPy is copied to the host).
     scale, units, axis_labels : sequence, optional
@@ -272,8 +280,9 @@ def imwrite(
         Unsupported suffix, or per-axis values of the wrong length.
     """
     path = os.fspath(path)
-    if not path.lower().endswith(_WRITABLE):
-        raise ValueError(f"path must end in .tif or .tiff, got {path!r}")
+    suffix = _suffix(path, WRITERS)
+    if suffix is None:
+        raise ValueError(f"path must end in one of {sorted(WRITERS)}, got {path!r}")
     if isinstance(image_or_array, Image):
         image = image_or_array
     else:
@@ -302,9 +311,7 @@ def imwrite(
     _refuse_source_overwrite(path, image.metadata)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    from ._tiff import write_tiff
-
-    write_tiff(path, image, ome=Path(path).name.lower().endswith((".ome.tif", ".ome.tiff")))
+    _load(WRITERS[suffix])(path, image)
 
 
 def _refuse_source_overwrite(path: str, metadata: dict) -> None:

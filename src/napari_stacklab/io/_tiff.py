@@ -16,8 +16,6 @@ from ._image import Image
 from ._lazy import MemmapArray, PagedArray, to_dask
 from ._units import LENGTH_IN_UM, OME_SYMBOL, OME_TIME, normalize_unit
 
-TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-
 # tifffile axis codes -> axis labels; anything else becomes "axis<i>"
 _AXIS_LABELS = {"T": "t", "Z": "z", "C": "c", "Y": "y", "X": "x", "S": "s"}
 _IMAGEJ_ORDER = "tzcyx"
@@ -81,7 +79,7 @@ class _TifffileComplaints(logging.Handler):
 
 def _series_data(path: str, tif: Any, series: Any, index: int, lazy: bool) -> Any:
     file_size = os.path.getsize(path)
-    page_shape, n_pages = _page_layout(series)
+    page_shape = _page_shape(series)
     _check_not_truncated(path, series, file_size)
     if not lazy:
         try:
@@ -90,14 +88,16 @@ def _series_data(path: str, tif: Any, series: Any, index: int, lazy: bool) -> An
             raise ValueError(f"{path}: cannot decode image series {index} ({exc})") from exc
     if series.dataoffset is not None and not series.is_multifile:
         dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
-        return to_dask(MemmapArray(path, series.dataoffset, series.shape, dtype), frame_ndim=len(page_shape))
+        frame_ndim = len(page_shape) if page_shape else min(2, series.ndim)
+        return to_dask(MemmapArray(path, series.dataoffset, series.shape, dtype), frame_ndim=frame_ndim)
     if page_shape is None:
         # pages do not tile the series (tiled volumes, odd layouts): one delayed read of the series
         import dask
         import dask.array as da
 
         read = dask.delayed(_read_series, pure=True)(path, index)
-        return da.from_delayed(read, shape=series.shape, dtype=series.dtype, meta=np.empty((0,) * series.ndim, series.dtype))
+        meta = np.empty((0,) * series.ndim, series.dtype)
+        return da.from_delayed(read, shape=series.shape, dtype=series.dtype, meta=meta)
     paged = PagedArray(
         functools.partial(_open_tiff, path),
         functools.partial(_read_tiff_pages, series=index, frame_shape=page_shape),
@@ -108,16 +108,16 @@ def _series_data(path: str, tif: Any, series: Any, index: int, lazy: bool) -> An
     return to_dask(paged, frame_ndim=len(page_shape))
 
 
-def _page_layout(series: Any) -> tuple[tuple | None, int]:
-    """The trailing axes of ``series`` one page holds, and the number of pages."""
+def _page_shape(series: Any) -> tuple | None:
+    """The trailing axes of ``series`` that one page holds (None when pages do not tile it)."""
     page_size = series.keyframe.size
     shape = tuple(series.shape)
     for n in range(1, len(shape) + 1):
         if math.prod(shape[-n:]) == page_size:
-            return shape[-n:], math.prod(shape[:-n])
+            return shape[-n:]
         if math.prod(shape[-n:]) > page_size:
             break
-    return None, 0
+    return None
 
 
 def _check_not_truncated(path: str, series: Any, file_size: int) -> None:
@@ -268,14 +268,14 @@ def _apply_ome(xml: str, index: int, axes: str, scale: list, units: list) -> Non
 # ---------------------------------------------------------------- writing
 
 
-def write_tiff(path: str, image: Image, *, ome: bool | None = None) -> None:
+def write_tiff(path: str, image: Image) -> None:
     """Write ``image`` as ImageJ, OME or tifffile-shaped TIFF, whichever keeps all its metadata.
 
     ImageJ for uint8/uint16/float32 data whose axes are an ordered subset of
     TZCYX ending in YX with one length unit for X and Y; otherwise OME-TIFF
     when the axes are T/Z/C/Y/X with OME units; otherwise a plain TIFF with
-    resolution tags and the full frame in its JSON description. ``ome=True``
-    (a ``.ome.tif`` name) prefers OME over ImageJ.
+    resolution tags and the full frame in its JSON description. A ``.ome.tif``
+    name prefers OME over ImageJ.
     """
     import tifffile
 
@@ -285,7 +285,7 @@ def write_tiff(path: str, image: Image, *, ome: bool | None = None) -> None:
     shape = tuple(int(s) for s in data.shape)
     dtype = np.dtype(data.dtype)
     kwargs = None
-    if not ome:
+    if not str(path).lower().endswith((".ome.tif", ".ome.tiff")):
         kwargs = _imagej_kwargs(image)
     if kwargs is None:
         kwargs = _ome_kwargs(image)
@@ -404,12 +404,3 @@ def _shaped_kwargs(image: Image) -> dict:
         kwargs["resolution"] = tuple(per_cm)
         kwargs["resolutionunit"] = "CENTIMETER"
     return kwargs
-
-
-def is_tiff(path: str) -> bool:
-    """True when ``path`` starts with a TIFF or BigTIFF signature (never raises)."""
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(4) in TIFF_MAGIC
-    except OSError:
-        return False

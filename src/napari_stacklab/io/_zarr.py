@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ._image import Image
 from ._units import normalize_unit
 
@@ -88,3 +90,51 @@ def _ngff_frame(attrs: dict, ndim: int) -> dict:
         if kind in ("scale", "translation") and isinstance(values, list) and len(values) == ndim:
             frame["scale" if kind == "scale" else "translate"] = tuple(float(v) for v in values)
     return frame
+
+
+# UDUNITS-2 names OME-NGFF expects for the canonical short units
+_NGFF_UNITS = {
+    "pm": "picometer", "angstrom": "angstrom", "nm": "nanometer", "um": "micrometer", "mm": "millimeter",
+    "cm": "centimeter", "m": "meter", "s": "second", "ms": "millisecond", "us": "microsecond",
+    "min": "minute", "h": "hour",
+}
+_NGFF_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+
+
+def write_zarr(path: str, image: Image) -> None:
+    """Write ``image`` as an OME-NGFF (0.4, zarr v2) group with one resolution level ``"0"``.
+
+    Chunks hold whole planes (several up to 64 MiB); dask data are stored
+    chunk by chunk, in parallel, without loading the whole array.
+    """
+    import dask.array as da
+    import zarr
+
+    from .. import _backend
+    from ._lazy import plane_chunks
+
+    data = image.data
+    chunks = plane_chunks(data.shape, np.dtype(data.dtype).itemsize)
+    lazy = _backend.to_numpy(data).rechunk(chunks) if _backend.is_dask(data) else da.from_array(
+        _backend.to_numpy(data), chunks=chunks
+    )
+    group = zarr.open_group(path, mode="w", zarr_format=2)
+    array = group.create_array("0", shape=data.shape, dtype=data.dtype, chunks=chunks)
+    axes = []
+    for label, unit in zip(image.axis_labels, image.units):
+        axis = {"name": label, "type": _NGFF_TYPES.get(label, "space" if unit in _NGFF_UNITS else "custom")}
+        if unit != "pixel":
+            axis["unit"] = _NGFF_UNITS.get(unit, unit)
+        axes.append(axis)
+    transforms = [{"type": "scale", "scale": list(image.scale)}]
+    if any(v != 0.0 for v in image.translate):
+        transforms.append({"type": "translation", "translation": list(image.translate)})
+    group.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "name": image.name,
+            "axes": axes,
+            "datasets": [{"path": "0", "coordinateTransformations": transforms}],
+        }
+    ]
+    da.store(lazy, array, lock=False)
