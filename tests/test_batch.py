@@ -46,7 +46,7 @@ def test_batch_on_a_local_cluster_equals_the_in_process_result(tiffs, tmp_path):
 
 def test_tiff_output_with_sidecar_and_threaded_scheduler(tiffs, tmp_path, capsys):
     recipe_file = RECIPE.save(tmp_path / "recipe.yaml")
-    outputs = run_batch(recipe_file, tiffs[:1], tmp_path / "out", fmt="tiff", progress=True)
+    outputs = run_batch(recipe_file, tiffs[:1], tmp_path / "out", fmt="tiff", device="cpu", progress=True)
     assert outputs == [tmp_path / "out" / "camera.tif"]
     back = io.imread(outputs[0], lazy=False)
     np.testing.assert_allclose(back.data, _expected(tiffs[0]), rtol=1e-6)

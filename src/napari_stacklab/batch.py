@@ -53,6 +53,7 @@ def run_batch(
     *,
     fmt: Literal["zarr", "tiff"] = "zarr",
     scheduler: str | None = None,
+    device: str | None = None,
     progress: bool = True,
 ) -> list[Path]:
     """Apply ``recipe`` to every file in ``inputs`` and write one result per input (per image).
@@ -73,6 +74,9 @@ def run_batch(
         dashboard shows the work). Any other string: the address of a running
         dask.distributed scheduler (``"tcp://10.0.0.5:8786"``); its workers
         must see the input and output paths.
+    device : {None, "auto", "cpu", "gpu"}
+        Where the recipe runs (see :meth:`Recipe.run`); results are copied to
+        the host as they are written.
     progress : bool
         Show a progress bar (``dask.diagnostics.ProgressBar`` or
         ``distributed.progress``).
@@ -121,7 +125,7 @@ def run_batch(
     outputs: list[Path] = []
     pending: list[tuple[Path, Image]] = []
     for path, stem in zip(inputs, stems):
-        for name, image in _results(recipe, imread(path, lazy=True)):
+        for name, image in _results(recipe, imread(path, lazy=True), device):
             target = out_dir / (f"{stem}_{name}" if name else stem)
             target = target.with_name(target.name + _SUFFIX[fmt])
             outputs.append(target)
@@ -148,9 +152,9 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
-def _results(recipe: Recipe, image: Image) -> Iterator[tuple[str, Image]]:
+def _results(recipe: Recipe, image: Image, device: str | None) -> Iterator[tuple[str, Image]]:
     """``(name, Image)`` per array the recipe returns: one, or one per entry of an ``images`` dict."""
-    result = recipe.run(image.data)
+    result = recipe.run(image.data, device=device)
     meta = provenance(image.metadata, recipe.steps, source=image.name)
     last_op = recipe.steps[-1]["op"] if recipe.steps else ""
     for name, data in (result.items() if isinstance(result, dict) else [("", result)]):
