@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import napari_stacklab as sl
 from napari_stacklab._napari import reader, samples, writer

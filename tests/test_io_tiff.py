@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import pickle
 
-import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -51,7 +50,7 @@ def test_roundtrip_dtype_shape_frame(tmp_path, dtype, ndim):
 
 
 def test_imagej_for_imagej_types_ome_otherwise(tmp_path):
-    frame = dict(scale=(0.5, 0.1, 0.1), units=("um", "um", "um"), axis_labels=("z", "y", "x"))
+    frame = {"scale": (0.5, 0.1, 0.1), "units": ("um", "um", "um"), "axis_labels": ("z", "y", "x")}
     ij = _roundtrip(tmp_path, Image(np.zeros((2, 8, 8), np.uint16), **frame), "ij.tif")
     ome = _roundtrip(tmp_path, Image(np.zeros((2, 8, 8), np.int16), **frame), "ome.tif")
     forced = _roundtrip(tmp_path, Image(np.zeros((2, 8, 8), np.uint16), **frame), "f.ome.tif")

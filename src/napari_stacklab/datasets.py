@@ -15,7 +15,7 @@ import numpy as np
 
 from .io._image import Image
 
-__all__ = ["timelapse", "stem4d", "hologram"]
+__all__ = ["hologram", "stem4d", "timelapse"]
 
 
 def _blobs(rng: np.random.Generator, shape: tuple, count: int, sigma: tuple, peak: tuple) -> np.ndarray:

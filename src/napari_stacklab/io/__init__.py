@@ -27,23 +27,24 @@ from __future__ import annotations
 import glob
 import importlib
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ._image import Image
 from ._units import normalize_unit
 
 __all__ = [
+    "FOLDER_SUFFIXES",
+    "LAZY_THRESHOLD_BYTES",
+    "MAGIC",
+    "READERS",
+    "WRITERS",
     "Image",
+    "can_read",
     "imread",
     "imread_all",
     "imwrite",
-    "can_read",
-    "READERS",
-    "WRITERS",
-    "MAGIC",
-    "FOLDER_SUFFIXES",
-    "LAZY_THRESHOLD_BYTES",
 ]
 
 #: Files (or folders) larger than this on disk are read lazily when ``lazy=None``.

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
 from ._image import Image
 from ._lazy import MemmapArray, to_dask
+from ._units import file_stem
 
 NPY_MAGIC = (b"\x93NUMPY",)
 
@@ -31,7 +31,7 @@ def read_npy(path: str, lazy: bool) -> list[Image]:
             raise ValueError(f"{path}: cannot read .npy file ({exc})") from exc
     if data.ndim == 0:
         raise ValueError(f"{path}: holds a scalar, not an image")
-    return [Image(data, name=Path(path).name.split(".")[0], metadata={"source": path, "format": "npy"})]
+    return [Image(data, name=file_stem(path), metadata={"source": path, "format": "npy"})]
 
 
 def _header(path: str) -> tuple:

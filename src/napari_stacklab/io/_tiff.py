@@ -6,15 +6,16 @@ import functools
 import logging
 import math
 import os
-import xml.etree.ElementTree as ElementTree
-from pathlib import Path
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
+from typing_extensions import Self
 
 from ._image import Image
 from ._lazy import MemmapArray, PagedArray, to_dask
-from ._units import LENGTH_IN_UM, OME_SYMBOL, OME_TIME, normalize_unit
+from ._units import LENGTH_IN_UM, OME_SYMBOL, OME_TIME, file_stem, normalize_unit
 
 # tifffile axis codes -> axis labels; anything else becomes "axis<i>"
 _AXIS_LABELS = {"T": "t", "Z": "z", "C": "c", "Y": "y", "X": "x", "S": "s"}
@@ -48,7 +49,7 @@ def read_tiff(path: str | os.PathLike, lazy: bool) -> list[Image]:
         for index, series in enumerate(series_list):
             frame = _physical_frame(tif, series, index)
             data = _series_data(path, tif, series, index, lazy)
-            name = Path(path).name.split(".")[0] + (f" [{index}]" if len(series_list) > 1 else "")
+            name = file_stem(path) + (f" [{index}]" if len(series_list) > 1 else "")
             metadata = {"source": path, "format": frame.pop("format"), "axes": series.axes, "series": index}
             metadata.update(frame.pop("extra"))
             images.append(Image(data, name=name, metadata=metadata, **frame))
@@ -69,11 +70,11 @@ class _TifffileComplaints(logging.Handler):
         if any(word in message for word in self.FATAL):
             self.fatal.append(message)
 
-    def __enter__(self) -> "_TifffileComplaints":
+    def __enter__(self) -> Self:
         logging.getLogger("tifffile").addHandler(self)
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         logging.getLogger("tifffile").removeHandler(self)
 
 

@@ -39,3 +39,13 @@ def normalize_unit(unit: object) -> str:
         return "pixel"
     text = str(unit).strip()
     return _LOOKUP.get(text.lower(), _LOOKUP.get(text, text))
+
+
+def file_stem(path: object) -> str:
+    """Display name of a file: its name without the format suffix (``a.b.ome.tif`` -> ``a.b``)."""
+    name = str(path).rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
+    lower = name.lower()
+    for double in (".ome.tif", ".ome.tiff", ".ome.zarr"):
+        if lower.endswith(double):
+            return name[: -len(double)]
+    return name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ._image import Image
-from ._units import normalize_unit
+from ._units import file_stem, normalize_unit
 
 ZARR_MARKERS = (".zarray", ".zgroup", "zarr.json")
 
@@ -48,7 +48,7 @@ def read_zarr(path: str, lazy: bool) -> list[Image]:
     data = da.from_zarr(array, chunks=chunks) if lazy else array[...]
     frame = _ngff_frame(attrs, array.ndim)
     metadata = {"source": path, "format": "zarr", "component": component, "attrs": {**attrs, **dict(array.attrs)}}
-    name = Path(path).name.split(".")[0]
+    name = file_stem(path)
     return [Image(data, name=name, metadata=metadata, **frame)]
 
 
