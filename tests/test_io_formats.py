@@ -223,3 +223,15 @@ def test_zarr_writer_roundtrip_ngff(tmp_path, lazy_input):
         sl.io.imwrite(path, back, overwrite=True)
     with pytest.raises(ValueError, match="suffix|end in"):
         sl.io.imwrite(tmp_path / "out.h5", image)
+
+
+def test_importing_io_and_datasets_stays_light():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, napari_stacklab as sl; sl.io; sl.datasets; import napari_stacklab._napari.reader; "
+        "print(sorted(m for m in ('dask', 'zarr', 'tifffile', 'napari', 'qtpy', 'cupy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -86,9 +86,9 @@ class PagedArray:
     """An array whose leading (batch) axes index pages read on demand by ``read_pages``.
 
     ``read_pages(handle, indices) -> ndarray (len(indices), *frame_shape)`` reads
-    the listed flat page indices from ``handle = opener()``. The handle is
-    opened once per process and shared between threads under a lock; it is
-    not pickled.
+    the listed flat page indices from ``handle = opener()``. Each thread opens
+    its own handle once (so dask threads decode compressed pages in
+    parallel); handles are never pickled.
     """
 
     def __init__(
@@ -105,8 +105,7 @@ class PagedArray:
         self.dtype = np.dtype(dtype)
         self.ndim = len(self.shape)
         self.frame_ndim = frame_ndim
-        self._handle = None
-        self._lock = threading.Lock()
+        self._local = threading.local()
 
     def __getitem__(self, key: Any) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)
@@ -118,21 +117,18 @@ class PagedArray:
         ranges = [np.arange(size)[k] for size, k in zip(batch_shape, key[:n_batch])]
         grids = np.meshgrid(*[np.atleast_1d(r) for r in ranges], indexing="ij")
         flat = np.ravel_multi_index([g.ravel() for g in grids], batch_shape) if n_batch else np.zeros(1, int)
-        with self._lock:
-            if self._handle is None:
-                self._handle = self.opener()
-            planes = self.read_pages(self._handle, [int(i) for i in flat])
+        handle = getattr(self._local, "handle", None)
+        if handle is None:
+            handle = self._local.handle = self.opener()
+        planes = self.read_pages(handle, [int(i) for i in flat])
         out_batch = tuple(np.atleast_1d(r).size for r in ranges)
         planes = planes.reshape(out_batch + planes.shape[1:])[(Ellipsis,) + key[n_batch:]]
         squeeze = tuple(i for i, k in enumerate(key[:n_batch]) if not isinstance(k, slice))
         return planes.squeeze(axis=squeeze) if squeeze else planes
 
     def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_handle"] = None
-        del state["_lock"]
-        return state
+        return {key: value for key, value in self.__dict__.items() if key != "_local"}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._lock = threading.Lock()
+        self._local = threading.local()
