@@ -73,3 +73,22 @@ def test_bad_recipes_fail_before_any_data_is_read(document, words):
 def test_from_metadata_without_steps():
     with pytest.raises(ValueError, match="records no stacklab steps"):
         Recipe.from_metadata({"source": "x.tif"})
+
+
+def test_physical_frame_follows_reductions_and_resampling():
+    scan = sl.io.Image(np.ones((6, 5, 16, 16), np.float32), scale=(0.4, 0.4, 0.5, 0.5),
+                       units=("nm", "nm", "mrad", "mrad"), axis_labels=("scan_y", "scan_x", "ky", "kx"))
+    adf = Recipe(steps=[{"op": "annular_dark_field", "params": {"inner": 2, "outer": 6}}]).run(scan)
+    assert adf.shape == (6, 5) and adf.scale == (0.4, 0.4) and adf.units == ("nm", "nm")
+    assert adf.axis_labels == ("scan_y", "scan_x")
+    pattern = Recipe(steps=[{"op": "mean_pattern"}]).run(scan)
+    assert pattern.shape == (16, 16) and pattern.units == ("mrad", "mrad") and pattern.scale == (0.5, 0.5)
+
+    stack = sl.io.Image(np.ones((3, 20, 30), np.uint16), scale=(2.0, 0.1, 0.1), translate=(0, 5.0, 5.0))
+    binned = Recipe(steps=[{"op": "bin_pixels", "params": {"factor": 2}}]).run(stack)
+    assert binned.shape == (3, 10, 15)
+    np.testing.assert_allclose(binned.scale, (2.0, 0.2, 0.2))
+    # the first binned pixel is centred between the first two input pixels
+    np.testing.assert_allclose(binned.translate, (0.0, 5.05, 5.05))
+    rotated = Recipe(steps=[{"op": "rot90", "params": {"k": 1}}]).run(stack)
+    assert rotated.shape == (3, 30, 20) and rotated.scale == stack.scale, "rotation does not resample"

@@ -244,7 +244,7 @@ def _rescaled_shape(frame_shape, factor, **_):
     return tuple(max(int(round(f * s)), 1) for f, s in zip(_pair(factor), frame_shape))
 
 
-@operation(menu="transform", frame_shape=_rescaled_shape)
+@operation(menu="transform", frame_shape=_rescaled_shape, resamples=True)
 def rescale(
     image,
     *,
@@ -293,7 +293,12 @@ def _check_output_shape(image, **params):
     return {**params, "output_shape": tuple(int(s) for s in shape)}
 
 
-@operation(menu="transform", prepare=_check_output_shape, frame_shape=lambda frame_shape, output_shape, **_: output_shape)
+@operation(
+    menu="transform",
+    prepare=_check_output_shape,
+    frame_shape=lambda frame_shape, output_shape, **_: output_shape,
+    resamples=True,
+)
 def resize(
     image,
     *,
@@ -351,7 +356,8 @@ def _check_bins(image, **params):
 
 
 @operation(
-    menu="transform", dtype=_binned_dtype, frame_shape=_binned_shape, prepare=_check_bins, vectorized=True
+    menu="transform", dtype=_binned_dtype, frame_shape=_binned_shape, prepare=_check_bins, vectorized=True,
+    resamples=True,
 )
 def bin_pixels(
     image,

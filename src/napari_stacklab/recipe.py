@@ -146,18 +146,28 @@ class Recipe:
         (``{"layer": name}``, e.g. a reference image) to arrays or Images.
         """
         data = image.data if isinstance(image, Image) else image
+        frame = _frame_of(image) if isinstance(image, Image) else None
         for step in self.steps:
             op = registry.get(step["op"])
             params = _with_inputs(op, step["params"], inputs or {})
-            data = op.func(data, device=device, **params)
+            result = op.func(data, device=device, **params)
+            if frame is not None and hasattr(result, "shape"):
+                frame = op.output_frame(tuple(data.shape), tuple(result.shape), frame)
+            data = result
         if not isinstance(image, Image):
             return data
-        out = image.with_data(data, name=f"{image.name} recipe")
-        out.metadata = provenance(image.metadata, self.steps, source=image.name)
-        return out
+        metadata = provenance(image.metadata, self.steps, source=image.name)
+        if frame is None or not hasattr(data, "shape"):
+            return data
+        return Image(data, metadata=metadata, name=f"{image.name} recipe", **frame)
 
     def __len__(self) -> int:
         return len(self.steps)
+
+
+def _frame_of(image: Image) -> dict:
+    return {"scale": image.scale, "translate": image.translate, "units": image.units,
+            "axis_labels": image.axis_labels}
 
 
 def _with_inputs(op: registry.Operation, params: dict, inputs: dict) -> dict:

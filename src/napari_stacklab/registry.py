@@ -236,6 +236,8 @@ class Operation:
     vectorized: bool = False
     lifted: bool = True
     allow_complex: bool = False
+    keeps: str = "all"
+    resamples: bool = False
     summary: str = ""
 
     def __call__(self, image: Any, **params: Any) -> Any:
@@ -291,6 +293,36 @@ class Operation:
         """Parameters that take a second image."""
         return tuple(p for p in self.params if p.kind is ImageRef)
 
+    def output_frame(self, in_shape: tuple, out_shape: tuple, frame: dict) -> dict:
+        """Physical frame (scale, translate, units, axis_labels) of a result of shape ``out_shape``.
+
+        ``frame`` holds the input's per-axis ``scale``, ``translate``, ``units``
+        and ``axis_labels``. The output keeps the input axes named by
+        :attr:`keeps` (all, the leading batch axes, or the trailing frame
+        axes); axes it adds are unitless pixel axes; when :attr:`resamples`,
+        a frame axis that changed length gets the pixel size ``scale * in / out``
+        with the first pixel centre moved accordingly.
+        """
+        n_in, n_out = len(in_shape), len(out_shape)
+        kept = {
+            "all": list(range(n_in)),
+            "batch": list(range(n_in - self.frame_ndim)),
+            "frame": list(range(n_in - self.frame_ndim, n_in)),
+        }[self.keeps][-n_out:] if n_out else []
+        out = {key: [tuple(frame[key])[i] for i in kept] for key in ("scale", "translate", "units", "axis_labels")}
+        if self.resamples and len(kept) == n_out:
+            for j, i in enumerate(kept):
+                if in_shape[i] != out_shape[j]:
+                    old = out["scale"][j]
+                    out["scale"][j] = old * in_shape[i] / out_shape[j]
+                    out["translate"][j] += (out["scale"][j] - old) / 2
+        for j in range(len(kept), n_out):
+            out["scale"].append(1.0)
+            out["translate"].append(0.0)
+            out["units"].append("pixel")
+            out["axis_labels"].append(f"{self.name}_{j - len(kept)}")
+        return {key: tuple(value) for key, value in out.items()}
+
     @property
     def menu_id(self) -> str:
         return MENUS.get(self.menu, self.menu)
@@ -327,6 +359,8 @@ def operation(
     vectorized: bool = False,
     lift: bool = True,
     allow_complex: bool = False,
+    keeps: Literal["all", "batch", "frame"] = "all",
+    resamples: bool = False,
     title: str | None = None,
     name: str | None = None,
 ) -> Callable[[Callable], Callable]:
@@ -358,7 +392,16 @@ def operation(
         the function receives the whole input and does its own lifting.
     allow_complex : bool
         Accept complex input.
+    keeps : {"all", "batch", "frame"}
+        Which input axes the output keeps, for its pixel size, units and axis
+        labels: all of them (filters), the leading batch axes (a virtual
+        detector over a scan), or the trailing frame axes (a mean pattern).
+    resamples : bool
+        A change of frame size resamples the same field of view (resize, bin),
+        so the pixel size changes; ``False`` for ops that pad or crop (rotate).
     """
+    if keeps not in ("all", "batch", "frame"):
+        raise ValueError(f"keeps must be 'all', 'batch' or 'frame', got {keeps!r}")
     if output not in OUTPUT_KINDS:
         raise ValueError(f"output must be one of {OUTPUT_KINDS}, got {output!r}")
 
@@ -390,6 +433,8 @@ def operation(
             vectorized=vectorized,
             lifted=lift,
             allow_complex=allow_complex,
+            keeps=keeps,
+            resamples=resamples,
             summary=_summary(kernel.__doc__),
         )
 

@@ -204,7 +204,7 @@ def _pattern_op(name: str, method: str, title: str, dtype: Any, rule: str):
     kernel.__name__ = kernel.__qualname__ = name
     kernel.__module__ = __name__
     kernel.__doc__ = _PATTERN_DOC.format(title=title, dtype=rule, name=name, method=method)
-    return operation(menu="project", lift=False, dtype=dtype)(kernel)
+    return operation(menu="project", lift=False, dtype=dtype, keeps="frame")(kernel)
 
 
 sum_pattern = _pattern_op("sum_pattern", "sum", "Summed", "float", _FLOAT_RULE)
@@ -216,7 +216,7 @@ std_pattern = _pattern_op("std_pattern", "std", "Standard deviation of the", "fl
 # --- virtual detectors ---------------------------------------------------------------------
 
 
-@operation(menu="project", lift=False)
+@operation(menu="project", lift=False, keeps="batch")
 def virtual_detector(
     image,
     *,
@@ -257,7 +257,7 @@ def virtual_detector(
     return _detector_image(image, inner=inner, outer=outer, center=center, mask=mask)
 
 
-@operation(menu="project", lift=False)
+@operation(menu="project", lift=False, keeps="batch")
 def virtual_bright_field(image, *, radius: Radius = 4.0, center: Center = None):
     """Virtual bright-field image: counts in a disk around the direct beam.
 
@@ -285,7 +285,7 @@ def virtual_bright_field(image, *, radius: Radius = 4.0, center: Center = None):
     return _detector_image(image, inner=0.0, outer=radius, center=center, mask=None)
 
 
-@operation(menu="project", lift=False)
+@operation(menu="project", lift=False, keeps="batch")
 def annular_dark_field(image, *, inner: Radius = 8.0, outer: Radius = 32.0, center: Center = None):
     """Annular dark-field image: counts in the ring ``inner <= r <= outer``.
 
@@ -367,7 +367,7 @@ Rotation = Annotated[float, Range(-360, 360)]
 Descan = Literal["none", "plane"]
 
 
-@operation(menu="measure", output="images", lift=False)
+@operation(menu="measure", output="images", lift=False, keeps="batch")
 def center_of_mass(
     image,
     *,
@@ -436,7 +436,7 @@ def _integrate_gradient(gradient: Any) -> Any:
     return xp.fft.ifft2(spectrum).real[..., None, :, :].astype(gradient.dtype)
 
 
-@operation(menu="measure", output="images", lift=False)
+@operation(menu="measure", output="images", lift=False, keeps="batch")
 def dpc(
     image,
     *,
@@ -508,7 +508,7 @@ def _radial_sums(block: Any, *, order: Any, starts: Any, counts: Any, n_bins: in
     return out.reshape(batch + (n_bins,))
 
 
-@operation(menu="measure", lift=False)
+@operation(menu="measure", lift=False, keeps="batch")
 def radial_profile(
     image,
     *,
