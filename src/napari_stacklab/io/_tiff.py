@@ -237,7 +237,9 @@ def _apply_resolution(page: Any, axes: str, scale: list, units: list, ij_unit=No
         pairs = (("X", per_unit / res_x, "um"), ("Y", per_unit / res_y, "um"))
     for code, size, unit in pairs:
         if code in axes:
-            scale[axes.index(code)] = float(size)
+            # TIFF stores pixels per unit as a 32-bit rational: 1 / (1 / 0.65) comes back as
+            # 0.6499999999999999; ten significant digits is all the tag can hold anyway
+            scale[axes.index(code)] = float(f"{size:.10g}")
             units[axes.index(code)] = unit
 
 
