@@ -575,7 +575,9 @@ def ssim(
 def gaussian_psf(
     sigma: float | tuple[float, float], *, truncate: float = 4.0, like: Any = None
 ) -> Any:
-    """A normalised 2-D Gaussian point-spread function, shape ``(2r+1, 2r+1)``, ``r = ceil(truncate*sigma)``.
+    """A normalised 2-D Gaussian point-spread function.
+
+    Shape ``(2r + 1, 2r + 1)`` with ``r = ceil(truncate * sigma)`` (per axis for two sigmas).
 
     Examples
     --------

@@ -243,7 +243,7 @@ def _neumann_poisson(rho: Any) -> Any:
 
 
 def _divergence(fluxes: list) -> Any:
-    """``sum_axis (d[i] - d[i-1])`` of forward differences ``d`` with zero flux across the border."""
+    """``sum_axis (d[i] - d[i-1])`` of forward differences ``d``; no flux across the border."""
     xp, _ = get_namespace(fluxes[0])
     total = None
     for axis, flux in enumerate(fluxes):
@@ -270,7 +270,7 @@ _PCG_TOL = 1e-6
 
 
 def _unwrap_least_squares(phi: Any, mask: Any | None) -> Any:
-    """Least-squares unwrapping (in float64); with a mask, weighted (0/1 weights) by preconditioned CG."""
+    """Least-squares unwrapping in float64; with a mask, 0/1-weighted, by preconditioned CG."""
     xp, _ = get_namespace(phi)
     phi = phi.astype(np.float64)
     gradients = [_wrap(xp.diff(phi, axis=axis)) for axis in range(phi.ndim)]
@@ -377,6 +377,9 @@ def unwrap(
     check_real(image)
     frame_ndim = 3 if volume else 2
     check_ndim(image, frame_ndim)
+    if method == "exact":
+        # No GPU implementation: fail now (the registry reruns on the CPU), not in a lazy graph.
+        restoration_function(image, "unwrap_phase")
     frame_shape = tuple(image.shape[-frame_ndim:])
     if mask is not None:
         if tuple(mask.shape) != frame_shape:
@@ -409,8 +412,9 @@ def find_sideband(hologram: Any, *, exclude_radius: float | None = None) -> tupl
     """Position ``(ky, kx)`` of the strongest sideband, in FFT pixels from the zero frequency.
 
     The hologram's mean is removed and a Tukey window (cosine taper over 15 %
-    of each side) suppresses the streaks of the frame edges; the centre band (``|k| < exclude_radius``, default
-    ``min(M, N) / 20``) and the half plane ``kx < 0`` (the twin sideband,
+    of each side) suppresses the streaks of the frame edges; the centre
+    band (``|k| < exclude_radius``, default ``min(M, N) / 20``) and the half
+    plane ``kx < 0`` (the twin sideband,
     which carries the complex-conjugate wave) are excluded. The strongest
     pixel of the power spectrum is refined to the centroid of the power
     within 3 FFT pixels of it (iterated). Without a reference hologram an
@@ -470,7 +474,7 @@ def _aperture(shape: tuple, radius: float, smoothness: float, xp: Any, dtype: An
 
 
 def _demodulate(frame: Any, *, sideband: tuple, aperture: Any) -> Any:
-    """The wave carried by ``sideband``: shift it to the zero frequency, low-pass, back-transform."""
+    """The wave carried by ``sideband``: shift it to zero frequency, low-pass, transform back."""
     xp, _ = get_namespace(frame)
     cdtype = _complex_dtype(frame.dtype)
     m, n = frame.shape
