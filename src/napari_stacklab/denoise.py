@@ -16,7 +16,8 @@ the denoiser then works on the variance-stabilised image
 (:func:`anscombe`, noise standard deviation close to 1) and maps the result
 back with the exact unbiased inverse (:func:`inverse_anscombe`).
 
-The bilateral filter lives in :mod:`napari_stacklab.filters`.
+The bilateral filter is declared in :mod:`napari_stacklab.filters` and
+re-exported here as :func:`bilateral` (the same operation).
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ import numpy as np
 from . import _backend
 from ._backend import get_namespace
 from ._validation import check_ndim, check_real, check_same_shape, float_dtype
+from .filters import bilateral
 from .lift import reduce_frames
 from .registry import ImageRef, Range, operation
 
 __all__ = [
     "anscombe",
+    "bilateral",
     "bm3d",
     "estimate_noise",
     "gaussian_psf",
