@@ -37,9 +37,9 @@ BASE = 0
 #: name -> (fixed -> moving affine about the image centre, gain, offset, blur sigma)
 DISTORTIONS = {
     "camera_base": (np.eye(2), 1.0, 0.0, 0.0),
-    "camera_rotated": (1.03 * np.array([[np.cos(0.06), -np.sin(0.06)], [np.sin(0.06), np.cos(0.06)]]), 0.6, 40.0, 0.0),
+    "camera_rotated": (1.03 * np.array([[np.cos(0.06), -np.sin(0.06)], [np.sin(0.06), np.cos(0.06)]]), 0.5, 20.0, 0.0),
     "camera_sheared": (np.array([[1.0, 0.06], [-0.03, 0.97]]), 1.2, -10.0, 1.5),
-    "camera_shifted": (np.array([[0.98, 0.0], [0.0, 1.02]]), 0.8, 30.0, 0.8),
+    "camera_shifted": (np.array([[0.98, 0.0], [0.0, 1.02]]), 0.8, 60.0, 0.8),
 }
 SHIFTS = {"camera_base": (0.0, 0.0), "camera_rotated": (4.0, -6.0), "camera_sheared": (-5.0, 3.0),
           "camera_shifted": (7.5, 5.5)}
