@@ -30,11 +30,10 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator, Literal, Sequence
 
-import numpy as np
 
 from . import _backend
 from .io import Image, imread
-from .recipe import PROVENANCE_KEY, Recipe, provenance
+from .recipe import PROVENANCE_KEY, Recipe
 
 __all__ = ["run_batch", "SkippedOutputWarning", "FORMATS"]
 
@@ -154,72 +153,27 @@ def _stem(path: Path) -> str:
 
 def _results(recipe: Recipe, image: Image, device: str | None) -> Iterator[tuple[str, Image]]:
     """``(name, Image)`` per array the recipe returns: one, or one per entry of an ``images`` dict."""
-    result = recipe.run(image.data, device=device)
-    meta = provenance(image.metadata, recipe.steps, source=image.name)
-    last_op = recipe.steps[-1]["op"] if recipe.steps else ""
-    for name, data in (result.items() if isinstance(result, dict) else [("", result)]):
-        if not hasattr(data, "ndim"):
-            raise ValueError(f"the recipe returns a {type(data).__name__}, not an image: it cannot be written")
-        frame = {key: getattr(image, key)[_shared_axes(image, data, last_op)]
-                 for key in ("scale", "units", "axis_labels", "translate")}
-        yield name, Image(data, metadata=meta, name=f"{image.name} {name or 'recipe'}",
-                          **(frame if len(frame["scale"]) == data.ndim else {}))
-
-
-def _shared_axes(image: Image, data: Any, last_op: str) -> slice:
-    """The input axes a result kept: all, the leading ones (a virtual detector image of a scan) or
-    the trailing ones (a pattern reduced over the scan); an empty slice when it cannot tell."""
-    n = data.ndim
-    leading, trailing = slice(0, n), slice(image.ndim - n, image.ndim)
-    shape = tuple(data.shape)
-    if n == image.ndim:
-        return slice(None)
-    if last_op.endswith("_pattern") and image.shape[trailing] == shape:
-        return trailing
-    if image.shape[leading] == shape:
-        return leading
-    if image.shape[trailing] == shape:
-        return trailing
-    return slice(0, 0)
-
-
-def _json_safe(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=lambda v: v.tolist() if isinstance(v, np.ndarray) else str(v)))
-
-
-def _attrs(image: Image) -> dict:
-    axes = [{"name": label, **({"unit": unit} if unit != "pixel" else {})}
-            for label, unit in zip(image.axis_labels, image.units)]
-    transforms = [{"type": "scale", "scale": list(image.scale)},
-                  {"type": "translation", "translation": list(image.translate)}]
-    metadata = {k: v for k, v in image.metadata.items() if k not in (PROVENANCE_KEY, "original_metadata")}
-    return _json_safe({
-        "multiscales": [{"version": "0.4", "name": image.name, "axes": axes,
-                         "datasets": [{"path": "0", "coordinateTransformations": transforms}]}],
-        PROVENANCE_KEY: image.metadata.get(PROVENANCE_KEY, {}),
-        "metadata": metadata,
-    })
+    result = recipe.run(image, device=device)
+    for name, out in (result.items() if isinstance(result, dict) else [("", result)]):
+        if not isinstance(out, Image):
+            raise ValueError(f"the recipe returns a {type(out).__name__}, not an image: it cannot be written")
+        yield name, out
 
 
 def _zarr_store(target: Path, image: Image) -> Any:
-    """Create the zarr group with its attributes; return the lazy write of its array ``0``."""
-    import zarr
+    """Create the OME-Zarr group with its attributes; return the lazy write of its array."""
+    from .io._zarr import write_zarr
 
-    da = _backend.dask_module()
-    data = _backend.to_numpy(_backend.as_dask(image.data))
-    data = data.rechunk(tuple(max(c) for c in data.chunks))  # zarr needs regular chunks
-    group = zarr.open_group(str(target), mode="w-")
-    group.attrs.update(_attrs(image))
-    return da.to_zarr(data, str(target), component="0", compute=False)
+    return write_zarr(str(target), image, compute=False)
 
 
 def _write_tiff(target: Path, image: Image) -> None:
     from .io import imwrite
+    from .io._zarr import ngff_attrs
 
-    imwrite(target, Image(_backend.to_numpy(image.data), scale=image.scale, units=image.units,
-                          axis_labels=image.axis_labels, translate=image.translate, name=image.name))
-    sidecar = target.with_name(target.name + ".json")
-    sidecar.write_text(json.dumps(_attrs(image), indent=2), encoding="utf-8")
+    imwrite(target, image.with_data(_backend.to_numpy(image.data)))
+    sidecar = {**ngff_attrs(image), PROVENANCE_KEY: image.metadata.get(PROVENANCE_KEY, {})}
+    target.with_name(target.name + ".json").write_text(json.dumps(sidecar, indent=2), encoding="utf-8")
 
 
 @contextlib.contextmanager

@@ -147,17 +147,23 @@ class Recipe:
         """
         data = image.data if isinstance(image, Image) else image
         frame = _frame_of(image) if isinstance(image, Image) else None
+        op = None
         for step in self.steps:
+            in_shape = tuple(data.shape)
             op = registry.get(step["op"])
-            params = _with_inputs(op, step["params"], inputs or {})
-            result = op.func(data, device=device, **params)
-            if frame is not None and hasattr(result, "shape"):
-                frame = op.output_frame(tuple(data.shape), tuple(result.shape), frame)
-            data = result
+            data = op.func(data, device=device, **_with_inputs(op, step["params"], inputs or {}))
+            if frame is not None and hasattr(data, "shape"):
+                frame = op.output_frame(in_shape, tuple(data.shape), frame)
         if not isinstance(image, Image):
             return data
         metadata = provenance(image.metadata, self.steps, source=image.name)
-        if frame is None or not hasattr(data, "shape"):
+        if isinstance(data, dict):  # an "images" operation: one Image per output
+            return {
+                key: Image(value, metadata=dict(metadata), name=f"{image.name} {key}",
+                           **op.output_frame(in_shape, tuple(value.shape), frame))
+                for key, value in data.items()
+            }
+        if not hasattr(data, "shape"):  # a table, a transform, a value
             return data
         return Image(data, metadata=metadata, name=f"{image.name} recipe", **frame)
 

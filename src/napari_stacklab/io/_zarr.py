@@ -101,16 +101,43 @@ _NGFF_UNITS = {
 _NGFF_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
 
 
-def write_zarr(path: str, image: Image) -> None:
+def ngff_attrs(image: Image) -> dict:
+    """The OME-NGFF 0.4 ``multiscales`` block (axes, units, scale, translation) describing ``image``."""
+    axes = []
+    for label, unit in zip(image.axis_labels, image.units):
+        axis = {"name": label, "type": _NGFF_TYPES.get(label, "space" if unit in _NGFF_UNITS else "custom")}
+        if unit != "pixel":
+            axis["unit"] = _NGFF_UNITS.get(unit, unit)
+        axes.append(axis)
+    transforms = [{"type": "scale", "scale": [float(s) for s in image.scale]}]
+    if any(v != 0.0 for v in image.translate):
+        transforms.append({"type": "translation", "translation": [float(t) for t in image.translate]})
+    return {
+        "multiscales": [
+            {
+                "version": "0.4",
+                "name": image.name,
+                "axes": axes,
+                "datasets": [{"path": "0", "coordinateTransformations": transforms}],
+            }
+        ]
+    }
+
+
+def write_zarr(path: str, image: Image, *, compute: bool = True) -> Any:
     """Write ``image`` as an OME-NGFF (0.4, zarr v2) group with one resolution level ``"0"``.
 
     Chunks hold whole planes (several up to 64 MiB); dask data are stored
-    chunk by chunk, in parallel, without loading the whole array.
+    chunk by chunk, in parallel, without loading the whole array. The recorded
+    stacklab steps go to the group's ``stacklab`` attribute. With
+    ``compute=False`` the group is created and the lazy store is returned
+    (a dask ``Delayed``), so several outputs can be computed in one graph.
     """
     import dask.array as da
     import zarr
 
     from .. import _backend
+    from ..recipe import PROVENANCE_KEY
     from ._lazy import plane_chunks
 
     data = image.data
@@ -120,21 +147,7 @@ def write_zarr(path: str, image: Image) -> None:
     )
     group = zarr.open_group(path, mode="w", zarr_format=2)
     array = group.create_array("0", shape=data.shape, dtype=data.dtype, chunks=chunks)
-    axes = []
-    for label, unit in zip(image.axis_labels, image.units):
-        axis = {"name": label, "type": _NGFF_TYPES.get(label, "space" if unit in _NGFF_UNITS else "custom")}
-        if unit != "pixel":
-            axis["unit"] = _NGFF_UNITS.get(unit, unit)
-        axes.append(axis)
-    transforms = [{"type": "scale", "scale": list(image.scale)}]
-    if any(v != 0.0 for v in image.translate):
-        transforms.append({"type": "translation", "translation": list(image.translate)})
-    group.attrs["multiscales"] = [
-        {
-            "version": "0.4",
-            "name": image.name,
-            "axes": axes,
-            "datasets": [{"path": "0", "coordinateTransformations": transforms}],
-        }
-    ]
-    da.store(lazy, array, lock=False)
+    group.attrs.update(ngff_attrs(image))
+    if image.metadata.get(PROVENANCE_KEY):
+        group.attrs[PROVENANCE_KEY] = image.metadata[PROVENANCE_KEY]
+    return da.store(lazy, array, lock=False, compute=compute)
