@@ -105,6 +105,7 @@ def _split(z: Any, parts: dict) -> dict:
     output="images",
     lift=False,
     allow_complex=True,
+    display={"phase": {"colormap": PHASE_COLORMAP}},
     title="Complex split (amplitude, phase, real, imag)",
 )
 def complex_split(image):
@@ -137,7 +138,7 @@ def _wrap(phi: Any) -> Any:
     return (phi + math.pi) % _TWO_PI - math.pi
 
 
-@operation(menu="transform", vectorized=True, title="Wrap phase")
+@operation(menu="transform", vectorized=True, display={"": {"colormap": PHASE_COLORMAP}}, title="Wrap phase")
 def wrap(image):
     """Fold a phase into ``[-pi, pi)`` (what an interferometer or a hologram measures).
 
@@ -539,6 +540,7 @@ def _wave(hologram: Any, *, sideband, aperture_radius, aperture_smoothness, refe
     output="images",
     lift=False,
     prepare=_resolve_hologram,
+    display={"phase": {"colormap": PHASE_COLORMAP}},
     title="Reconstruct off-axis hologram",
 )
 def reconstruct_hologram(

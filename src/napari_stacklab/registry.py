@@ -238,7 +238,12 @@ class Operation:
     allow_complex: bool = False
     keeps: str = "all"
     resamples: bool = False
+    display: dict = field(default_factory=dict, compare=False)
     summary: str = ""
+
+    def display_for(self, key: str = "") -> dict:
+        """napari layer keyword arguments suggested for an output (``key`` names an ``images`` output)."""
+        return dict(self.display.get(key, {}))
 
     def __call__(self, image: Any, **params: Any) -> Any:
         return self.func(image, **params)
@@ -361,6 +366,7 @@ def operation(
     allow_complex: bool = False,
     keeps: Literal["all", "batch", "frame"] = "all",
     resamples: bool = False,
+    display: dict | None = None,
     title: str | None = None,
     name: str | None = None,
 ) -> Callable[[Callable], Callable]:
@@ -399,6 +405,9 @@ def operation(
     resamples : bool
         A change of frame size resamples the same field of view (resize, bin),
         so the pixel size changes; ``False`` for ops that pad or crop (rotate).
+    display : dict, optional
+        Suggested napari layer settings per output: ``{"": {...}}`` for a single
+        output, ``{"phase": {"colormap": "twilight"}}`` for an ``images`` output.
     """
     if keeps not in ("all", "batch", "frame"):
         raise ValueError(f"keeps must be 'all', 'batch' or 'frame', got {keeps!r}")
@@ -435,6 +444,7 @@ def operation(
             allow_complex=allow_complex,
             keeps=keeps,
             resamples=resamples,
+            display=dict(display or {}),
             summary=_summary(kernel.__doc__),
         )
 
