@@ -31,7 +31,7 @@ from . import _backend
 from ._backend import get_namespace
 from ._validation import check_ndim, check_real, check_same_shape, float_dtype
 from .filters import bilateral
-from .lift import reduce_frames
+from .lift import frame_at, reduce_frames
 from .registry import ImageRef, Range, operation
 
 __all__ = [
@@ -155,18 +155,8 @@ def _frame_sigma(frame: Any) -> Any:
     return restoration_function(frame, "estimate_sigma")(frame)
 
 
-def _frames_sample(image: Any, plane: int | None) -> Any:
-    if plane is None or image.ndim == 2:
-        return image
-    batch_shape = image.shape[:-2]
-    n_frames = int(np.prod(batch_shape))
-    if not -n_frames <= plane < n_frames:
-        raise ValueError(f"plane must index one of the {n_frames} frames, got {plane}")
-    return image[np.unravel_index(plane % n_frames, batch_shape)]
-
-
 def _noise_sigma(image: Any, plane: int | None = None, use_anscombe: bool = False) -> float:
-    sample = _stabilized(_frames_sample(image, plane), use_anscombe)
+    sample = _stabilized(frame_at(image, plane), use_anscombe)
     sigmas = reduce_frames(_frame_sigma, sample, dtype=np.float64)
     return float(np.mean(_backend.materialize(sigmas)))
 

@@ -15,6 +15,7 @@ import numpy as np
 from . import _backend
 from ._backend import get_namespace, skimage_module
 from ._validation import float_dtype
+from .lift import frame_at
 from .registry import ImageRef, Range, operation
 
 __all__ = [
@@ -152,17 +153,6 @@ def _zero_halo(**_):
     return 0
 
 
-def _frame_sample(image, plane):
-    """Every pixel of the stack, or only frame ``plane`` (C-order over the batch axes)."""
-    if plane is None or image.ndim == 2:
-        return image
-    batch_shape = image.shape[:-2]
-    n_frames = int(np.prod(batch_shape))
-    if not -n_frames <= plane < n_frames:
-        raise ValueError(f"plane must index one of the {n_frames} frames, got {plane}")
-    return image[np.unravel_index(plane % n_frames, batch_shape)]
-
-
 _HIST_BINS = 65536
 
 
@@ -191,7 +181,7 @@ def stack_percentiles(image, percentiles, *, plane=None):
     >>> stack_percentiles(np.arange(101.0).reshape(1, 101), [1, 99]).tolist()
     [1.0, 99.0]
     """
-    sample = _frame_sample(image, plane)
+    sample = frame_at(image, plane)
     q = np.asarray(percentiles, dtype=np.float64)
     if not _backend.is_dask(sample):
         xp, _ = get_namespace(sample)

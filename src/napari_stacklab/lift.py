@@ -22,7 +22,7 @@ import numpy as np
 from . import _backend
 from ._validation import check_array, check_number
 
-__all__ = ["map_frames", "reduce_frames", "frame_axes_for", "iter_frame_indices"]
+__all__ = ["map_frames", "reduce_frames", "frame_at", "frame_axes_for", "iter_frame_indices"]
 
 
 def frame_axes_for(ndim: int, frame_ndim: int, frame_axes: Sequence[int] | None) -> tuple[int, ...]:
@@ -44,6 +44,28 @@ def _bad_axis(axis: Any, ndim: int) -> int:
 def iter_frame_indices(batch_shape: Sequence[int]):
     """Indices of every frame of a stack whose batch axes have ``batch_shape``."""
     return np.ndindex(*batch_shape)
+
+
+def frame_at(image: Any, plane: int | None, frame_ndim: int = 2) -> Any:
+    """Frame number ``plane`` of a stack (C order over the batch axes), or all of ``image`` for ``None``.
+
+    Global statistics (a threshold, a noise level, percentiles) are computed
+    once from this sample: the whole stack, or one chosen plane.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> stack = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)
+    >>> bool((frame_at(stack, 4) == stack[1, 1]).all()), frame_at(stack, None).shape
+    (True, (2, 3, 4, 5))
+    """
+    if plane is None or image.ndim == frame_ndim:
+        return image
+    batch_shape = image.shape[: image.ndim - frame_ndim]
+    n_frames = int(np.prod(batch_shape))
+    if not -n_frames <= plane < n_frames:
+        raise ValueError(f"plane must index one of the {n_frames} frames, got {plane}")
+    return image[np.unravel_index(plane % n_frames, batch_shape)]
 
 
 def _check(data: Any, frame_ndim: int) -> None:

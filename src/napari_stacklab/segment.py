@@ -17,7 +17,7 @@ import numpy as np
 from . import _backend
 from ._backend import get_namespace, skimage_module
 from ._validation import check_choice, check_ndim, check_real, float_dtype
-from .lift import map_frames
+from .lift import frame_at, map_frames
 from .registry import ImageRef, Range, operation
 
 __all__ = [
@@ -53,17 +53,6 @@ Mode = Literal["2d", "3d"]
 
 
 # --------------------------------------------------------------------------- helpers
-def _plane(image: Any, plane: int | None) -> Any:
-    """The frame ``plane`` of a stack, counting frames in C order over the batch axes."""
-    if plane is None or image.ndim == 2:
-        return image
-    batch_shape = image.shape[:-2]
-    n_frames = int(np.prod(batch_shape))
-    if not -n_frames <= plane < n_frames:
-        raise ValueError(f"plane must index one of the {n_frames} frames, got {plane}")
-    return image[np.unravel_index(plane % n_frames, batch_shape)]
-
-
 def frame_ndim_for(image: Any, mode: str) -> int:
     """Frame dimensionality for ``mode`` ("2d" planes or "3d" volumes), checked against ``image``."""
     check_choice("mode", mode, ("2d", "3d"))
@@ -177,7 +166,7 @@ def threshold_value(image: Any, *, method: str = "otsu", plane: int | None = Non
     check_ndim(image, 2)
     check_real(image)
     check_choice("method", method, THRESHOLD_METHODS)
-    sample = _plane(image, plane)
+    sample = frame_at(image, plane)
     try:
         return _threshold_of(sample, method)
     except RuntimeError as exc:  # threshold_minimum on a histogram without two peaks
@@ -254,7 +243,7 @@ def _resolve_multiotsu(image: Any, *, classes: int, plane: int | None, threshold
         if len(thresholds) != classes - 1 or list(thresholds) != sorted(thresholds):
             raise ValueError(f"thresholds must be {classes - 1} increasing values for classes={classes}, got {thresholds}")
         return {"classes": classes, "plane": plane, "thresholds": tuple(float(t) for t in thresholds)}
-    sample = _plane(image, plane)
+    sample = frame_at(image, plane)
     if _backend.is_dask(sample):
         hist = _histogram(sample)
         if isinstance(hist, float):
