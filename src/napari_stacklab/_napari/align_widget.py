@@ -28,7 +28,7 @@ from ..register import (
     similarity_score,
     warp,
 )
-from .points_tool import displayed_plane
+from .points_tool import _table_value, displayed_plane
 
 __all__ = ["AlignSetWidget", "METHODS", "HEATMAP_COLORMAP"]
 
@@ -50,7 +50,7 @@ class AlignSetWidget(Container):
         self.window = SpinBox(label="heatmap window", value=15, min=3, max=255, step=2)
         self.run_button = PushButton(text="Align")
         self.status = Label(value="")
-        self.table = Table(value={"data": [], "columns": self._columns()})
+        self.table = Table(value=_table_value([], self._columns()))
         self.extend([self.base, self.targets, self.model, self.method, self.window, self.run_button,
                      self.status, self.table])
         self.results: dict[str, dict] = {}
@@ -108,7 +108,7 @@ class AlignSetWidget(Container):
             self.results[name] = self._show(base, layer, fixed, moving, transform)
             rows.append([name, self.method.value, transform.model, _round(transform.score),
                          round(self.results[name]["similarity"], 4)])
-        self.table.value = {"data": rows, "columns": self._columns()}
+        self.table.value = _table_value(rows, self._columns())
         self.status.value = "; ".join(messages) if messages else f"Aligned {len(rows)} layer(s) to {base.name!r}."
         return self.results
 

@@ -67,7 +67,7 @@ class PointRegistrationWidget(Container):
         self.refine_button = PushButton(text="Refine with ECC")
         self.apply_button = PushButton(text="Apply (resampled layer)")
         self.status = Label(value="Choose the fixed and moving layers, then Start.")
-        self.table = Table(value={"data": [], "columns": self._columns()})
+        self.table = Table(value=_table_value([], self._columns()))
         self.extend([
             self.fixed, self.moving, self.model, self.order, self.robust, self.threshold, self.start_button,
             self.undo_button, self.pair, self.delete_button, self.refine_button, self.apply_button,
@@ -246,7 +246,7 @@ class PointRegistrationWidget(Container):
             layer.affine = spatial_affine(layer, spatial)
 
     def _columns(self) -> list[str]:
-        return ["pair", "fixed", "moving", "residual (px)", "residual (units)", "inlier"]
+        return ["pair", "residual (px)", "residual (units)", "inlier", "fixed", "moving"]
 
     def _show_table(self, fixed: np.ndarray, moving: np.ndarray) -> None:
         rows = []
@@ -259,9 +259,10 @@ class PointRegistrationWidget(Container):
                 px, physical, inlier = float(np.linalg.norm(delta)), float(np.linalg.norm(delta * scale)), bool(t.inliers[k])
             else:
                 px, physical, inlier = float("nan"), float("nan"), True
-            rows.append([k + 1, _fmt(fixed[k]), _fmt(moving[k]), round(px, 3), f"{physical:.4g} {unit}", inlier])
+            rows.append([k + 1, round(px, 4), f"{physical:.4g} {unit}", inlier, _fmt(fixed[k]), _fmt(moving[k])])
         self.rows = rows
-        self.table.value = {"data": rows, "columns": self._columns()}
+        self.table.value = _table_value(rows, self._columns())
+        self.table.native.resizeColumnsToContents()
         for role in ("fixed", "moving"):
             layer = self.points[role]
             colors = np.tile(np.array([1.0, 1, 1, 1]), (len(layer.data), 1))
@@ -320,6 +321,11 @@ class PointRegistrationWidget(Container):
         layer = self.viewer.add_image(resampled, name=name, **kwargs)
         self.status.value = f"Added {name!r} (lazy; the transform is in its metadata)."
         return layer
+
+
+def _table_value(rows: list[list], columns: list[str]) -> dict:
+    """magicgui ``Table`` value: one list per column."""
+    return {name: [row[i] for row in rows] for i, name in enumerate(columns)}
 
 
 def _fmt(point: np.ndarray) -> str:
