@@ -162,3 +162,28 @@ def test_drift_widget_estimates_plots_and_reuses_shifts(make_napari_viewer, qtbo
     assert other.name == "channel 2 drift corrected" and isinstance(other.data, da.Array)
     np.testing.assert_allclose(np.asarray(other.data), 0.5 * np.asarray(viewer.layers["channel 1 drift corrected"].data),
                                atol=1e-3)
+
+
+def test_point_tool_fits_volumes_in_3d(make_napari_viewer):
+    from napari_stacklab._napari.points_tool import PointRegistrationWidget
+
+    rng = np.random.default_rng(4)
+    volume = rng.random((12, 40, 40)).astype(np.float32)
+    truth = Transform.from_shift([1.0, 2.5, -3.0])
+    viewer = make_napari_viewer()
+    viewer.add_image(volume, name="fixed", scale=(2.0, 0.5, 0.5))
+    viewer.add_image(warp(volume, truth.inverse()), name="moving", scale=(2.0, 0.5, 0.5))
+    viewer.dims.ndisplay = 3
+    widget = PointRegistrationWidget(viewer)
+    widget.fixed.value, widget.moving.value = "fixed", "moving"
+    widget.model.value = "euclidean"
+    widget.start()
+    fixed_pts = np.array([[2.0, 5, 5], [8, 30, 10], [5, 12, 33], [9, 25, 25]])
+    _click_pairs(widget, fixed_pts, truth.apply_points(fixed_pts))
+    assert widget.transform.ndim == 3
+    np.testing.assert_allclose(widget.transform.matrix, truth.matrix, atol=1e-9)
+    assert widget.rows[0][2].endswith("pixel")
+    f_world = viewer.layers["fixed"].data_to_world(fixed_pts[2])
+    m_world = viewer.layers["moving"].data_to_world(truth.apply_points(fixed_pts[2]))
+    np.testing.assert_allclose(f_world, m_world, atol=1e-6)
+    assert widget.apply().data.shape == volume.shape
