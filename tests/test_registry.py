@@ -148,3 +148,9 @@ def test_declaring_a_new_operation_with_image_param_and_step_recording():
 
 
 from typing import Annotated  # noqa: E402  (used in the nested declaration above)
+
+
+def test_family_is_the_public_module_even_for_private_submodules():
+    families = {op.name: op.family for op in registry.operations()}
+    assert families["gaussian"] == "filters"
+    assert families["similarity_map"] == "register"  # declared in register/_similarity.py

@@ -416,7 +416,9 @@ def operation(
 
     def decorate(kernel: Callable) -> Callable:
         op_name = name or kernel.__name__
-        family = kernel.__module__.rsplit(".", 1)[-1].lstrip("_")
+        # napari_stacklab.<family>[._private_module]
+        parts = kernel.__module__.split(".")
+        family = (parts[1] if len(parts) > 1 and parts[0] == "napari_stacklab" else parts[-1]).lstrip("_")
         signature = inspect.signature(kernel)
         hints = typing.get_type_hints(kernel, include_extras=True)
         parameters = list(signature.parameters.values())
