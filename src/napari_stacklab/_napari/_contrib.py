@@ -75,22 +75,10 @@ TOOLS = [
         "menu": "visualize",
     },
     {
-        "id": "point_registration",
-        "python_name": f"{PACKAGE}._napari.points_tool:PointRegistrationWidget",
-        "title": "Point registration (pairs, residuals, ECC refine)",
-        "menu": "register",
-    },
-    {
-        "id": "align_set",
-        "python_name": f"{PACKAGE}._napari.align_widget:AlignSetWidget",
-        "title": "Align images to a base (ECC, heatmaps)",
-        "menu": "register",
-    },
-    {
-        "id": "drift_correction",
-        "python_name": f"{PACKAGE}._napari.drift_widget:DriftWidget",
-        "title": "Drift correction (plot, reuse on channels)",
-        "menu": "register",
+        "id": "measure_labels",
+        "python_name": f"{PACKAGE}._napari.measure_widget:MeasureWidget",
+        "title": "Measure labels (physical units)",
+        "menu": "measure",
     },
     {
         "id": "equalize_set",
@@ -121,5 +109,23 @@ TOOLS = [
         "python_name": f"{PACKAGE}._napari.profile_widget:LineProfileWidget",
         "title": "Line profile",
         "menu": "napari/layers/visualize",
+    },
+    {
+        "id": "point_registration",
+        "python_name": f"{PACKAGE}._napari.points_tool:PointRegistrationWidget",
+        "title": "Point registration (pairs, residuals, ECC refine)",
+        "menu": "register",
+    },
+    {
+        "id": "align_set",
+        "python_name": f"{PACKAGE}._napari.align_widget:AlignSetWidget",
+        "title": "Align images to a base (ECC, heatmaps)",
+        "menu": "register",
+    },
+    {
+        "id": "drift_correction",
+        "python_name": f"{PACKAGE}._napari.drift_widget:DriftWidget",
+        "title": "Drift correction (plot, reuse on channels)",
+        "menu": "register",
     },
 ]
