@@ -31,13 +31,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._guard import EagerSizeError, MetadataWarning
 from ._image import Image
 from ._units import normalize_unit
 
 __all__ = [
+    "EagerSizeError",
     "FOLDER_SUFFIXES",
     "LAZY_THRESHOLD_BYTES",
     "MAGIC",
+    "MAX_EAGER_BYTES",
+    "MetadataWarning",
     "READERS",
     "WRITERS",
     "Image",
@@ -49,6 +53,26 @@ __all__ = [
 
 #: Files (or folders) larger than this on disk are read lazily when ``lazy=None``.
 LAZY_THRESHOLD_BYTES = 256 * 2**20
+
+
+def _default_eager_cap() -> int:
+    """``$STACKLAB_MAX_EAGER_BYTES`` if set, else half the physical memory (4 GiB where unknown)."""
+    try:
+        return int(float(os.environ["STACKLAB_MAX_EAGER_BYTES"]))
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (AttributeError, ValueError, OSError):
+        return 4 * 2**30
+
+
+#: Largest in-memory array (bytes) a reader allocates: an eager read (``lazy=False``) or
+#: one decoded plane of a lazy compressed file claiming more raises :class:`EagerSizeError`
+#: naming the file (with ``lazy=None`` such a file is opened lazily instead). Set it at run
+#: time (``napari_stacklab.io.MAX_EAGER_BYTES = 2**30``), or before start-up with the
+#: ``STACKLAB_MAX_EAGER_BYTES`` environment variable; ``None`` removes the cap.
+MAX_EAGER_BYTES: int | None = _default_eager_cap()
 
 #: Lower-case suffix -> ``"module:function"`` with ``function(path, lazy: bool) -> list[Image]``.
 READERS: dict[str, str] = {
@@ -115,8 +139,17 @@ def imread(path: str | os.PathLike | Sequence, *, lazy: bool | None = None) -> I
         The path does not exist (or a pattern matches nothing).
     ValueError
         The format is unknown, or the file is not what its name says, is
-        truncated, or (stacks) one file differs in shape or dtype; the message
-        names the file.
+        truncated, has an axis of length 0, or (stacks) one file differs in
+        shape or dtype; the message names the file.
+    EagerSizeError
+        (a ``ValueError``) ``lazy=False`` and the data need more memory than
+        :data:`MAX_EAGER_BYTES`.
+
+    Warns
+    -----
+    MetadataWarning
+        A pixel size, offset or ImageJ/OME header was unusable (NaN, infinite,
+        negative, malformed) and was dropped; the image still loads.
     """
     return imread_all(path, lazy=lazy)[0]
 
@@ -134,12 +167,27 @@ def imread_all(path: str | os.PathLike | Sequence, *, lazy: bool | None = None) 
         for file in files:
             _require_exists(file)
         resolved = _resolve_lazy(lazy, files)
-        return [stack_files(files, lazy=resolved, source=files[0], name=Path(files[0]).parent.name or "stack")]
+        name = Path(files[0]).parent.name or "stack"
+        try:
+            return [stack_files(files, lazy=resolved, source=files[0], name=name)]
+        except EagerSizeError:
+            if lazy is not None or resolved:
+                raise
+            return [stack_files(files, lazy=True, source=files[0], name=name)]
     path = os.fspath(path)
     reader, paths = _reader_for(path)
-    images = reader(path, _resolve_lazy(lazy, paths))
+    resolved = _resolve_lazy(lazy, paths)
+    try:
+        images = reader(path, resolved)
+    except EagerSizeError:
+        if lazy is not None or resolved:
+            raise
+        images = reader(path, True)  # small on disk, huge in memory (compressed): open it lazily
     if not images:
         raise ValueError(f"{path}: no image found")
+    for image in images:
+        if 0 in image.shape:
+            raise ValueError(f"{path}: holds no pixels (an axis of length 0: shape {image.shape})")
     return images
 
 

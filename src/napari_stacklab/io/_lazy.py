@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ._guard import FileSignature, nbytes
+
 #: Largest chunk (bytes) a reader builds by grouping whole planes.
 CHUNK_BYTES = 64 * 2**20
 
@@ -49,7 +51,10 @@ def to_dask(array_like: Any, frame_ndim: int = 2) -> Any:
 class MemmapArray:
     """A read-only ``numpy.memmap`` of contiguous raw data inside a file, opened on first access.
 
-    Pickles as (path, offset, shape, dtype, order), never as the data.
+    Pickles as (path, offset, shape, dtype, order), never as the data. Every
+    read first checks that the file still has the size and modification time it
+    had when the array was made: reading a memory map of a file shortened since
+    would crash the process (SIGBUS), and one rewritten since would give other data.
     """
 
     def __init__(self, path: str, offset: int, shape: Sequence[int], dtype: Any, order: str = "C"):
@@ -59,9 +64,12 @@ class MemmapArray:
         self.dtype = np.dtype(dtype)
         self.order = order
         self.ndim = len(self.shape)
+        self.signature = FileSignature(self.path)
+        self.signature.check(self.offset + nbytes(self.shape, self.dtype))
         self._map = None
 
     def open(self) -> np.memmap:
+        self.signature.check()
         if self._map is None:
             self._map = np.memmap(
                 self.path, dtype=self.dtype, mode="r", offset=self.offset, shape=self.shape, order=self.order

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from ._guard import check_eager_size, nbytes
 from ._image import Image
 from ._lazy import MemmapArray, to_dask
 from ._units import file_stem
@@ -25,6 +26,7 @@ def read_npy(path: str, lazy: bool) -> list[Image]:
     if lazy and len(shape) > 0:
         data = to_dask(MemmapArray(path, offset, shape, dtype, order="F" if fortran else "C"))
     else:
+        check_eager_size(path, shape, dtype)
         try:
             data = np.load(path, allow_pickle=False)
         except ValueError as exc:
@@ -44,7 +46,12 @@ def _header(path: str) -> tuple:
             offset = fh.tell()
     except (ValueError, OSError, EOFError) as exc:
         raise ValueError(f"{path}: not a valid .npy file ({exc})") from exc
+    if any(int(s) < 0 for s in shape):
+        raise ValueError(f"{path}: not a valid .npy file (negative length in shape {shape})")
     size = os.path.getsize(path)
-    if not dtype.hasobject and offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > size:
-        raise ValueError(f"{path}: truncated file: the header promises shape {shape} {dtype}")
+    if not dtype.hasobject and offset + nbytes(shape, dtype) > size:
+        raise ValueError(
+            f"{path}: truncated file: the header promises shape {shape} {dtype} "
+            f"({nbytes(shape, dtype)} bytes of data), the file has {size} bytes"
+        )
     return shape, fortran, dtype, offset

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._guard import FileSignature, check_eager_size, reading_error
 from ._image import Image
 from ._lazy import PagedArray, to_dask
 from ._tiff import read_tiff
@@ -68,10 +69,12 @@ def stack_files(files: Sequence[str], *, lazy: bool, source: str, name: str) -> 
                 f"{files[0]} ({shape}, {dtype}); a stack needs files of one shape and dtype"
             )
     if lazy:
-        paged = PagedArray(_FileList(files), _read_files, (len(files),) + shape, dtype, frame_ndim=len(shape))
+        opener = _FileList(files, shape, dtype)
+        paged = PagedArray(opener, _read_files, (len(files),) + shape, dtype, frame_ndim=len(shape))
         data = to_dask(paged, frame_ndim=len(shape))
     else:
-        data = np.stack([tifffile.imread(file) for file in files])
+        check_eager_size(source, (len(files),) + shape, dtype)
+        data = np.stack([_read_one(file, shape, dtype) for file in files])
     return Image(
         data,
         scale=(1.0,) + first.scale,
@@ -84,16 +87,38 @@ def stack_files(files: Sequence[str], *, lazy: bool, source: str, name: str) -> 
 
 
 class _FileList:
-    """Picklable opener for :class:`PagedArray`: the 'handle' is just the list of files."""
+    """Picklable opener for :class:`PagedArray`: the 'handle' is itself (files, their shape, dtype, signatures)."""
 
-    def __init__(self, files: list[str]):
+    def __init__(self, files: list[str], shape: tuple, dtype: np.dtype):
         self.files = files
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.signatures = [FileSignature(file) for file in files]
 
-    def __call__(self) -> list[str]:
-        return self.files
+    def __call__(self) -> "_FileList":
+        return self
 
 
-def _read_files(files: list[str], indices: list) -> np.ndarray:
+def _read_files(handle: _FileList, indices: list) -> np.ndarray:
+    planes = []
+    for i in indices:
+        handle.signatures[i].check()
+        planes.append(_read_one(handle.files[i], handle.shape, handle.dtype))
+    return np.stack(planes)
+
+
+def _read_one(file: str, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """One file of a stack, checked against the stack's shape and dtype."""
     import tifffile
 
-    return np.stack([tifffile.imread(files[i]) for i in indices])
+    try:
+        data = tifffile.imread(file)
+    except OSError:
+        raise
+    except Exception as exc:
+        raise reading_error(file, exc, "cannot read this file of the stack") from exc
+    if data.shape != tuple(shape) or data.dtype != dtype:
+        raise ValueError(
+            f"{file}: shape {data.shape} and dtype {data.dtype} differ from the stack's ({tuple(shape)}, {dtype})"
+        )
+    return data

@@ -13,6 +13,7 @@ from xml.etree import ElementTree
 import numpy as np
 from typing_extensions import Self
 
+from ._guard import FileSignature, check_eager_size, clean_frame, reading_error, warn_metadata
 from ._image import Image
 from ._lazy import MemmapArray, PagedArray, to_dask
 from ._units import LENGTH_IN_UM, OME_SYMBOL, OME_TIME, file_stem, normalize_unit
@@ -38,7 +39,11 @@ def read_tiff(path: str | os.PathLike, lazy: bool) -> list[Image]:
             tif = tifffile.TiffFile(path)
         except Exception as exc:  # tifffile raises TiffFileError, ValueError, struct.error ...
             raise ValueError(f"{path}: not a readable TIFF file ({exc})") from exc
-        series_list = [s for s in tif.series if s.shape and math.prod(s.shape) > 0]
+        try:
+            series_list = _nonempty_series(tif)
+        except Exception as exc:  # a malformed ImageJ/OME/shaped header can break series parsing
+            tif.close()
+            tif, series_list = _plain_pages(path, exc)
     if complaints.fatal:
         tif.close()
         raise ValueError(f"{path}: truncated or corrupted TIFF file ({complaints.fatal[0]})")
@@ -47,13 +52,51 @@ def read_tiff(path: str | os.PathLike, lazy: bool) -> list[Image]:
             raise ValueError(f"{path}: the TIFF file contains no image data")
         images = []
         for index, series in enumerate(series_list):
-            frame = _physical_frame(tif, series, index)
+            frame = _physical_frame_or_pixels(path, tif, series, index)
             data = _series_data(path, tif, series, index, lazy)
             name = file_stem(path) + (f" [{index}]" if len(series_list) > 1 else "")
             metadata = {"source": path, "format": frame.pop("format"), "axes": series.axes, "series": index}
             metadata.update(frame.pop("extra"))
             images.append(Image(data, name=name, metadata=metadata, **frame))
         return images
+
+
+def _nonempty_series(tif: Any) -> list:
+    return [s for s in tif.series if s.shape and math.prod(s.shape) > 0]
+
+
+def _plain_pages(path: str, error: Exception) -> tuple[Any, list]:
+    """Open ``path`` again ignoring its ImageJ/OME/shaped header (which ``error`` came from)."""
+    import tifffile
+
+    tif = None
+    try:
+        tif = tifffile.TiffFile(path, is_imagej=False, is_ome=False, is_shaped=False)
+        series_list = _nonempty_series(tif)
+    except Exception as exc:
+        if tif is not None:
+            tif.close()
+        raise ValueError(f"{path}: not a readable TIFF file ({type(error).__name__}: {error})") from exc
+    warn_metadata(path, f"ignoring its malformed ImageJ/OME header ({type(error).__name__}: {error})")
+    return tif, series_list
+
+
+def _physical_frame_or_pixels(path: str, tif: Any, series: Any, index: int) -> dict:
+    """The series' physical frame; a malformed header is dropped with a warning, the image still loads."""
+    try:
+        frame = _physical_frame(tif, series, index, path)
+    except Exception as exc:  # metadata written by any program: anything can be wrong in it
+        warn_metadata(path, f"ignoring unreadable pixel-size metadata ({type(exc).__name__}: {exc})")
+        axes = series.axes
+        frame = {
+            "scale": (1.0,) * len(axes),
+            "units": ("pixel",) * len(axes),
+            "axis_labels": _labels_from_axes(axes),
+            "translate": (0.0,) * len(axes),
+            "format": "tiff",
+            "extra": {},
+        }
+    return clean_frame(path, frame)
 
 
 class _TifffileComplaints(logging.Handler):
@@ -82,13 +125,16 @@ def _series_data(path: str, tif: Any, series: Any, index: int, lazy: bool) -> An
     file_size = os.path.getsize(path)
     page_shape = _page_shape(series)
     _check_not_truncated(path, series, file_size)
+    dtype = np.dtype(series.dtype)
     if not lazy:
+        check_eager_size(path, series.shape, dtype)
         try:
             return series.asarray()
         except Exception as exc:
             raise ValueError(f"{path}: cannot decode image series {index} ({exc})") from exc
+    signature = FileSignature(path)
     if series.dataoffset is not None and not series.is_multifile:
-        dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
+        dtype = dtype.newbyteorder(tif.byteorder)
         frame_ndim = len(page_shape) if page_shape else min(2, series.ndim)
         return to_dask(MemmapArray(path, series.dataoffset, series.shape, dtype), frame_ndim=frame_ndim)
     if page_shape is None:
@@ -96,14 +142,16 @@ def _series_data(path: str, tif: Any, series: Any, index: int, lazy: bool) -> An
         import dask
         import dask.array as da
 
-        read = dask.delayed(_read_series, pure=True)(path, index)
-        meta = np.empty((0,) * series.ndim, series.dtype)
-        return da.from_delayed(read, shape=series.shape, dtype=series.dtype, meta=meta)
+        check_eager_size(path, series.shape, dtype, what="decoding its compressed pages")
+        read = dask.delayed(_read_series, pure=True)(path, index, signature)
+        meta = np.empty((0,) * series.ndim, dtype)
+        return da.from_delayed(read, shape=series.shape, dtype=dtype, meta=meta)
+    check_eager_size(path, page_shape, dtype, what="decoding one compressed page")
     paged = PagedArray(
         functools.partial(_open_tiff, path),
-        functools.partial(_read_tiff_pages, series=index, frame_shape=page_shape),
+        functools.partial(_read_tiff_pages, series=index, frame_shape=page_shape, signature=signature),
         series.shape,
-        series.dtype,
+        dtype,
         frame_ndim=len(page_shape),
     )
     return to_dask(paged, frame_ndim=len(page_shape))
@@ -141,24 +189,37 @@ def _check_not_truncated(path: str, series: Any, file_size: int) -> None:
 def _open_tiff(path: str) -> Any:
     import tifffile
 
-    return tifffile.TiffFile(path)
+    try:
+        return tifffile.TiffFile(path)
+    except OSError:
+        raise
+    except Exception as exc:
+        raise reading_error(path, exc, "cannot open the TIFF file again") from exc
 
 
-def _read_tiff_pages(tif: Any, indices: list, *, series: int, frame_shape: tuple) -> np.ndarray:
-    data = tif.asarray(series=series, key=indices)
-    return np.asarray(data).reshape((len(indices),) + tuple(frame_shape))
+def _read_tiff_pages(tif: Any, indices: list, *, series: int, frame_shape: tuple, signature: FileSignature) -> np.ndarray:
+    signature.check()
+    try:
+        data = tif.asarray(series=series, key=indices)
+        return np.asarray(data).reshape((len(indices),) + tuple(frame_shape))
+    except Exception as exc:  # corrupt compressed strips: zlib/LZW/JPEG/tifffile errors
+        raise reading_error(signature.path, exc, f"cannot decode pages {indices[0]}..{indices[-1]}") from exc
 
 
-def _read_series(path: str, index: int) -> np.ndarray:
+def _read_series(path: str, index: int, signature: FileSignature) -> np.ndarray:
     import tifffile
 
-    return tifffile.imread(path, series=index)
+    signature.check()
+    try:
+        return tifffile.imread(path, series=index)
+    except Exception as exc:
+        raise reading_error(path, exc, f"cannot decode image series {index}") from exc
 
 
 # ---------------------------------------------------------------- metadata
 
 
-def _physical_frame(tif: Any, series: Any, index: int) -> dict:
+def _physical_frame(tif: Any, series: Any, index: int, path: str) -> dict:
     axes = series.axes
     labels = _labels_from_axes(axes)
     scale = [1.0] * len(axes)
@@ -182,21 +243,24 @@ def _physical_frame(tif: Any, series: Any, index: int) -> dict:
         fmt = "imagej"
         ij = tif.imagej_metadata or {}
         extra["imagej"] = {k: v for k, v in ij.items() if isinstance(v, (str, int, float, bool))}
-        _apply_resolution(tif.pages[0], axes, scale, units, ij_unit=ij.get("unit"), ij_yunit=ij.get("yunit"))
-        if "Z" in axes and ij.get("spacing"):
-            i = axes.index("Z")
-            scale[i] = float(ij["spacing"])
-            units[i] = normalize_unit(ij.get("zunit", ij.get("unit", "pixel")))
-        if "T" in axes and ij.get("finterval"):
-            i = axes.index("T")
-            scale[i] = float(ij["finterval"])
-            units[i] = normalize_unit(ij.get("tunit", "s"))
+        _apply_resolution(
+            path, tif.pages[0], axes, scale, units, ij_unit=ij.get("unit"), ij_yunit=ij.get("yunit")
+        )
+        for code, key, unit in (("Z", "spacing", ij.get("zunit", ij.get("unit", "pixel"))), ("T", "finterval", ij.get("tunit", "s"))):
+            if code in axes and ij.get(key):
+                try:
+                    size = float(ij[key])
+                except (TypeError, ValueError):
+                    warn_metadata(path, f"ignoring the ImageJ {key}={ij[key]!r} (not a number)")
+                    continue
+                scale[axes.index(code)] = size
+                units[axes.index(code)] = normalize_unit(unit)
     elif tif.is_ome:
         fmt = "ome"
-        _apply_ome(tif.ome_metadata, index, axes, scale, units)
+        _apply_ome(path, tif.ome_metadata, index, axes, scale, units)
         extra["ome_xml"] = tif.ome_metadata
     else:
-        _apply_resolution(tif.pages[0], axes, scale, units)
+        _apply_resolution(path, tif.pages[0], axes, scale, units)
     return {
         "scale": tuple(scale),
         "units": tuple(units),
@@ -215,14 +279,21 @@ def _labels_from_axes(axes: str) -> tuple:
     return tuple(labels)
 
 
-def _apply_resolution(page: Any, axes: str, scale: list, units: list, ij_unit=None, ij_yunit=None) -> None:
+def _apply_resolution(
+    path: str, page: Any, axes: str, scale: list, units: list, ij_unit=None, ij_yunit=None
+) -> None:
     """Pixel size from the X/YResolution tags (pixels per unit) of a plain or ImageJ TIFF."""
+    tags = page.tags
+    if "XResolution" not in tags or "YResolution" not in tags:
+        return  # tifffile would report its default, 1 pixel per inch: the size is simply unknown
     try:
-        res_x, res_y = (float(r) for r in page.resolution)
+        res_x, res_y = (_rational(tags[key].value) for key in ("XResolution", "YResolution"))
         res_unit = int(page.resolutionunit)
-    except Exception:  # missing or malformed tags: pixel size unknown
+    except Exception as exc:  # malformed tags: pixel size unknown
+        warn_metadata(path, f"ignoring malformed resolution tags ({type(exc).__name__}: {exc})")
         return
-    if not (res_x > 0 and res_y > 0):
+    if not (0 < res_x < math.inf and 0 < res_y < math.inf):
+        warn_metadata(path, f"ignoring the resolution tags ({res_x}, {res_y} pixels per unit): not positive numbers")
         return
     if ij_unit is not None:
         unit_x = normalize_unit(ij_unit)
@@ -243,10 +314,21 @@ def _apply_resolution(page: Any, axes: str, scale: list, units: list, ij_unit=No
             units[axes.index(code)] = unit
 
 
-def _apply_ome(xml: str, index: int, axes: str, scale: list, units: list) -> None:
+def _rational(value: Any) -> float:
+    """A TIFF RATIONAL tag value ``(numerator, denominator)`` as a float (NaN or inf for a zero denominator)."""
+    if isinstance(value, tuple):
+        numerator, denominator = value[0], value[1]
+        if denominator == 0:
+            return math.nan if numerator == 0 else math.copysign(math.inf, numerator)
+        return numerator / denominator
+    return float(value)
+
+
+def _apply_ome(path: str, xml: str, index: int, axes: str, scale: list, units: list) -> None:
     try:
         root = ElementTree.fromstring(xml)
-    except ElementTree.ParseError:
+    except ElementTree.ParseError as exc:
+        warn_metadata(path, f"ignoring malformed OME-XML metadata ({exc})")
         return
     images = [el for el in root if el.tag.endswith("}Image") or el.tag == "Image"]
     if index >= len(images):
@@ -264,6 +346,7 @@ def _apply_ome(xml: str, index: int, axes: str, scale: list, units: list) -> Non
             try:
                 scale[axes.index(code)] = float(pixels.get(size_key))
             except ValueError:
+                warn_metadata(path, f"ignoring the OME {size_key}={pixels.get(size_key)!r} (not a number)")
                 continue
             units[axes.index(code)] = normalize_unit(pixels.get(unit_key, default))
 

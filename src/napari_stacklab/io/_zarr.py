@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ._guard import check_eager_size, clean_frame, warn_metadata
 from ._image import Image
 from ._units import file_stem, normalize_unit
 
@@ -45,8 +46,20 @@ def read_zarr(path: str, lazy: bool) -> list[Image]:
         raise ValueError(f"{path}: holds a scalar, not an image")
     frame_ndim = min(2, array.ndim)
     chunks = tuple(array.chunks[: array.ndim - frame_ndim]) + tuple(array.shape[array.ndim - frame_ndim :])
-    data = da.from_zarr(array, chunks=chunks) if lazy else array[...]
-    frame = _ngff_frame(attrs, array.ndim)
+    if lazy:
+        check_eager_size(path, chunks, array.dtype, what="reading one chunk of whole planes")
+        data = da.from_zarr(array, chunks=chunks)
+    else:
+        check_eager_size(path, array.shape, array.dtype)
+        try:
+            data = array[...]
+        except Exception as exc:  # codec errors from a corrupt chunk
+            raise ValueError(f"{path}: cannot read the zarr array ({type(exc).__name__}: {exc})") from exc
+    try:
+        frame = clean_frame(path, _ngff_frame(attrs, array.ndim))
+    except Exception as exc:  # malformed multiscales metadata: keep the data, drop the frame
+        warn_metadata(path, f"ignoring malformed OME-NGFF metadata ({type(exc).__name__}: {exc})")
+        frame = {}
     metadata = {"source": path, "format": "zarr", "component": component, "attrs": {**attrs, **dict(array.attrs)}}
     name = file_stem(path)
     return [Image(data, name=name, metadata=metadata, **frame)]

@@ -1,0 +1,124 @@
+"""What every reader checks before trusting a file: sizes it claims, metadata it carries, files that change.
+
+- :func:`check_eager_size` refuses to allocate more than ``io.MAX_EAGER_BYTES``
+  for an in-memory read (the value is read at call time, so a user may change it);
+- :func:`clean_frame` drops a non-finite or non-positive pixel size (and a
+  non-finite offset) with a :class:`MetadataWarning` naming the file, so the
+  image still loads;
+- :class:`FileSignature` remembers a file's size and modification time when a
+  lazy array is opened, and lazy reads refuse (naming the file) when it was
+  deleted, shortened or rewritten since.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+class MetadataWarning(UserWarning):
+    """A file's metadata (pixel size, units, ImageJ/OME header) was unusable and was dropped."""
+
+
+class EagerSizeError(ValueError):
+    """An in-memory read would need more than ``napari_stacklab.io.MAX_EAGER_BYTES``."""
+
+
+def nbytes(shape: Sequence[int], dtype: Any) -> int:
+    """Bytes an array of ``shape`` and ``dtype`` needs, in exact integers (no 64-bit overflow)."""
+    return math.prod(int(s) for s in shape) * np.dtype(dtype).itemsize
+
+
+def check_eager_size(path: Any, shape: Sequence[int], dtype: Any, what: str = "reading it into memory") -> None:
+    """Raise :class:`EagerSizeError` naming ``path`` when ``shape``/``dtype`` exceed the eager cap."""
+    from . import MAX_EAGER_BYTES
+
+    size = nbytes(shape, dtype)
+    if MAX_EAGER_BYTES is not None and size > MAX_EAGER_BYTES:
+        raise EagerSizeError(
+            f"{path}: {what} needs {_human(size)} (shape {tuple(int(s) for s in shape)}, {np.dtype(dtype)}), "
+            f"more than napari_stacklab.io.MAX_EAGER_BYTES = {_human(MAX_EAGER_BYTES)}; "
+            "read it lazily (lazy=True) or raise the limit"
+        )
+
+
+def _human(size: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if size < 1024 or unit == "PiB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size} bytes"  # pragma: no cover
+
+
+def warn_metadata(path: Any, message: str) -> None:
+    warnings.warn(f"{path}: {message}", MetadataWarning, stacklevel=3)
+
+
+def clean_frame(path: Any, frame: dict) -> dict:
+    """``frame`` with unusable pixel sizes reset to 1 pixel and bad offsets to 0, each with a warning."""
+    scale = list(frame.get("scale", ()))
+    units = list(frame.get("units", ()))
+    translate = list(frame.get("translate", ()))
+    labels = list(frame.get("axis_labels", ())) or [str(i) for i in range(len(scale))]
+    for i, size in enumerate(scale):
+        if not _finite_positive(size):
+            warn_metadata(path, f"ignoring the pixel size {size!r} of axis {labels[i]!r} (not a positive number)")
+            scale[i] = 1.0
+            if i < len(units):
+                units[i] = "pixel"
+    for i, offset in enumerate(translate):
+        if not _finite(offset):
+            warn_metadata(path, f"ignoring the offset {offset!r} of axis {labels[i]!r} (not a finite number)")
+            translate[i] = 0.0
+    out = dict(frame)
+    for key, value in (("scale", scale), ("units", units), ("translate", translate)):
+        if key in frame:
+            out[key] = tuple(value)
+    return out
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def _finite_positive(value: Any) -> bool:
+    return _finite(value) and float(value) > 0
+
+
+class FileSignature:
+    """A file's size and modification time, to notice it changing under a lazy array."""
+
+    def __init__(self, path: Any):
+        self.path = os.fspath(path)
+        stat = os.stat(self.path)
+        self.size = stat.st_size
+        self.mtime_ns = stat.st_mtime_ns
+
+    def check(self, needed_bytes: int = 0) -> None:
+        """Raise ``OSError`` naming the file when it is gone, ``ValueError`` when it changed or is too short."""
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{self.path}: the file was deleted or moved after it was opened lazily; open it again"
+            ) from None
+        if stat.st_size != self.size or stat.st_mtime_ns != self.mtime_ns:
+            raise ValueError(
+                f"{self.path}: the file changed on disk after it was opened lazily "
+                f"(size {self.size} -> {stat.st_size} bytes); open it again"
+            )
+        if needed_bytes > stat.st_size:
+            raise ValueError(f"{self.path}: truncated file: reading needs {needed_bytes} bytes, it has {stat.st_size}")
+
+
+def reading_error(path: Any, exc: BaseException, what: str = "cannot decode image data") -> ValueError:
+    """A ``ValueError`` naming ``path`` for a decoder's own error (struct, zlib, tifffile, ...)."""
+    return ValueError(f"{path}: {what} ({type(exc).__name__}: {exc})")
