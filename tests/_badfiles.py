@@ -239,3 +239,85 @@ def truncations(data: bytes) -> dict[str, bytes]:
         "ifd": data[: first + 20],
         "data": data[: (data_start + data_end) // 2],
     }
+
+
+# ---------------------------------------------------------------- fuzzing core (tests/test_fuzz_readers.py, benchmarks/fuzz_readers.py)
+
+
+def fuzz_seeds() -> dict[str, bytes]:
+    """Valid files the fuzzer mutates, one per reader path (name -> bytes; the suffix picks the reader)."""
+    stack = dict(shape=(3, 12, 10), dtype=np.uint16)
+    return {
+        "plain.tif": valid_tiff(**stack),
+        "deflate.tif": valid_tiff(**stack, compression="zlib"),
+        "lzw.tif": valid_tiff(**stack, compression="lzw"),
+        "tiled.tif": valid_tiff(shape=(32, 32), dtype=np.uint8, tile=(16, 16)),
+        "imagej.tif": valid_tiff(**stack, photometric=None, imagej=True, resolution=(2.0, 2.0),
+                                 metadata={"axes": "ZYX", "spacing": 0.5, "unit": "um"}),
+        "ome.ome.tif": valid_tiff(**stack, photometric=None, ome=True, metadata={"axes": "ZYX", "PhysicalSizeX": 0.1}),
+        "hand.tif": tiff_resolution((10, 1), (10, 1)),
+        "c.npy": npy(np.arange(120, dtype="<f4").reshape(3, 4, 10)),
+        "f.npy": npy(np.asfortranarray(np.arange(60, dtype=">i2").reshape(6, 10))),
+    }
+
+
+def mutate(data: bytes, edits: list[tuple[str, int, int]]) -> bytes:
+    """Apply ``(kind, position, value)`` edits: bit flips, overwritten bytes, insertions, deletions, truncation."""
+    out = bytearray(data)
+    for kind, position, value in edits:
+        if not out:
+            break
+        i = position % len(out)
+        if kind == "flip":
+            out[i] ^= 1 << (value % 8)
+        elif kind == "byte":
+            out[i] = value % 256
+        elif kind == "word":  # a 32-bit little-endian value: counts, offsets, sizes
+            out[i : i + 4] = struct.pack("<I", value % 2**32)
+        elif kind == "insert":
+            out[i:i] = bytes([value % 256]) * (1 + value % 16)
+        elif kind == "delete":
+            del out[i : i + 1 + value % 16]
+        elif kind == "truncate":
+            del out[i:]
+    return bytes(out)
+
+
+MUTATIONS = ("flip", "byte", "word", "insert", "delete", "truncate")
+#: what a reader may raise for a bad file: clear, and naming the file
+ALLOWED_ERRORS = (ValueError, OSError)
+
+
+def check_read(path: str) -> str:
+    """Read ``path`` the ways napari and scripts do; return ``"ok"``/``"refused"`` or raise AssertionError.
+
+    The napari hook must never raise; ``imread`` (eager, lazy, and automatic)
+    must return an Image whose first plane can be read, or raise ValueError /
+    OSError naming the file, never MemoryError, RecursionError, struct.error,
+    zlib.error, IndexError, KeyError, TypeError ...
+    """
+    import napari_stacklab as sl
+    from napari_stacklab._napari import reader
+
+    try:
+        reader.napari_get_reader(path)
+    except BaseException as exc:  # noqa: BLE001 - any escape is the finding
+        raise AssertionError(f"napari_get_reader raised {exc!r}") from exc
+    outcome = "ok"
+    for lazy in (False, True):
+        try:
+            image = sl.io.imread(path, lazy=lazy)
+            np.asarray(image.data[(0,) * (image.ndim - 2)])
+            if not all(np.isfinite(s) and s > 0 for s in image.scale):
+                raise AssertionError(f"imread(lazy={lazy}) gave an unusable pixel size {image.scale}")
+        except ALLOWED_ERRORS as exc:
+            if path not in str(exc):
+                raise AssertionError(f"imread(lazy={lazy}) error does not name the file: {exc!r}") from exc
+            if isinstance(exc, (MemoryError, RecursionError)):  # pragma: no cover - not subclasses, kept explicit
+                raise AssertionError(repr(exc)) from exc
+            outcome = "refused"
+        except AssertionError:
+            raise
+        except BaseException as exc:  # noqa: BLE001
+            raise AssertionError(f"imread(lazy={lazy}) raised {type(exc).__module__}.{type(exc).__name__}: {exc}") from exc
+    return outcome

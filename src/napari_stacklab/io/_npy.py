@@ -44,8 +44,10 @@ def _header(path: str) -> tuple:
             read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
             shape, fortran, dtype = read(fh)
             offset = fh.tell()
-    except (ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"{path}: not a valid .npy file ({exc})") from exc
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # numpy's header parser raises ValueError, EOFError, SyntaxError, TokenError ...
+        raise ValueError(f"{path}: not a valid .npy file ({type(exc).__name__}: {exc})") from exc
     if any(int(s) < 0 for s in shape):
         raise ValueError(f"{path}: not a valid .npy file (negative length in shape {shape})")
     size = os.path.getsize(path)

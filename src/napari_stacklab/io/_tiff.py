@@ -53,7 +53,12 @@ def read_tiff(path: str | os.PathLike, lazy: bool) -> list[Image]:
         images = []
         for index, series in enumerate(series_list):
             frame = _physical_frame_or_pixels(path, tif, series, index)
-            data = _series_data(path, tif, series, index, lazy)
+            try:
+                data = _series_data(path, tif, series, index, lazy)
+            except Exception as exc:  # tifffile's own IndexError, KeyError ... on inconsistent tags
+                if isinstance(exc, (ValueError, OSError)) and path in str(exc):
+                    raise
+                raise ValueError(f"{path}: corrupted TIFF file ({type(exc).__name__}: {exc})") from exc
             name = file_stem(path) + (f" [{index}]" if len(series_list) > 1 else "")
             metadata = {"source": path, "format": frame.pop("format"), "axes": series.axes, "series": index}
             metadata.update(frame.pop("extra"))
@@ -129,9 +134,15 @@ def _series_data(path: str, tif: Any, series: Any, index: int, lazy: bool) -> An
     if not lazy:
         check_eager_size(path, series.shape, dtype)
         try:
-            return series.asarray()
+            data = series.asarray()
         except Exception as exc:
             raise ValueError(f"{path}: cannot decode image series {index} ({exc})") from exc
+        if tuple(data.shape) != tuple(series.shape):
+            raise ValueError(
+                f"{path}: corrupted TIFF file: image series {index} decodes to shape {data.shape}, "
+                f"its tags announce {tuple(series.shape)}"
+            )
+        return data
     signature = FileSignature(path)
     if series.dataoffset is not None and not series.is_multifile:
         dtype = dtype.newbyteorder(tif.byteorder)
