@@ -270,14 +270,13 @@ def test_spatial_kwargs_copy_trailing_axes(stack):
     assert len(set(more["axis_labels"])) == 4 and more["axis_labels"][1:] == AXES
 
 
-def test_every_operation_widget_builds_with_its_parameters(make_napari_viewer):
+def test_every_operation_widget_opens_through_the_manifest(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((2, 16, 16), np.float32), name="x")
     for op in registry.operations():
-        factory = getattr(widgets, f"make_{op.name}_widget")
-        widget = factory(napari_viewer=viewer)
-        assert isinstance(widget, widgets.OperationWidget)
+        dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, op.title)
+        assert isinstance(widget, widgets.OperationWidget) and widget.operation is op
         assert set(widget.fields) == {p.name for p in op.params}
         assert widget.input.value is viewer.layers["x"]
-        widget.native.deleteLater()
+        viewer.window.remove_dock_widget(dock)
 

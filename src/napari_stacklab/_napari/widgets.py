@@ -112,10 +112,17 @@ def compute_all(op: registry.Operation, data: Any, params: dict, device: str | N
 
 # --- parameter controls ---------------------------------------------------------------------------
 def _parse_numbers(name: str, text: str, integer: bool, always_tuple: bool = False) -> Any:
-    """``"2"`` -> 2.0, ``"1, 2.5"`` -> (1.0, 2.5); a clear error naming the parameter otherwise."""
-    kind = int if integer else float
+    """``"2"`` -> 2, ``"1, 2.5"`` -> (1, 2.5); a clear error naming the parameter otherwise."""
+    def number(part: str) -> float | int:
+        try:
+            return int(part)
+        except ValueError:
+            if integer:
+                raise
+            return float(part)
+
     try:
-        values = tuple(kind(part) for part in text.replace(";", ",").split(",") if part.strip())
+        values = tuple(number(part) for part in text.replace(";", ",").split(",") if part.strip())
     except ValueError:
         raise ValueError(f"{name} must be a number or comma-separated numbers, got {text!r}") from None
     if not values:
@@ -215,6 +222,8 @@ def _param_field(p: registry.Param, layer_choices: Callable) -> _Field:
     label = p.label
     if p.kind is registry.ImageRef:
         combo = ComboBox(choices=layer_choices, nullable=p.optional, label=label)
+        if p.optional:
+            combo.value = None
         return _Field(combo, lambda: combo.value, lambda v: setattr(combo, "value", v))
     if p.choices is not None:
         return _choice_field(p, label)
@@ -282,7 +291,7 @@ class OperationWidget(Container):
 
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
-        self._timer = QTimer()
+        self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
         self._timer.setInterval(PREVIEW_DELAY_MS)
         self._timer.timeout.connect(self.update_preview)
@@ -316,7 +325,6 @@ class OperationWidget(Container):
         self.reset_choices()
 
     def _disconnect(self, *_: Any) -> None:
-        self._timer.stop()
         self.viewer.dims.events.current_step.disconnect(self._schedule_preview)
         for event in ("inserted", "removed", "moved"):
             getattr(self.viewer.layers.events, event).disconnect(self._layers_changed)
