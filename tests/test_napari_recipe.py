@@ -91,11 +91,6 @@ def test_layer_without_steps_cannot_be_exported(make_napari_viewer, stack, tmp_p
     assert not (tmp_path / "x.yaml").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="recipe._normalize_step leaves image parameters out of op.bind, so a required one "
-    "(match_histograms' reference) is reported missing; reported to the lead",
-)
 def test_recipe_with_an_image_parameter_replays_with_inputs(qtbot, make_napari_viewer, stack, tmp_path):
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="moon")

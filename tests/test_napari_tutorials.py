@@ -144,8 +144,6 @@ def test_stem_workflow_in_napari(make_napari_viewer, tutorial, wait, tmp_path):
                                np.asarray(recipe.run(second.data)), rtol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="_layers.spatial_kwargs gives a scan image the trailing (detector) axes' "
-                   "scale and units of its 4-D source instead of the scan axes' (reported to the widgets' owner)")
 def test_stem_maps_keep_the_scan_pixel_size(make_napari_viewer, tutorial, wait):
     viewer = make_napari_viewer()
     scan = sl.datasets.stem4d(scan=8, detector=16)

@@ -200,9 +200,9 @@ def test_per_axis_image_and_device_parameters(qtbot, viewer, stack, monkeypatch)
     seen = []
     real = registry._run
 
-    def spy(op, image, device, params):
+    def spy(op, image, device, params, **kwargs):
         seen.append((threading.current_thread() is threading.main_thread(), device))
-        return real(op, image, device, params)
+        return real(op, image, device, params, **kwargs)
 
     monkeypatch.setattr(registry, "_run", spy)
     widget = open_widget(viewer, "Gaussian")

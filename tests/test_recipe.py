@@ -92,3 +92,16 @@ def test_physical_frame_follows_reductions_and_resampling():
     np.testing.assert_allclose(binned.translate, (0.0, 5.05, 5.05))
     rotated = Recipe(steps=[{"op": "rot90", "params": {"k": 1}}]).run(stack)
     assert rotated.shape == (3, 30, 20) and rotated.scale == stack.scale, "rotation does not resample"
+
+
+def test_recipe_with_a_required_reference_image_loads_and_replays(camera_stack):
+    rec = Recipe.from_yaml(
+        "stacklab: 1\nsteps:\n  - op: match_histograms\n    params: {reference: {layer: ref}}\n"
+    )
+    reference = camera_stack[0] * 0.5 + 10
+    out = rec.run(camera_stack[1], inputs={"ref": reference})
+    np.testing.assert_allclose(out, sl.filters.match_histograms(camera_stack[1], reference=reference))
+    with pytest.raises(ValueError, match="pass it as inputs"):
+        rec.run(camera_stack[1])
+    with pytest.raises(ValueError, match="reference must be recorded as"):
+        Recipe(steps=[{"op": "match_histograms", "params": {"reference": "ref"}}])

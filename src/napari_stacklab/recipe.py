@@ -50,7 +50,7 @@ def _normalize_step(step: Any, index: int) -> dict:
     if not isinstance(params, dict):
         raise ValueError(f"recipe step {index} ({op.name!r}): params must be a mapping, got {params!r}")
     try:
-        op.bind({k: v for k, v in params.items() if k not in {p.name for p in op.image_params}})
+        op.bind(params, recorded=True)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"recipe step {index} ({op.name!r}): {exc}") from None
     return {"op": op.name, "params": dict(params)}

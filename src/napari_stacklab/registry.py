@@ -248,14 +248,26 @@ class Operation:
     def __call__(self, image: Any, **params: Any) -> Any:
         return self.func(image, **params)
 
+    def apply(self, image: Any, resolved: dict, *, device: str | None = None) -> Any:
+        """Run with parameters already returned by :meth:`resolve` (global statistics not recomputed).
+
+        A widget resolves once (and shows the values, e.g. the threshold),
+        then previews planes and builds the whole-stack graph from the same values.
+        """
+        return _run(self, image, device, resolved, resolved=True)
+
     def param(self, name: str) -> Param:
         for p in self.params:
             if p.name == name:
                 return p
         raise KeyError(f"operation {self.name!r} has no parameter {name!r}")
 
-    def bind(self, params: dict | None = None) -> dict:
-        """Complete ``params`` with defaults and validate each one (raises naming the parameter)."""
+    def bind(self, params: dict | None = None, *, recorded: bool = False) -> dict:
+        """Complete ``params`` with defaults and validate each one (raises naming the parameter).
+
+        With ``recorded=True`` (a recipe step), image parameters hold the
+        ``{"layer": name}`` reference a recipe records instead of an array.
+        """
         params = dict(params or {})
         known = {p.name for p in self.params}
         unknown = sorted(set(params) - known)
@@ -268,6 +280,11 @@ class Operation:
             value = params.get(p.name, p.default)
             if value is inspect.Parameter.empty:
                 raise TypeError(f"{self.name}() missing required parameter {p.name!r}")
+            if recorded and p.kind is ImageRef and value is not None:
+                if not (isinstance(value, dict) and isinstance(value.get("layer"), str)):
+                    raise ValueError(f"{p.name} must be recorded as {{layer: <name>}}, got {value!r}")
+                bound[p.name] = value
+                continue
             bound[p.name] = p.check(value)
         return bound
 
@@ -276,7 +293,8 @@ class Operation:
         return self.prepare(image, **params) if self.prepare is not None else params
 
     def dtype_for(self, in_dtype: Any, params: dict) -> np.dtype:
-        return np.dtype(self.out_dtype(np.dtype(in_dtype), **params))
+        """Output dtype for input of ``in_dtype`` (computed on native byte order, float16 as float32)."""
+        return np.dtype(self.out_dtype(computable_dtype(in_dtype), **params))
 
     def step(self, params: dict, refs: dict | None = None) -> dict:
         """The recipe step for ``params``; image parameters are recorded by the name in ``refs``."""
@@ -468,20 +486,22 @@ def operation(
     return decorate
 
 
-def _run(op: Operation, image: Any, device: str | None, params: dict) -> Any:
+def _run(op: Operation, image: Any, device: str | None, params: dict, resolved: bool = False) -> Any:
     check_array(image)
     check_ndim(image, op.frame_ndim)
     check_numeric(image, allow_complex=op.allow_complex)
     params = op.bind(params)
+    image = _computable(image)
     image = _backend.to_device(image, device)
+    resolve = (lambda _image, given: given) if resolved else op.resolve
     if not _backend.on_gpu(image):
-        return _build(op, image, op.resolve(image, params))
+        return _build(op, image, resolve(image, params))
     try:
-        resolved = op.resolve(image, params)
+        resolved_params = resolve(image, params)
         if _backend.is_dask(image) and op.lifted:
             # A lazy graph fails only when computed: try the kernel on a tiny frame now.
-            op.kernel(_backend.tiny_like(image, op.frame_ndim), **resolved)
-        return _build(op, image, resolved)
+            op.kernel(_backend.tiny_like(image, op.frame_ndim), **resolved_params)
+        return _build(op, image, resolved_params)
     except _backend.gpu_failure_types() as exc:
         warnings.warn(
             f"{op.name}: the GPU could not run it ({exc}); running on the CPU instead.",
@@ -489,7 +509,26 @@ def _run(op: Operation, image: Any, device: str | None, params: dict) -> Any:
             stacklevel=3,
         )
         host = _backend.to_numpy(image)
-        return _build(op, host, op.resolve(host, params))
+        return _build(op, host, resolve(host, params))
+
+
+def _computable(image: Any) -> Any:
+    """``image`` in a dtype every NumPy/SciPy kernel accepts (a lazy cast for dask, never in place).
+
+    Big-endian data are byte-swapped to native order (kernels return native
+    arrays, so the declared output dtype must be native too), and float16 is
+    promoted to float32: scipy.ndimage's rank filters and morphology refuse it.
+    """
+    dtype = computable_dtype(image.dtype)
+    return image if dtype == image.dtype else image.astype(dtype)
+
+
+def computable_dtype(dtype: Any) -> np.dtype:
+    """The dtype :func:`_computable` turns ``dtype`` into: native byte order, float16 as float32."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f" and dtype.itemsize == 2:
+        return np.dtype(np.float32)
+    return dtype if dtype.isnative else dtype.newbyteorder("=")
 
 
 def _build(op: Operation, image: Any, params: dict) -> Any:

@@ -76,15 +76,34 @@ def _labels_data(data: Any) -> Any:
     return data
 
 
-def array_layers(output: str, result: Any, source: Any, name: str, metadata: dict) -> list[tuple]:
+def frame_kwargs(op: Any, source: Any, in_shape: tuple, out_shape: tuple) -> dict:
+    """The physical frame of a result of ``out_shape`` computed by ``op`` from ``in_shape``.
+
+    ``in_shape`` covers the trailing axes of ``source`` (the whole layer, or the
+    previewed plane). The operation's declaration decides which axes the
+    result keeps and whether its pixels were resampled (``op.output_frame``):
+    a virtual detector keeps the scan axes, a mean pattern the detector axes,
+    binning doubles the pixel size.
+    """
+    source_frame = spatial_kwargs(source, len(in_shape))
+    kwargs = op.output_frame(tuple(in_shape), tuple(out_shape), source_frame)
+    if op.keeps == "all" and len(out_shape) == len(in_shape):
+        kwargs.update({key: source_frame[key] for key in ("rotate", "shear", "affine")})
+    return kwargs
+
+
+def array_layers(op: Any, result: Any, source: Any, name: str, metadata: dict, in_shape: tuple) -> list[tuple]:
     """Layer data tuples ``(data, kwargs, type)`` for an image, labels, mask or images result."""
+    output = op.output
     items = result.items() if output == "images" else [(None, result)]
     layers = []
     for key, data in items:
         layer_type = "image" if output == "images" else LAYER_TYPES[output]
         if layer_type == "labels":
             data = _labels_data(data)
-        kwargs = spatial_kwargs(source, data.ndim)
+        kwargs = frame_kwargs(op, source, in_shape, tuple(data.shape))
+        if layer_type == "image":
+            kwargs.update(op.display_for(key or ""))
         kwargs["name"] = name if key is None else f"{name} {key}"
         kwargs["metadata"] = dict(metadata)
         layers.append((data, kwargs, layer_type))

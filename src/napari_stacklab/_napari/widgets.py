@@ -55,7 +55,7 @@ _PREVIEW_OUTPUTS = (*_layers.ARRAY_OUTPUTS, "images", "points", "value", "transf
 # --- the computation (no napari objects: it runs in a worker thread) ----------------------------
 def apply_resolved(op: registry.Operation, image: Any, resolved: dict, device: str | None = None) -> Any:
     """Run ``op`` with parameters already resolved by ``op.resolve`` (global statistics not recomputed)."""
-    return registry._run(dataclasses.replace(op, prepare=None), image, device, resolved)
+    return op.apply(image, resolved, device=device)
 
 
 def _frame_chunks(data: Any, frame_ndim: int) -> dict:
@@ -401,7 +401,7 @@ class OperationWidget(Container):
         except Exception as exc:  # shown in the widget; a preview must never break the viewer
             self.info.value = f"preview: {exc}"
             return
-        names = self._publish(job, result, preview=True)
+        names = self._publish(job, result, preview=True, in_shape=tuple(plane.shape))
         for stale in set(self._preview_names) - set(names):
             if stale in self.viewer.layers:
                 self.viewer.layers.remove(stale)
@@ -502,13 +502,18 @@ class OperationWidget(Container):
             self.info.value = f"{self.operation.name}: {values}"
 
     # --- results -> layers --------------------------------------------------------------------
-    def _publish(self, job: _Job, result: Any, preview: bool = False) -> list[str]:
-        """Show ``result`` as layers (or a table, or text); returns the layer names used."""
+    def _publish(self, job: _Job, result: Any, preview: bool = False, in_shape: tuple | None = None) -> list[str]:
+        """Show ``result`` as layers (or a table, or text); returns the layer names used.
+
+        ``in_shape`` is the shape the result was computed from (the previewed plane), by
+        default the whole input.
+        """
         op = self.operation
+        in_shape = tuple(job.data.shape) if in_shape is None else in_shape
         name = self._output_name(job.layer)
         metadata = {} if preview else _layers.recorded_metadata(job.layer, self._step(job))
         if op.output in (*_layers.ARRAY_OUTPUTS, "images"):
-            tuples = _layers.array_layers(op.output, result, job.layer, name, metadata)
+            tuples = _layers.array_layers(op, result, job.layer, name, metadata, in_shape)
         elif op.output == "points":
             tuples = [_layers.points_layer(result, job.layer, name, metadata)]
         elif op.output == "table" and not preview:
