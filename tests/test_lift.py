@@ -131,3 +131,9 @@ def test_reduce_vectorized_block(stack):
     lazy = da.from_array(stack, chunks=(1, 2, 37, 41))
     out = reduce_frames(lambda block: np.tensordot(block, mask, axes=2), lazy, vectorized=True)
     np.testing.assert_allclose(out.compute(), (stack * mask).sum(axis=(-2, -1)), rtol=1e-5)
+
+
+def test_halo_larger_than_the_frame_keeps_frames_whole(stack):
+    lazy = da.from_array(stack, chunks=(1, 1, 10, 10))
+    out = map_frames(ndi.uniform_filter, lazy, size=31, depth=100, dtype=np.float32)
+    np.testing.assert_allclose(out.compute(), loop(ndi.uniform_filter, stack, size=31), atol=1e-6)

@@ -197,7 +197,15 @@ def map_frames(
         if len(halo) != frame_ndim:
             raise ValueError(f"depth must give one halo per frame axis ({frame_ndim}), got {depth!r}")
         depths = {axis: 0 for axis in range(n_batch)}
-        depths.update({n_batch + i: int(h) for i, h in enumerate(halo)})
+        whole_axes = {}
+        for i, h in enumerate(halo):
+            axis = n_batch + i
+            if int(h) >= moved.shape[axis]:  # the halo spans the frame: keep this axis whole instead
+                whole_axes[axis] = -1
+                h = 0
+            depths[axis] = int(h)
+        if whole_axes:
+            moved = moved.rechunk(whole_axes)
         result = moved.map_overlap(
             functools.partial(_map_eager, func=func, frame_ndim=frame_ndim, vectorized=vectorized, params=params),
             depth=depths,
