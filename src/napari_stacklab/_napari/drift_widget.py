@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, SpinBox
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
+from .plot import DarkCanvas
 from napari.layers import Image
 from napari.qt.threading import thread_worker
 
@@ -24,14 +23,8 @@ from ..register import REFERENCES, apply_drift, drift
 __all__ = ["DriftWidget", "DriftPlot"]
 
 
-class DriftPlot(FigureCanvasQTAgg):
+class DriftPlot(DarkCanvas):
     """Row and column drift (in the layer's units) against the frame index."""
-
-    def __init__(self) -> None:
-        self.figure = Figure(figsize=(4, 2.6), tight_layout=True, facecolor="#262930")
-        super().__init__(self.figure)
-        self.axes = self.figure.add_subplot()
-        self.setMinimumHeight(180)
 
     def show_shifts(self, shifts: np.ndarray, scale: tuple, unit: str) -> None:
         ax = self.axes
@@ -39,12 +32,7 @@ class DriftPlot(FigureCanvasQTAgg):
         frames = np.arange(len(shifts))
         ax.plot(frames, shifts[:, 0] * scale[0], "-o", ms=3, color="#ff7f50", label="row (y)")
         ax.plot(frames, shifts[:, 1] * scale[1], "-o", ms=3, color="#5ab4ff", label="column (x)")
-        ax.set_facecolor("#262930")
-        ax.set_xlabel("frame", color="white")
-        ax.set_ylabel(f"drift ({unit})", color="white")
-        ax.tick_params(colors="white")
-        for spine in ax.spines.values():
-            spine.set_color("white")
+        self._style("frame", f"drift ({unit})")
         ax.legend(facecolor="#262930", labelcolor="white", fontsize=8)
         self.draw_idle()
 

@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 from magicgui.widgets import Container, Label, SpinBox
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
+from .plot import DarkCanvas
 
 from .. import _backend
 
@@ -44,12 +43,10 @@ class HistogramWidget(Container):
         self.viewer = napari_viewer
         self.bins = SpinBox(label="bins", min=8, max=4096, value=256)
         self.info = Label(value="")
-        self.figure = Figure(figsize=(4, 2.6), tight_layout=True, facecolor="#262930")
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.axes = self.figure.add_subplot()
+        self.canvas = DarkCanvas()
+        self.figure, self.axes = self.canvas.figure, self.canvas.axes
         self.extend([self.bins, self.info])
         self.native.layout().addWidget(self.canvas)
-        self.canvas.setMinimumHeight(180)
         self.layer = None
         self.counts = self.edges = None
         self.limit_lines: list = []
@@ -100,10 +97,7 @@ class HistogramWidget(Container):
         """Recompute the histogram of the watched layer and redraw."""
         self.axes.clear()
         self.limit_lines = []
-        self.axes.set_facecolor("#262930")
-        self.axes.tick_params(colors="white")
-        for spine in self.axes.spines.values():
-            spine.set_color("white")
+        self.canvas._style("", "")
         if self.layer is None:
             self.counts = self.edges = None
             self.info.value = "select an image layer"
@@ -116,8 +110,7 @@ class HistogramWidget(Container):
         self.counts, self.edges = np.histogram(values, bins=self.bins.value, range=(low, high))
         self.axes.stairs(np.maximum(self.counts, 0.5), self.edges, fill=True, color="#5ab4ff", baseline=0.5)
         self.axes.set_yscale("log")
-        self.axes.set_xlabel(f"{self.layer.name} value", color="white")
-        self.axes.set_ylabel("count (log)", color="white")
+        self.canvas._style(f"{self.layer.name} value", "count (log)")
         self._draw_limits()
         self.info.value = f"{values.size} values, range {low:.4g} to {high:.4g}"
         self.canvas.draw_idle()

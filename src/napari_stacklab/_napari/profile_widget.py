@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
+from .plot import DarkCanvas
 
 from ..preprocess import line_profile
 
@@ -40,12 +39,10 @@ class LineProfileWidget(Container):
         self.path = FileEdit(label="CSV file", mode="w", filter="*.csv")
         self.export_button = PushButton(text="Export CSV")
         self.status = Label(value="")
-        self.figure = Figure(figsize=(4, 2.6), tight_layout=True, facecolor="#262930")
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.axes = self.figure.add_subplot()
+        self.canvas = DarkCanvas()
+        self.figure, self.axes = self.canvas.figure, self.canvas.axes
         self.extend([self.image, self.shapes, self.linewidth, self.plot_button, self.path, self.export_button, self.status])
         self.native.layout().addWidget(self.canvas)
-        self.canvas.setMinimumHeight(180)
         self.distance = self.values = None
         self.plot_button.changed.connect(lambda *_: self.plot())
         self.export_button.changed.connect(lambda *_: self.export())
@@ -125,13 +122,8 @@ class LineProfileWidget(Container):
         unit = str(image.units[-1]) if image.units is not None else "pixel"
         self.unit = unit
         self.axes.clear()
-        self.axes.set_facecolor("#262930")
         self.axes.plot(self.distance, self.values, color="#5ab4ff")
-        self.axes.set_xlabel(f"distance ({unit})", color="white")
-        self.axes.set_ylabel(image.name, color="white")
-        self.axes.tick_params(colors="white")
-        for spine in self.axes.spines.values():
-            spine.set_color("white")
+        self.canvas._style(f"distance ({unit})", image.name)
         self.canvas.draw_idle()
         self.status.value = f"{self.values.size} samples over {self.distance[-1]:.4g} {unit}"
         return self.distance, self.values
