@@ -33,26 +33,9 @@ DTYPES = [
 ]
 COMPLEX = ["complex64", "complex128"]
 
-#: (operation, case) -> why it fails today; each is xfail(strict=True) so a fix shows up
-KNOWN = {
-    ("find_peaks", "bool"): "measure.find_peaks: bool input reaches skimage.peak_local_max, which fails with "
-                            "numpy's 'boolean negative' TypeError (should be refused or cast)",
-    ("inpaint", "non-bool mask"): "preprocess.inpaint: a non-boolean mask gives numpy's 'zero-size array to "
-                                  "reduction operation' ValueError instead of naming the mask",
-    ("wavelet", "zero"): "denoise.wavelet: an all-zero image gives an all-NaN result (noise estimate 0/0)",
-    ("bm3d", "zero"): "denoise.bm3d: an all-zero image gives an all-NaN result (noise estimate 0/0)",
-    ("reconstruct_hologram", "const"): "phase.reconstruct_hologram: a constant image (no fringes) gives NaN "
-                                       "amplitude/phase instead of a clear error",
-    ("reconstruct_hologram", "zero"): "phase.reconstruct_hologram: an all-zero image gives NaN amplitude/phase "
-                                      "instead of a clear error",
-    ("canny", "uint8 vs float64"): "filters.canny: default thresholds are fractions of the dtype's range "
-                                   "(skimage img_as_float), so the same counts as uint8 and float64 give "
-                                   "different edges (12% of pixels here)",
-    ("threshold_sauvola", "uint8 vs float64"): "segment.threshold_sauvola: r=None uses the dtype's range for "
-                                               "integers, the image's for floats: same counts, 66% of the mask differs",
-    ("unwrap", "nan"): "phase.unwrap(method='exact'): one NaN pixel makes skimage.restoration.unwrap_phase loop "
-                       "forever (the process hangs)",
-}
+#: (operation, case) -> why it fails today; each is xfail(strict=True) so a fix shows up.
+#: Empty: the bugs found here (issue 9) are fixed, each with a regression test in its family's test file.
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def _image(op, dtype: str, values: np.ndarray = BASE) -> np.ndarray:
@@ -161,9 +144,9 @@ def test_every_dtype_gives_the_documented_dtype_or_a_clear_error(op):
 
 
 @pytest.mark.parametrize("op", [op for op in OPS if op.name == "find_peaks"], ids=lambda op: op.name)
-def test_known_bool_failure(op):
+def test_find_peaks_accepts_bool(op):
     _xfail_known(op.name, "bool")
-    _check_call(op, "bool", _image(op, "bool"))
+    assert len(_check_call(op, "bool", _image(op, "bool"))[""]) > 0
 
 
 def test_inpaint_non_bool_mask_is_refused_clearly():
@@ -203,9 +186,8 @@ def test_special_images(op, kind):
             assert np.all(np.isfinite(out)), f"{op.name}({kind})[{key}]: non-finite output"
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN[("unwrap", "nan")])
 def test_unwrap_with_a_nan_pixel_returns():
-    """Run in a subprocess: today it never returns, so it is killed after 10 s."""
+    """Run in a subprocess, killed after 10 s: it once never returned (skimage loops on NaN)."""
     code = (
         "import numpy as np, napari_stacklab as sl\n"
         "a = np.random.default_rng(0).uniform(-3, 3, (48, 48)); a[3, 3] = np.nan\n"

@@ -18,11 +18,8 @@ from napari_stacklab.io._lazy import MemmapArray
 from test_dtype_matrix import _image, _params
 
 OPS = registry.operations()
-#: operation -> why it fails on write-protected input today (xfail, strict)
-READ_ONLY_FAILURES = {
-    "rotate": "preprocess.rotate: skimage.transform.warp's Cython code refuses read-only input "
-              "('buffer source array is read-only'), so rotate fails on memory-mapped files",
-}
+#: operation -> why it fails on write-protected input today (xfail, strict); empty since rotate was fixed
+READ_ONLY_FAILURES: dict[str, str] = {}
 
 
 def _frozen(array):

@@ -152,7 +152,22 @@ def _restored(result: Any, use_anscombe: bool, dtype: Any) -> Any:
 
 
 def _frame_sigma(frame: Any) -> Any:
-    return restoration_function(frame, "estimate_sigma")(frame)
+    sigma = restoration_function(frame, "estimate_sigma")(frame)
+    xp, _ = get_namespace(frame)
+    # skimage takes the median of the *nonzero* finest details: NaN when there are none
+    # (a constant frame). Finite pixels and no detail at all is no noise, not an unknown one.
+    if math.isnan(float(sigma)) and bool(xp.isfinite(frame).all()):
+        return 0.0
+    return sigma
+
+
+def _constant(frame: Any) -> bool:
+    """A constant frame has no noise: it is its own denoised value (and 0/0 for some denoisers)."""
+    return bool(frame.min() == frame.max())
+
+
+def _unchanged(image: Any, dtype: Any) -> Any:
+    return image.astype(dtype, copy=True)
 
 
 def _noise_sigma(image: Any, plane: int | None = None, use_anscombe: bool = False) -> float:
@@ -178,7 +193,9 @@ def estimate_noise(image, *, plane: Annotated[int, Range(None, None)] | None = N
     Returns
     -------
     float
-        The noise standard deviation, in the units of ``image``.
+        The noise standard deviation, in the units of ``image``; 0 for a
+        constant image (or one without any fine detail), NaN when a frame
+        holds NaN pixels.
 
     Examples
     --------
@@ -243,7 +260,8 @@ def nl_means(
     Returns
     -------
     array, shape ``(..., M, N)``
-        float32 (float64 for float64 input), same scale as the input.
+        float32 (float64 for float64 input), same scale as the input. With
+        ``sigma=0`` (no noise), and for a constant frame, the input unchanged.
 
     Examples
     --------
@@ -256,6 +274,8 @@ def nl_means(
     (dtype('float32'), True)
     """
     dtype = float_dtype(image.dtype)
+    if sigma == 0 or _constant(image):
+        return _unchanged(image, dtype)
     x = _stabilized(image, anscombe)
     func = restoration_function(x, "denoise_nl_means")
     out = func(
@@ -309,7 +329,8 @@ def tv(
     Returns
     -------
     array, shape ``(..., M, N)``
-        float32 (float64 for float64 input), same scale as the input.
+        float32 (float64 for float64 input), same scale as the input; a
+        constant frame unchanged.
 
     Examples
     --------
@@ -321,6 +342,8 @@ def tv(
     True
     """
     dtype = float_dtype(image.dtype)
+    if _constant(image):
+        return _unchanged(image, dtype)
     x = _stabilized(image, anscombe)
     func = restoration_function(x, "denoise_tv_chambolle")
     return _restored(
@@ -364,7 +387,9 @@ def wavelet(
     Returns
     -------
     array, shape ``(..., M, N)``
-        float32 (float64 for float64 input), same scale as the input.
+        float32 (float64 for float64 input), same scale as the input. With
+        ``sigma=0`` (no noise), and for a constant frame, the input unchanged
+        (scikit-image's thresholds would be 0/0 there).
 
     Examples
     --------
@@ -377,6 +402,8 @@ def wavelet(
     True
     """
     dtype = float_dtype(image.dtype)
+    if sigma == 0 or _constant(image):
+        return _unchanged(image, dtype)
     x = _stabilized(image, anscombe)
     func = restoration_function(x, "denoise_wavelet")
     out = func(
@@ -433,7 +460,8 @@ def bm3d(
     Returns
     -------
     array, shape ``(..., M, N)``
-        float32 (float64 for float64 input), same scale as the input.
+        float32 (float64 for float64 input), same scale as the input. With
+        ``sigma=0`` (no noise), and for a constant frame, the input unchanged.
 
     Examples
     --------
@@ -447,6 +475,8 @@ def bm3d(
         raise NotImplementedError("bm3d has no GPU implementation")
     module = _bm3d_module()
     dtype = float_dtype(image.dtype)
+    if sigma == 0 or _constant(image):
+        return _unchanged(image, dtype)
     x = _stabilized(image, anscombe)
     stage_arg = (
         module.BM3DStages.ALL_STAGES if stage == "all" else module.BM3DStages.HARD_THRESHOLDING

@@ -8,6 +8,7 @@ dask input stays lazy. Physical counts are never rescaled to [0, 1].
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Annotated, Literal
 
 import numpy as np
@@ -47,6 +48,7 @@ __all__ = [
     "bandpass",
     "fft_amplitude",
     "stack_percentiles",
+    "stack_range",
 ]
 
 BoundaryMode = Literal["reflect", "nearest", "mirror", "wrap", "constant"]
@@ -199,6 +201,32 @@ def stack_percentiles(image, percentiles, *, plane=None):
     lower = centers[np.searchsorted(cumulative, below, side="right")]
     upper = centers[np.searchsorted(cumulative, np.minimum(below + 1, cumulative[-1] - 1), side="right")]
     return lower + (rank - below) * (upper - lower)
+
+
+def stack_range(image) -> float:
+    """``max - min`` of the finite values of a whole stack, computed once.
+
+    The intensity range that dtype-independent defaults refer to (the same
+    counts give the same answer in uint8 and in float64). NaN and inf pixels
+    are ignored; a constant stack (or one without finite values) gives 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> stack_range(np.array([[3, 7], [5, 4]], np.uint8))
+    4.0
+    >>> stack_range(np.array([[np.nan, 2.0], [np.inf, -1.0]]))
+    3.0
+    """
+    xp, _ = get_namespace(image)
+    values = image.astype(np.uint8) if image.dtype == bool else image
+    if np.dtype(values.dtype).kind == "f":
+        values = xp.where(xp.isfinite(values), values, xp.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN input: handled below
+        low, high = _backend.materialize(xp.stack([xp.nanmin(values), xp.nanmax(values)]).astype(np.float64))
+    span = float(high) - float(low)
+    return span if math.isfinite(span) else 0.0
 
 
 def _stack_max(image):
@@ -629,6 +657,9 @@ def difference_of_gaussians(
     )
 
 
+_CANNY_LOW, _CANNY_HIGH = 0.1, 0.2
+
+
 def _check_canny(image, **params):
     low, high = params["low_threshold"], params["high_threshold"]
     if params["use_quantiles"]:
@@ -638,6 +669,13 @@ def _check_canny(image, **params):
                 raise ValueError(f"{name} must be a quantile in [0, 1] when use_quantiles=True, got {value}")
     if low is not None and high is not None and high < low:
         raise ValueError(f"high_threshold must be >= low_threshold, got {high} < {low}")
+    if not params["use_quantiles"] and (low is None or high is None):
+        # Defaults relative to the data's own range, not the dtype's: 12-bit counts in uint16
+        # or counts in float64 get the same edges as in uint8 (scikit-image's defaults differ).
+        span = stack_range(image) or 1.0
+        low = _CANNY_LOW * span if low is None else low
+        high = max(_CANNY_HIGH * span, low) if high is None else high
+        params = {**params, "low_threshold": low, "high_threshold": high}
     return params
 
 
@@ -662,7 +700,12 @@ def canny(
         Hysteresis thresholds on the gradient magnitude, **in the units of the
         image** (counts per pixel), or quantiles in [0, 1] of each frame's
         gradient magnitude with ``use_quantiles=True``. ``None`` uses 10 % /
-        20 % of the dtype's maximum (scikit-image's default).
+        20 % of the intensity range ``max - min`` of the whole input
+        (:func:`stack_range`, computed once), so the same counts give the
+        same edges in any dtype. (scikit-image's defaults are 10 % / 20 % of
+        the *dtype's* maximum: the same on an 8-bit image that spans 0-255,
+        but 0.1 count for float data and 6554 counts for 12-bit data stored
+        as uint16.) With ``use_quantiles``, ``None`` means the 0.1 / 0.2 quantiles.
     use_quantiles : bool
         Read the thresholds as quantiles.
 

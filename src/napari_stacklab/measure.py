@@ -236,6 +236,8 @@ def _refine(frame: Any, coords: Any, window: int) -> Any:
 
 def _frame_peaks(frame: Any, min_distance: int, threshold_abs: float | None, threshold_rel: float | None,
                  exclude_border: bool, subpixel: bool, window: int) -> np.ndarray:
+    if frame.dtype == bool:  # a mask counts as 0/1 (scikit-image cannot negate booleans)
+        frame = frame.astype(np.uint8)
     coords = skimage_module(frame, "feature").peak_local_max(
         frame,
         min_distance=min_distance,
@@ -275,7 +277,8 @@ def find_peaks(
     Parameters
     ----------
     image : array, shape ``(..., M, N)``
-        Image or stack (peaks are found in each 2-D frame).
+        Image or stack (peaks are found in each 2-D frame); a boolean
+        image is read as 0/1.
     min_distance : int
         Minimum distance in pixels between peaks (and, with
         ``exclude_border``, from the frame edge).

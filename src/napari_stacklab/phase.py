@@ -308,6 +308,14 @@ def _unwrap_frame(frame: Any, *, method: str, mask: Any | None) -> Any:
     dtype = float_dtype(frame.dtype)
     phi = frame.astype(dtype, copy=False)
     xp, _ = get_namespace(phi)
+    finite = xp.isfinite(phi)
+    if not bool(finite.all()):
+        # NaN/inf mean "no data": masked like the user's invalid pixels (skimage's
+        # path following never terminates on a NaN). Filled with 0 so no NaN reaches the solvers.
+        mask = finite if mask is None else mask & finite
+        phi = xp.where(finite, phi, 0).astype(dtype, copy=False)
+    if mask is not None and not bool(mask.any()):
+        return xp.full(phi.shape, xp.nan, dtype=dtype)
     if method == "exact":
         unwrap_phase = restoration_function(phi, "unwrap_phase")
         data = phi if mask is None else np.ma.masked_array(phi, mask=~mask)
@@ -347,7 +355,9 @@ def unwrap(
         input exactly where the phase has residues (noise, true discontinuities).
     mask : array of bool, shape ``(M, N)`` (``(P, M, N)`` with ``volume``), optional
         True where the phase is valid, the same for every frame. Pixels
-        outside are ignored and set to NaN in the output. With ``"fast"`` the
+        outside are ignored and set to NaN in the output. Non-finite pixels
+        (NaN, inf: "no data") are always treated as outside the mask, frame
+        by frame, with or without a mask. With ``"fast"`` the
         least squares are weighted (weight 1 inside, 0 outside) and solved by
         conjugate gradients preconditioned with the FFT solver (at most 100
         iterations, relative residual 1e-6); disconnected regions of the mask
@@ -434,6 +444,12 @@ def find_sideband(hologram: Any, *, exclude_radius: float | None = None) -> tupl
     tuple of float
         ``(ky, kx)`` with ``kx >= 0`` (see the module's FFT conventions).
 
+    Raises
+    ------
+    ValueError
+        When the hologram is constant (all zero, say): it has no fringes,
+        so there is no sideband to find.
+
     Examples
     --------
     >>> import numpy as np
@@ -442,10 +458,19 @@ def find_sideband(hologram: Any, *, exclude_radius: float | None = None) -> tupl
     >>> tuple(round(k, 1) for k in find_sideband(holo))
     (10.0, 25.0)
     """
-    check_ndim(hologram, 2, "hologram", max_ndim=2)
-    check_real(hologram, "hologram")
+    return _find_sideband(hologram, exclude_radius=exclude_radius, name="hologram")
+
+
+def _find_sideband(hologram: Any, *, exclude_radius: float | None, name: str) -> tuple[float, float]:
+    check_ndim(hologram, 2, name, max_ndim=2)
+    check_real(hologram, name)
     xp, _ = get_namespace(hologram)
     frame = xp.asarray(_backend.materialize(hologram)).astype(np.float64)
+    low, high = (float(v) for v in _backend.materialize(xp.stack([frame.min(), frame.max()])))
+    if low == high:
+        raise ValueError(
+            f"no sideband found: the {name} is constant ({low:g} everywhere), it has no fringes"
+        )
     m, n = frame.shape
     window = _tukey(m, xp)[:, None] * _tukey(n, xp)[None, :]
     power = xp.abs(xp.fft.fft2((frame - frame.mean()) * window)) ** 2
@@ -508,7 +533,8 @@ def _resolve_hologram(image: Any, **params: Any) -> dict:
     if params["sideband"] is None:
         sample = reference if reference is not None else image[(0,) * (image.ndim - 2)]
         exclude = None if params["aperture_radius"] is None else 2 * params["aperture_radius"]
-        params["sideband"] = find_sideband(sample, exclude_radius=exclude)
+        name = "reference" if reference is not None else "hologram"
+        params["sideband"] = _find_sideband(sample, exclude_radius=exclude, name=name)
     elif len(params["sideband"]) != 2:
         raise ValueError(f"sideband must be (ky, kx), got {params['sideband']!r}")
     if params["aperture_radius"] is None:
@@ -525,6 +551,11 @@ def _wave(hologram: Any, *, sideband, aperture_radius, aperture_smoothness, refe
     if reference is not None:
         reference_frame = xp.asarray(_backend.materialize(reference))
         reference_wave = _demodulate(reference_frame, sideband=sideband, aperture=aperture)
+        if not bool(xp.all(xp.abs(reference_wave) > 0)):
+            raise ValueError(
+                f"reference has no fringes at sideband {tuple(sideband)}: its wave is zero "
+                "at some pixels, so the object wave cannot be divided by it"
+            )
     return map_frames(
         _reference_divided,
         hologram,

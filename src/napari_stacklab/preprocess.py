@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _backend
 from ._backend import get_namespace, skimage_module
-from ._validation import check_ndim, check_number, float_dtype
+from ._validation import check_ndim, check_number, check_numeric, float_dtype
 from .registry import ImageRef, Range, operation
 
 __all__ = [
@@ -188,10 +188,17 @@ def remove_hot_pixels(
 
 def _prepare_mask(image, **params):
     mask = params["mask"]
+    check_numeric(mask, "mask", allow_complex=True)
     if tuple(mask.shape) != tuple(image.shape[-2:]):
         raise ValueError(f"mask must have the frame shape {tuple(image.shape[-2:])}, got {tuple(mask.shape)}")
     xp, _ = get_namespace(image)
-    return {**params, "mask": xp.asarray(_backend.materialize(mask)).astype(bool)}
+    mask = xp.asarray(_backend.materialize(mask)) != 0
+    if bool(mask.all()):
+        raise ValueError(
+            "mask marks every pixel (nonzero = fill), so no valid pixel is left to fill from; "
+            "pass a mask that is True/nonzero only at the pixels to replace"
+        )
+    return {**params, "mask": mask}
 
 
 @operation(menu="filter", prepare=_prepare_mask)
@@ -207,9 +214,10 @@ def inpaint(
     ----------
     image : array, shape ``(..., M, N)``
         Image or stack.
-    mask : array of bool, shape ``(M, N)``
-        True where pixels are to be filled; the same mask is used for every
-        frame (a detector's defect map). Read into memory once.
+    mask : array, shape ``(M, N)``
+        True (or nonzero, for an integer or float mask) where pixels are to
+        be filled; the same mask is used for every frame (a detector's defect
+        map). Read into memory once. A mask covering every pixel is refused.
     method : {"biharmonic", "nearest"}
         ``"biharmonic"``: smooth fill (``skimage.restoration.inpaint_biharmonic``);
         ``"nearest"``: copy the nearest valid pixel (fast, GPU-capable).
@@ -458,8 +466,11 @@ def rotate(
     >>> rotate(np.ones((10, 20)), angle=90, resize=True).shape
     (20, 10)
     """
+    # A private copy of this one frame: skimage's Cython warp refuses read-only buffers
+    # (memory-mapped files), and astype(copy=False) would hand a float frame through as is.
+    frame = image.astype(float_dtype(image.dtype), copy=True)
     out = skimage_module(image, "transform").rotate(
-        _as_float(image), angle, resize=resize, order=order, mode=mode, cval=cval, preserve_range=True
+        frame, angle, resize=resize, order=order, mode=mode, cval=cval, preserve_range=True
     )
     return out.astype(float_dtype(image.dtype), copy=False)
 

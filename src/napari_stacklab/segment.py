@@ -17,6 +17,7 @@ import numpy as np
 from . import _backend
 from ._backend import get_namespace, skimage_module
 from ._validation import check_choice, check_ndim, check_real, float_dtype
+from .filters import stack_range
 from .lift import frame_at, map_frames
 from .registry import ImageRef, Range, operation
 
@@ -397,7 +398,16 @@ def threshold_niblack(
     return image > filters.threshold_niblack(image, window_size=window_size, k=k)
 
 
-@operation(menu="segment", output="mask", dtype="bool", halo=_window_halo, prepare=_validate_window)
+def _resolve_sauvola(image: Any, **params: Any) -> dict:
+    params = _validate_window(image, **params)
+    if params["r"] is None:
+        # Half the data's own range, not the dtype's (scikit-image: 1 for floats, 127.5 for uint8):
+        # the same counts give the same mask in any dtype.
+        params["r"] = 0.5 * stack_range(image) or 1.0
+    return params
+
+
+@operation(menu="segment", output="mask", dtype="bool", halo=_window_halo, prepare=_resolve_sauvola)
 def threshold_sauvola(
     image,
     *,
@@ -416,8 +426,12 @@ def threshold_sauvola(
     k : float
         Weight of the local standard deviation.
     r : float, optional
-        Dynamic range of the standard deviation; ``None`` uses half the range
-        of the input dtype, as scikit-image does (1 for floats, 127.5 for uint8).
+        Dynamic range of the standard deviation, in the units of the image.
+        ``None`` uses half the intensity range ``max - min`` of the whole
+        input (:func:`napari_stacklab.filters.stack_range`, computed once), so
+        the same counts give the same mask in any dtype. This equals
+        scikit-image's default (half the *dtype's* range, 127.5) for an 8-bit
+        image spanning 0-255; scikit-image uses 1 for any float image.
 
     Returns
     -------
