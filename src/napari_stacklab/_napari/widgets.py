@@ -34,7 +34,7 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels
 from napari.qt.threading import thread_worker
 from napari.utils import notifications, progress
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import QEvent, QObject, QTimer
 
 from .. import _backend, registry
 from . import _layers
@@ -236,6 +236,24 @@ def _param_field(p: registry.Param, layer_choices: Callable) -> _Field:
 
 
 # --- the widget -----------------------------------------------------------------------------------
+class _DetachWatcher(QObject):
+    """Calls ``callback`` when ``widget`` loses its parent: napari closed the dock around it.
+
+    ``Window.remove_dock_widget`` (the dock's close button) only reparents the inner
+    widget to ``None``; it is not destroyed, so ``destroyed`` never fires.
+    """
+
+    def __init__(self, widget: Any, callback: Callable[[], None]) -> None:
+        super().__init__(widget)
+        self._callback = callback
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 (Qt name)
+        if event.type() == QEvent.Type.ParentChange and obj.parent() is None:
+            self._callback()
+        return False
+
+
 @dataclasses.dataclass
 class _Job:
     """Everything one run needs, collected in the main thread."""
@@ -263,8 +281,11 @@ class OperationWidget(Container):
         self.operation = operation
         self.viewer = napari_viewer
         self._worker = None
+        self._running_job: _Job | None = None
         self._progress = None
         self._cancelled = False
+        self._stop_reason = "cancelled"
+        self._closed = False  # the Qt widget is gone: nothing may touch it any more
         self._preview_names: list[str] = []
         self._resolve_cache: tuple | None = None
         self._tables: dict[str, Any] = {}
@@ -302,6 +323,7 @@ class OperationWidget(Container):
         for layer in self.viewer.layers:
             layer.events.name.connect(self._layers_changed)
         self.native.destroyed.connect(self._disconnect)
+        self._detach_watcher = _DetachWatcher(self.native, self._on_dock_closed)
         self.reset_choices()
         active = self.viewer.layers.selection.active
         if active is not None and active in [layer for _, layer in self._input_choices()]:
@@ -320,14 +342,36 @@ class OperationWidget(Container):
         return self._input_choices()
 
     def _layers_changed(self, event: Any = None) -> None:
-        if event is not None and getattr(event, "type", None) == "inserted":
+        kind = getattr(event, "type", None)
+        if kind == "inserted":
             event.value.events.name.connect(self._layers_changed)
-        self.reset_choices()
+        elif kind == "removed" and self._running_job is not None and event.value is self._running_job.layer:
+            # Its result would be an orphan layer whose recorded source no longer exists.
+            message = f"{self.operation.title} stopped: its input layer {event.value.name!r} was removed"
+            self._stop(f"stopped, input layer {event.value.name!r} removed; nothing added")
+            notifications.show_warning(message)
+        if not self._closed:
+            self.reset_choices()
 
     def _disconnect(self, *_: Any) -> None:
+        """The Qt widget was destroyed (e.g. the viewer closed): stop the run, let go of the viewer."""
+        self._closed = True
+        self._stop("widget closed")
         self.viewer.dims.events.current_step.disconnect(self._schedule_preview)
         for event in ("inserted", "removed", "moved"):
             getattr(self.viewer.layers.events, event).disconnect(self._layers_changed)
+
+    def _on_dock_closed(self) -> None:
+        """The dock was closed: stop the run (nothing is added) and take the preview away."""
+        self._stop("dock closed; nothing added")
+        self._timer.stop()
+        self.preview.value = False
+        self._remove_preview()
+
+    def _say(self, text: str) -> None:
+        """Show ``text`` in the widget, unless its Qt widget is already gone."""
+        if not self._closed:
+            self.info.value = text
 
     # --- parameters ---------------------------------------------------------------------------
     def set_params(self, **values: Any) -> None:
@@ -388,6 +432,10 @@ class OperationWidget(Container):
         if not self.preview.value:
             self._remove_preview()
             return
+        if self.input.value is None:
+            self._remove_preview()  # its input was removed: no preview named after it stays
+            self._say(f"preview: {self.operation.title}: choose an input layer first")
+            return
         try:
             job = self._job()
             index = self._plane_index(job.layer)
@@ -398,10 +446,10 @@ class OperationWidget(Container):
                     resolved[p.name] = _backend.materialize(ref[index])
             plane = _backend.materialize(job.data[index])
             result = _materialized(apply_resolved(self.operation, plane, resolved, job.device))
+            names = self._publish(job, result, preview=True, in_shape=tuple(plane.shape))
         except Exception as exc:  # shown in the widget; a preview must never break the viewer
-            self.info.value = f"preview: {exc}"
+            self._say(f"preview: {exc}")
             return
-        names = self._publish(job, result, preview=True, in_shape=tuple(plane.shape))
         for stale in set(self._preview_names) - set(names):
             if stale in self.viewer.layers:
                 self.viewer.layers.remove(stale)
@@ -428,13 +476,19 @@ class OperationWidget(Container):
             self._run_lazy(job)
             return
         self._cancelled = False
-        worker = thread_worker(compute_all, start_thread=False, ignore_errors=True)(self.operation, job.data, job.params, job.device)
+        self._stop_reason = "cancelled"
+        self._warnings_shown: set[str] = set()
+        worker = thread_worker(compute_all, start_thread=False, ignore_errors=True)(
+            self.operation, job.data, job.params, job.device
+        )
         worker.yielded.connect(lambda message: self._on_yielded(job, message))
         worker.returned.connect(lambda result: self._on_returned(job, result))
-        worker.errored.connect(self._fail)
-        worker.aborted.connect(lambda: setattr(self.info, "value", f"{self.operation.title}: cancelled"))
+        worker.errored.connect(self._on_errored)
+        worker.warned.connect(self._on_warned)
+        worker.aborted.connect(lambda: self._say(f"{self.operation.title}: {self._stop_reason}"))
         worker.finished.connect(self._on_finished)
         self._worker = worker
+        self._running_job = job
         self.run_button.enabled = False
         self.cancel_button.enabled = True
         self.info.value = f"{self.operation.title}: running..."
@@ -448,18 +502,23 @@ class OperationWidget(Container):
             if not _backend.is_dask(data):
                 data = _backend.as_dask(data, chunks=_frame_chunks(data, self.operation.frame_ndim))
             result = apply_resolved(self.operation, data, resolved, job.device)
+            self._publish(job, result)
         except Exception as exc:
             self._fail(exc)
-            return
-        self._publish(job, result)
 
     def cancel(self) -> None:
         """Stop the running computation after the current batch; nothing is added."""
+        self._stop("cancelled")
+
+    def _stop(self, reason: str) -> None:
+        """Ask the worker to stop after the current batch and discard whatever it returns."""
         if self._worker is None:
             return
         self._cancelled = True
+        self._stop_reason = reason
         self._worker.quit()
-        self.cancel_button.enabled = False
+        if not self._closed:
+            self.cancel_button.enabled = False
 
     @property
     def running(self) -> bool:
@@ -467,6 +526,8 @@ class OperationWidget(Container):
 
     def _on_yielded(self, job: _Job, message: tuple) -> None:
         kind, value = message
+        if self._cancelled:
+            return
         if kind == "resolved":
             self._show_resolved(job.params, value)
         elif kind == "total":
@@ -475,21 +536,43 @@ class OperationWidget(Container):
             self._progress.update(value)
 
     def _on_returned(self, job: _Job, result: Any) -> None:
-        if self._cancelled:
+        if self._cancelled:  # stopped after the last batch had already run: still nothing is added
+            self._say(f"{self.operation.title}: {self._stop_reason}")
             return
-        self._publish(job, result)
-        self.info.value = self.info.value.replace("running...", "done")
+        try:
+            self._publish(job, result)
+        except Exception as exc:  # a result napari cannot show must not escape into the Qt event loop
+            self._fail(exc)
+            return
+        self._say(self.info.value.replace("running...", "done"))
+
+    def _on_errored(self, exc: BaseException) -> None:
+        if self._cancelled:  # a failure after a stop (e.g. the input vanished) is no news
+            return
+        self._fail(exc)
+
+    def _on_warned(self, warning: tuple) -> None:
+        """A warning raised in the worker (``warnings.showwarning`` arguments): shown once per run."""
+        message, category = warning[0], warning[1]
+        text = f"{self.operation.title}: {getattr(category, '__name__', 'warning')}: {message}"
+        if self._cancelled or text in self._warnings_shown:  # a kernel warns once per frame
+            return
+        self._warnings_shown.add(text)
+        self._say(text)
+        notifications.show_warning(text)
 
     def _on_finished(self) -> None:
         if self._progress is not None:
             self._progress.close()
             self._progress = None
         self._worker = None
-        self.run_button.enabled = True
-        self.cancel_button.enabled = False
+        self._running_job = None
+        if not self._closed:
+            self.run_button.enabled = True
+            self.cancel_button.enabled = False
 
     def _fail(self, exc: BaseException) -> None:
-        self.info.value = f"{self.operation.title} failed: {exc}"
+        self._say(f"{self.operation.title} failed: {exc}")
         notifications.show_error(f"{self.operation.title} failed: {exc}")
 
     def _show_resolved(self, params: dict, resolved: dict) -> None:
