@@ -67,12 +67,13 @@ def test_save_refuses_to_overwrite_without_confirmation(qtbot, make_napari_viewe
     target.write_text("keep me", encoding="utf-8")
 
     asked = []
-    monkeypatch.setattr(exporter, "_confirm_overwrite", lambda path: asked.append(path) or False)
+    # patch the class: magicgui's Container turns deleting an instance attribute into removing a widget
+    monkeypatch.setattr(type(exporter), "_confirm_overwrite", lambda self, path: asked.append(path) or False)
     assert exporter.save(target) is None
     assert target.read_text(encoding="utf-8") == "keep me"
     assert asked == [target] and "not saved" in exporter.status.value
 
-    monkeypatch.setattr(exporter, "_confirm_overwrite", lambda path: True)
+    monkeypatch.setattr(type(exporter), "_confirm_overwrite", lambda self, path: True)
     exporter.path.value = target
     assert exporter.save() == target
     assert Recipe.load(target).steps == [{"op": "gaussian", "params": {"sigma": 2.0, "truncate": 4.0,

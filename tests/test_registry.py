@@ -154,3 +154,15 @@ def test_family_is_the_public_module_even_for_private_submodules():
     families = {op.name: op.family for op in registry.operations()}
     assert families["gaussian"] == "filters"
     assert families["similarity_map"] == "register"  # declared in register/_similarity.py
+
+
+def test_operation_order_does_not_depend_on_import_order():
+    import subprocess
+    import sys
+
+    def names(first_import):
+        code = (f"import napari_stacklab.{first_import}\nfrom napari_stacklab import registry\n"
+                "print(' '.join(op.name for op in registry.operations()))")
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+
+    assert names("stem") == names("filters") == names("register")

@@ -48,7 +48,7 @@ def test_lazy_threshold_float_within_one_bin(method):
     bin_width = (stack.max() - stack.min()) / 256
     expected = segment.threshold_value(stack, method=method)
     lazy = segment.threshold_value(da.from_array(stack, chunks=(1, 100, 64)), method=method)
-    assert lazy == pytest.approx(expected, abs=bin_width)
+    assert lazy == pytest.approx(float(expected), abs=float(bin_width))
 
 
 def test_threshold_mask_and_plane(coins_stack):

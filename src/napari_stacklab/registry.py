@@ -566,6 +566,13 @@ def get(name: str) -> Operation:
 
 
 def operations() -> list[Operation]:
-    """Every registered operation, in declaration order."""
+    """Every registered operation: by family (in :data:`FAMILIES` order), then in declaration order.
+
+    The order does not depend on which modules happened to be imported first,
+    so the generated manifest and menus are stable.
+    """
     _load_families()
-    return list(_REGISTRY.values())
+    rank = {family: i for i, family in enumerate(FAMILIES)}
+    declared = {name: i for i, name in enumerate(_REGISTRY)}
+    return sorted(_REGISTRY.values(), key=lambda op: (rank.get(op.family, len(rank)), op.kernel.__module__,
+                                                      declared[op.name]))
