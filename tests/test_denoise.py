@@ -230,6 +230,58 @@ def test_invalid_parameters_name_the_parameter(call, error, name, noisy):
         call(np.stack([noisy, noisy]))
 
 
+# --- constant images and zero noise (issue 9) --------------------------------------------------
+
+DENOISERS = ["nl_means", "tv", "wavelet", "bm3d"]
+
+
+def _denoiser(name):
+    if name == "bm3d":
+        pytest.importorskip("bm3d")
+    return getattr(denoise, name)
+
+
+@pytest.mark.parametrize("anscombe", [False, True])
+@pytest.mark.parametrize("value", [0, 7])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float64])
+@pytest.mark.parametrize("name", DENOISERS)
+def test_a_constant_image_comes_back_unchanged(name, dtype, value, anscombe):
+    """A constant image has no noise: it is returned as is (it once came back all NaN: 0/0 noise)."""
+    flat = np.full((40, 48), value, dtype)
+    out = _denoiser(name)(flat, anscombe=anscombe)
+    expected_dtype = np.float64 if dtype == np.float64 else np.float32
+    assert out.dtype == expected_dtype
+    np.testing.assert_array_equal(out, flat.astype(expected_dtype))
+    assert not np.shares_memory(out, flat)
+
+
+@pytest.mark.parametrize("name", DENOISERS)
+def test_a_constant_frame_in_a_stack_is_unchanged_and_the_others_denoised(name, noisy):
+    frame = noisy[:48, :48]
+    stack = np.stack([np.zeros_like(frame), frame])
+    func = _denoiser(name)
+    params = {} if name == "tv" else {"sigma": 20.0}
+    out = func(da.from_array(stack, chunks=(1, 48, 48)), **params).compute()
+    np.testing.assert_array_equal(out[0], 0)
+    np.testing.assert_allclose(out[1], func(frame, **params), atol=1e-4)
+    assert np.abs(out[1] - frame).mean() > 1  # the noisy frame was denoised
+
+
+@pytest.mark.parametrize("name", ["nl_means", "wavelet", "bm3d"])
+def test_sigma_zero_means_no_noise(name, noisy):
+    """skimage's wavelet thresholds are 0/0 with sigma=0 (NaN on two thirds of the camera)."""
+    out = _denoiser(name)(noisy[:48, :48], sigma=0.0)
+    np.testing.assert_array_equal(out, noisy[:48, :48])
+
+
+def test_estimate_noise_of_a_flat_image_is_zero_and_nan_pixels_stay_visible(noisy):
+    assert denoise.estimate_noise(np.zeros((32, 32))) == 0.0
+    assert denoise.estimate_noise(np.zeros((2, 32, 32), np.uint16)) == 0.0
+    holed = noisy.copy()
+    holed[3, 3] = np.nan
+    assert np.isnan(denoise.estimate_noise(holed))  # not silently "noise-free"
+
+
 @pytest.mark.gpu
 def test_gpu_matches_cpu(noisy):
     cp = pytest.importorskip("cupy")

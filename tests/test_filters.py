@@ -270,6 +270,42 @@ def test_input_never_modified(moon_stack):
     np.testing.assert_array_equal(moon_stack, frozen)
 
 
+# --------------------------------------------------------------------------- dtype-independent canny (issue 9)
+
+
+def test_canny_defaults_are_a_fraction_of_the_data_range_in_any_dtype(camera):
+    """Default thresholds: 10 % / 20 % of the data's max - min, not of the dtype's maximum.
+
+    scikit-image's own defaults gave the same counts as uint8 and float64 different
+    edges, and no edges at all for 12-bit data stored as uint16.
+    """
+    counts = camera[:128, :128] // 3  # 0..85: a narrow range in any dtype
+    span = float(counts.max()) - float(counts.min())
+    expected = feature.canny(counts.astype(np.float64), 1.0, 0.1 * span, 0.2 * span)
+    assert expected.sum() > 100
+    for dtype in (np.uint8, np.int16, np.uint16, np.int32, np.float32, np.float64):
+        np.testing.assert_array_equal(F.canny(counts.astype(dtype)), expected, err_msg=str(np.dtype(dtype)))
+    twelve_bit = camera.astype(np.uint16) * 16  # 0..4080 in uint16, the same picture
+    np.testing.assert_array_equal(F.canny(twelve_bit), F.canny(camera))
+    full = camera.copy()
+    full[0, 0] = 0  # an 8-bit image spanning 0-255 gets scikit-image's default thresholds
+    np.testing.assert_array_equal(F.canny(full), feature.canny(full))
+    assert not F.canny(np.full((32, 32), 7.0)).any()
+
+
+def test_canny_default_range_is_global_over_the_stack_and_lazy_matches(moon_stack):
+    stack = moon_stack.copy()
+    stack[1] //= 4  # a dim frame: same thresholds as its neighbours, so fewer edges
+    span = float(stack.max()) - float(stack.min())
+    eager = F.canny(stack, sigma=1.5)
+    np.testing.assert_array_equal(eager, _loop(F.canny, stack, sigma=1.5, low_threshold=0.1 * span, high_threshold=0.2 * span))
+    assert eager[1].sum() < eager[0].sum()
+    lazy = F.canny(da.from_array(stack, chunks=(2, 60, 70)), sigma=1.5)
+    np.testing.assert_array_equal(lazy.compute(), eager)
+    quantiles = F.canny(stack, sigma=1.5, use_quantiles=True)  # None: the 0.1 / 0.2 quantiles per frame
+    np.testing.assert_array_equal(quantiles[0], feature.canny(stack[0], 1.5, 0.1, 0.2, use_quantiles=True))
+
+
 @pytest.mark.gpu
 def test_gpu_matches_cpu(moon_stack):
     cp = pytest.importorskip("cupy")

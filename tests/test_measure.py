@@ -161,6 +161,19 @@ def test_find_peaks_on_a_lazy_stack():
         measure.find_peaks(stack, min_distance=0)
 
 
+def test_find_peaks_reads_a_bool_image_as_0_1():
+    """A mask once failed deep in numpy ('boolean negative'); it is the same as its 0/1 image."""
+    mask = np.zeros((2, 40, 50), bool)
+    mask[0, 10, 12] = mask[0, 25, 30] = mask[1, 18, 40] = True
+    for lazy in (False, True):
+        image = da.from_array(mask, chunks=(1, 15, 20)) if lazy else mask
+        found = measure.find_peaks(image, min_distance=2, subpixel=False)
+        np.testing.assert_array_equal(found, measure.find_peaks(mask.astype(np.uint8), min_distance=2, subpixel=False))
+    np.testing.assert_array_equal(found, [[0, 10, 12], [0, 25, 30], [1, 18, 40]])
+    for frame in mask:
+        assert len(measure.find_peaks(frame, min_distance=2)) == len(peak_local_max(frame.astype(np.uint8), min_distance=2))
+
+
 def test_match_template_matches_skimage():
     image = data.camera()[::2, ::2]
     template = image[100:121, 60:81]

@@ -239,6 +239,73 @@ def test_datasets_hologram_chain_recovers_the_true_phase():
         assert np.abs(error - np.median(error)).max() < 0.15  # Poisson counts, about 200 per pixel
 
 
+# --- no data, no fringes (issue 9) ----------------------------------------------------------
+
+_NAN_UNWRAP_CHECK = """
+import numpy as np
+import dask.array as da
+from skimage import restoration
+from napari_stacklab import phase
+
+yy, xx = np.mgrid[:48, :64].astype(float)
+true = 0.3 * xx + 0.2 * yy + 4 * np.exp(-((yy - 24) ** 2 + (xx - 30) ** 2) / 150)
+wrapped = np.angle(np.exp(1j * true))
+wrapped[3, 3] = np.nan
+wrapped[30, 40] = np.inf
+wrapped[10, 50] = -np.inf
+finite = np.isfinite(wrapped)
+user = np.ones(true.shape, bool)
+user[20:26, 5:12] = False
+oracle = restoration.unwrap_phase(np.ma.masked_array(np.nan_to_num(wrapped), ~(finite & user)), rng=0)
+for method, tolerance in (("exact", 1e-6), ("fast", 1e-3)):
+    for mask in (None, user):
+        valid = finite if mask is None else finite & mask
+        out = phase.unwrap(wrapped, method=method, mask=mask)
+        assert np.isnan(out[~valid]).all() and np.isfinite(out[valid]).all(), (method, mask is None)
+        error = (out - true)[valid]
+        assert np.abs(error - np.median(error)).max() < tolerance, (method, np.abs(error - np.median(error)).max())
+    if method == "exact":
+        assert np.abs((out - oracle.data)[finite & user] - 2 * np.pi * np.round(np.median((out - oracle.data)[finite & user]) / (2 * np.pi))).max() < 1e-6
+    # non-finite pixels are masked frame by frame; a frame without data is all NaN
+    stack = np.stack([np.angle(np.exp(1j * true)), wrapped, np.full(true.shape, np.nan)]).astype(np.float32)
+    lazy = phase.unwrap(da.from_array(stack, chunks=(2, 20, 30)), method=method).compute()
+    eager = phase.unwrap(stack, method=method)
+    assert lazy.dtype == eager.dtype == np.float32
+    np.testing.assert_array_equal(np.isnan(lazy), np.isnan(eager))
+    assert not np.isnan(eager[0]).any() and np.isnan(eager[1]).sum() == 3 and np.isnan(eager[2]).all()
+print("ok")
+"""
+
+
+def test_unwrap_treats_non_finite_pixels_as_masked_and_never_hangs():
+    """NaN/inf = no data: masked (with the user's mask), NaN in the output; killed after 60 s if it hangs."""
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run([sys.executable, "-c", _NAN_UNWRAP_CHECK], timeout=60, capture_output=True, text=True)
+    except subprocess.TimeoutExpired:
+        pytest.fail("phase.unwrap hangs on non-finite pixels")
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("value", [0.0, 7.0])
+def test_reconstruct_hologram_refuses_a_hologram_without_fringes(value):
+    flat = np.full((64, 64), value, np.float32)
+    with pytest.raises(ValueError, match="no sideband found: the hologram is constant"):
+        phase.reconstruct_hologram(flat)
+    with pytest.raises(ValueError, match="hologram is constant"):
+        phase.find_sideband(flat)
+    holo, _, _, _ = _hologram(shape=(128, 128), carrier=(10, 30))
+    with pytest.raises(ValueError, match="no sideband found: the reference is constant"):
+        phase.reconstruct_hologram(holo, reference=np.full(holo.shape, value))
+    with pytest.raises(ValueError, match="reference has no fringes"):
+        phase.reconstruct_hologram(holo, sideband=(10, 30), reference=np.full(holo.shape, value))
+    # an explicit sideband on a flat hologram is a valid (if empty) request: finite zeros, no NaN
+    out = phase.reconstruct_hologram(flat, sideband=(10, 30))
+    assert all(np.isfinite(v).all() for v in out.values())
+
+
 # --- invalid parameters --------------------------------------------------------------------
 
 

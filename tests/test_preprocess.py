@@ -81,6 +81,31 @@ def test_inpaint_biharmonic_and_nearest(coins):
         P.inpaint(coins, mask=np.zeros((5, 5), bool))
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.float32, np.float64])
+def test_inpaint_reads_any_numeric_mask_as_nonzero(coins, dtype):
+    """An integer/float mask is 'nonzero = fill' (it once failed with a zero-size-array error)."""
+    holes = np.zeros(coins.shape, bool)
+    holes[40:44, 50:53] = holes[100, 20:30] = True
+    damaged = np.where(holes, 0, coins)
+    weights = np.where(holes, 3, 0).astype(dtype)  # e.g. a defect map with a count per pixel
+    for method in ("biharmonic", "nearest"):
+        np.testing.assert_array_equal(
+            P.inpaint(damaged, mask=weights, method=method), P.inpaint(damaged, mask=holes, method=method)
+        )
+
+
+def test_inpaint_refuses_unusable_masks_naming_the_mask(coins):
+    for everything in (np.ones(coins.shape, bool), coins.astype(np.float32) + 1):
+        with pytest.raises(ValueError, match="mask marks every pixel"):
+            P.inpaint(coins, mask=everything)
+    with pytest.raises(ValueError, match=r"mask must have the frame shape \(152, 192\), got \(192, 152\)"):
+        P.inpaint(coins, mask=np.zeros((192, 152), bool))
+    with pytest.raises(ValueError, match="mask must have the frame shape"):
+        P.inpaint(np.stack([coins, coins]), mask=np.zeros((2,) + coins.shape, bool))
+    with pytest.raises(TypeError, match="mask"):
+        P.inpaint(coins, mask=np.full(coins.shape, "x"))
+
+
 # --------------------------------------------------------------------------- geometry
 
 
@@ -115,6 +140,25 @@ def test_rotate_oracle_and_shape(coins, angle, resize):
     expected = transform.rotate(coins.astype(np.float32), angle, resize=resize, order=1, preserve_range=True)
     assert out.shape == expected.shape
     np.testing.assert_allclose(out, expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32, np.float64])
+def test_rotate_reads_write_protected_frames(tmp_path, stack, dtype):
+    """A read-only memory map (how files are opened) once failed in skimage's Cython warp."""
+    path = tmp_path / "stack.npy"
+    np.save(path, stack.astype(dtype))
+    mapped = np.load(path, mmap_mode="r")
+    assert not mapped.flags.writeable
+    out = P.rotate(mapped, angle=17.0, resize=True)
+    np.testing.assert_allclose(out, _loop(P.rotate, stack.astype(dtype), angle=17.0, resize=True), rtol=1e-6)
+    frame = mapped[1]
+    np.testing.assert_allclose(
+        P.rotate(frame, angle=-40.0),
+        transform.rotate(np.array(frame, dtype=np.float32 if dtype != np.float64 else dtype), -40.0, preserve_range=True),
+        rtol=1e-5,
+    )
+    lazy = P.rotate(da.from_array(mapped, chunks=(1, 45, 55)), angle=17.0, resize=True)
+    np.testing.assert_allclose(lazy.compute(), out, rtol=1e-6)
 
 
 def test_flip_rot90_exact(coins):

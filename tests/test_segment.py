@@ -104,7 +104,8 @@ LOCAL = [
     (segment.threshold_local, {"block_size": 35, "offset": 2}, lambda im: skf.threshold_local(im, 35, offset=2)),
     (segment.threshold_local, {"block_size": 21, "method": "mean"}, lambda im: skf.threshold_local(im, 21, method="mean")),
     (segment.threshold_niblack, {"window_size": 25, "k": 0.1}, lambda im: skf.threshold_niblack(im, 25, 0.1)),
-    (segment.threshold_sauvola, {"window_size": 25}, lambda im: skf.threshold_sauvola(im, 25)),
+    # data.page spans 0-255, so the default r (half the data range) is scikit-image's 127.5
+    (segment.threshold_sauvola, {"window_size": 25}, lambda im: skf.threshold_sauvola(im, 25, r=127.5)),
 ]
 
 
@@ -120,6 +121,30 @@ def test_local_thresholds_match_skimage_and_split_frames(func, params, oracle):
     # the local statistic is summed in a different order per chunk: only exact ties may flip
     ties = np.stack([np.abs(frame - oracle(frame)) < 1e-6 * 255 for frame in stack])
     np.testing.assert_array_equal(lazy.compute()[~ties], eager[~ties])
+
+
+def test_sauvola_default_r_is_half_the_data_range_in_any_dtype():
+    """r=None: half of max - min of the whole input (scikit-image: 1 for floats, half the dtype range
+    for integers, so the same counts once gave 66 % different masks as uint8 and float64)."""
+    page = data.page()[:120, :160]
+    counts = page // 3  # 0..85
+    r = 0.5 * (float(counts.max()) - float(counts.min()))
+    expected = counts > skf.threshold_sauvola(counts.astype(np.float64), 15, 0.2, r=r)
+    for dtype in (np.uint8, np.uint16, np.int32, np.float32, np.float64):
+        np.testing.assert_array_equal(segment.threshold_sauvola(counts.astype(dtype)), expected, err_msg=str(np.dtype(dtype)))
+    # an 8-bit page spanning 0-255 keeps scikit-image's default r = 127.5
+    full = data.page()
+    assert full.min() == 0 and full.max() == 255
+    np.testing.assert_array_equal(segment.threshold_sauvola(full, window_size=25), full > skf.threshold_sauvola(full, 25))
+    # one r for the whole stack, also lazily
+    stack = np.stack([counts, counts // 2]).astype(np.float32)
+    r = 0.5 * float(stack.max() - stack.min())
+    eager = segment.threshold_sauvola(stack)
+    for frame, result in zip(stack, eager):
+        np.testing.assert_array_equal(result, frame > skf.threshold_sauvola(frame, 15, 0.2, r=r))
+    lazy = segment.threshold_sauvola(da.from_array(stack, chunks=(1, 50, 70))).compute()
+    assert np.mean(lazy != eager) < 1e-3  # the window sums differ in order per chunk: only ties may flip
+    assert segment.threshold_sauvola(np.full((20, 20), 5.0)).all()  # flat and positive: above mean * (1 - k)
 
 
 def test_local_threshold_invalid():

@@ -23,6 +23,7 @@ re-exported here as :func:`bilateral` (the same operation).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -152,7 +153,9 @@ def _restored(result: Any, use_anscombe: bool, dtype: Any) -> Any:
 
 
 def _frame_sigma(frame: Any) -> Any:
-    sigma = restoration_function(frame, "estimate_sigma")(frame)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the median of no coefficients: handled below
+        sigma = restoration_function(frame, "estimate_sigma")(frame)
     xp, _ = get_namespace(frame)
     # skimage takes the median of the *nonzero* finest details: NaN when there are none
     # (a constant frame). Finite pixels and no detail at all is no noise, not an unknown one.

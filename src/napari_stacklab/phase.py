@@ -51,6 +51,7 @@ _TWO_PI = 2.0 * math.pi
 _CENTROID_STEPS = 5
 _CENTROID_RADIUS = 3.0
 _TUKEY_TAPER = 0.3
+_NO_FRINGES = 1e-9  # reference wave amplitude, relative to the reference's peak intensity
 
 
 def _tukey(length: int, xp: Any) -> Any:
@@ -551,7 +552,9 @@ def _wave(hologram: Any, *, sideband, aperture_radius, aperture_smoothness, refe
     if reference is not None:
         reference_frame = xp.asarray(_backend.materialize(reference))
         reference_wave = _demodulate(reference_frame, sideband=sideband, aperture=aperture)
-        if not bool(xp.all(xp.abs(reference_wave) > 0)):
+        # Rounding leaves ~1e-16 of a flat reference's intensity in the sideband: not fringes.
+        floor = _NO_FRINGES * float(_backend.materialize(xp.abs(reference_frame).max()))
+        if not bool(xp.all(xp.abs(reference_wave) > floor)):
             raise ValueError(
                 f"reference has no fringes at sideband {tuple(sideband)}: its wave is zero "
                 "at some pixels, so the object wave cannot be divided by it"
