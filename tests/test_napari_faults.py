@@ -422,3 +422,90 @@ def test_napari_objects_are_only_touched_from_the_main_thread(qtbot, make_napari
     off_main = [kind for kind, on_main in events if not on_main]
     assert off_main == []  # ... but every napari event fired in the main thread
     assert escaped[0] == []
+
+
+# --- stateful tools with workers ----------------------------------------------------------------
+def test_drift_tool_input_removed_mid_estimate_adds_nothing(qtbot, make_napari_viewer, gate, stack, monkeypatch,
+                                                            escaped):
+    """Before the fix the result was applied to whatever stack the chooser showed after the removal."""
+    from napari_stacklab._napari import drift_widget
+
+    real = drift_widget.drift
+
+    def gated_drift(*args, **kwargs):
+        gate.pass_frame()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(drift_widget, "drift", gated_drift)
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="a")
+    viewer.add_image(stack[::-1].copy(), name="b")
+    tool = drift_widget.DriftWidget(viewer)
+    viewer.window.add_dock_widget(tool, area="right")
+    tool.source.value = "a"
+    tool.refine.value = False
+    worker = tool.estimate()
+    assert gate.entered.wait(WAIT_MS / 1000)
+    viewer.layers.remove("a")
+    assert tool.source.value == "b"
+    gate.opened.set()
+    wait_finished(qtbot, worker)
+    assert names(viewer) == ["b"] and tool.shifts is None
+    assert "'a' was removed" in tool.status.value
+    assert escaped[0] == [] and gate.threads == {False}
+    tool.estimate()  # still usable, on the remaining stack
+    qtbot.waitUntil(lambda: "b drift corrected" in viewer.layers, timeout=WAIT_MS)
+
+
+def test_drift_tool_failure_is_shown_not_raised(qtbot, make_napari_viewer, stack, monkeypatch, escaped):
+    from napari_stacklab._napari import drift_widget
+
+    def broken(*args, **kwargs):
+        raise ValueError("no overlap between frames")
+
+    monkeypatch.setattr(drift_widget, "drift", broken)
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="a")
+    tool = drift_widget.DriftWidget(viewer)
+    viewer.window.add_dock_widget(tool, area="right")
+    wait_finished(qtbot, tool.estimate())
+    assert tool.status.value == "Drift estimate failed: no overlap between frames"
+    assert escaped[0] == [] and tool.estimate_button.enabled
+
+
+def test_measure_tool_reads_widgets_in_the_gui_thread_and_drops_a_removed_layer(qtbot, make_napari_viewer, gate,
+                                                                                 monkeypatch, escaped):
+    from napari_stacklab._napari import measure_widget
+
+    real = measure_widget._measure
+
+    def gated(**inputs):
+        gate.pass_frame()
+        return real(**inputs)
+
+    monkeypatch.setattr(measure_widget, "_measure", gated)
+    labels = np.zeros((48, 48), np.int32)
+    labels[4:12, 4:20] = 1
+    labels[25:40, 30:38] = 2
+    viewer = make_napari_viewer()
+    viewer.add_labels(labels, name="nuclei")
+    viewer.add_labels(labels * 0, name="empty")
+    tool = measure_widget.MeasureWidget(viewer)
+    viewer.window.add_dock_widget(tool, area="right")
+    tool.labels_layer.value = viewer.layers["nuclei"]
+    tool.run()
+    worker = tool._worker
+    assert gate.entered.wait(WAIT_MS / 1000)
+    viewer.layers.remove("nuclei")
+    gate.opened.set()
+    wait_finished(qtbot, worker)
+    assert "'nuclei' was removed" in tool.info.value and tool.table_widget is None
+    assert "nuclei measurements" not in viewer.window.dock_widgets
+    assert gate.threads == {False} and escaped[0] == []
+
+    viewer.add_labels(labels, name="nuclei")
+    tool.labels_layer.value = viewer.layers["nuclei"]
+    tool.run()
+    qtbot.waitUntil(lambda: not tool.running, timeout=WAIT_MS)
+    np.testing.assert_array_equal(tool.table["label"], [1, 2])
+    assert "nuclei measurements" in viewer.window.dock_widgets

@@ -83,12 +83,13 @@ class DriftWidget(Container):
         if self.source.value is None:
             self.status.value = "Choose a stack (T, Y, X)."
             return None
-        stack = self._stack(self.viewer.layers[self.source.value])
+        layer = self.viewer.layers[self.source.value]
+        stack = self._stack(layer)
         params = {"reference": self.reference.value, "upsample": self.upsample.value, "refine": self.refine.value}
         self.status.value = f"Estimating drift over {stack.shape[0]} frames..."
         self.estimate_button.enabled = False
-        self.worker = thread_worker(drift, start_thread=False)(stack, **params)
-        self.worker.returned.connect(self._estimated)
+        self.worker = thread_worker(drift, start_thread=False, ignore_errors=True)(stack, **params)
+        self.worker.returned.connect(lambda shifts: self._estimated(layer, shifts))
         self.worker.errored.connect(self._failed)
         self.worker.finished.connect(lambda: setattr(self.estimate_button, "enabled", True))
         self.worker.start()
@@ -97,9 +98,11 @@ class DriftWidget(Container):
     def _failed(self, exc: Exception) -> None:
         self.status.value = f"Drift estimate failed: {exc}"
 
-    def _estimated(self, shifts: np.ndarray) -> None:
+    def _estimated(self, layer: Any, shifts: np.ndarray) -> None:
+        if layer not in self.viewer.layers:  # removed meanwhile: the chooser may name another stack now
+            self.status.value = f"{layer.name!r} was removed during the estimate; nothing added."
+            return
         self.shifts = shifts
-        layer = self.viewer.layers[self.source.value]
         self.plot.show_shifts(shifts, tuple(layer.scale[-2:]), str(layer.units[-1]))
         largest = float(np.abs(shifts).max()) if len(shifts) else 0.0
         self.status.value = f"Max drift {largest:.2f} px over {len(shifts)} frames."

@@ -33,6 +33,10 @@ def layer_unit(layer: Any) -> str:
     return {"px": "pixel", "µm": "um"}.get(text, text) or "pixel"
 
 
+def _measure(labels: Any, intensity: Any, spacing: tuple, unit: str, mode: str) -> measure.Table:
+    return measure.regionprops_table(labels, intensity=intensity, spacing=spacing, unit=unit, mode=mode)
+
+
 def _layers_of(viewer: Any, kind: type) -> list:
     return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, kind) and not getattr(layer, "rgb", False)]
 
@@ -69,17 +73,21 @@ class MeasureWidget(Container):
 
     def compute_table(self) -> measure.Table:
         """The measurement of the chosen layers (runs in the calling thread)."""
+        return _measure(**self._inputs())
+
+    def _inputs(self) -> dict:
+        """What a measurement needs, read from the widgets and layers (in the GUI thread only)."""
         layer = self.labels_layer.value
         if layer is None:
             raise ValueError("choose a Labels layer to measure")
         intensity = self.intensity_layer.value
-        return measure.regionprops_table(
-            _data(layer),
-            intensity=None if intensity is None else _data(intensity),
-            spacing=tuple(float(s) for s in layer.scale),
-            unit=layer_unit(layer),
-            mode=self.mode.value,
-        )
+        return {
+            "labels": _data(layer),
+            "intensity": None if intensity is None else _data(intensity),
+            "spacing": tuple(float(s) for s in layer.scale),
+            "unit": layer_unit(layer),
+            "mode": self.mode.value,
+        }
 
     def run(self, *_: Any) -> None:
         """Measure in a worker thread; show the table when it is done."""
@@ -89,10 +97,11 @@ class MeasureWidget(Container):
         if layer is None:
             self.info.value = "Add or choose a Labels layer first."
             return
+        inputs = self._inputs()  # the worker must not read Qt widgets or napari layers
         self.info.value = f"Measuring {layer.name}..."
         self.measure_button.enabled = False
-        worker = thread_worker(self.compute_table)()
-        worker.returned.connect(lambda table: self.show_table(layer, table))
+        worker = thread_worker(_measure, start_thread=False, ignore_errors=True)(**inputs)
+        worker.returned.connect(lambda table: self._measured(layer, table))
         worker.errored.connect(self._failed)
         worker.finished.connect(self._finished)
         self._worker = worker
@@ -108,6 +117,12 @@ class MeasureWidget(Container):
     @property
     def running(self) -> bool:
         return self._worker is not None
+
+    def _measured(self, layer: Any, table: measure.Table) -> None:
+        if layer not in self.viewer.layers:  # removed while measuring: no table for a vanished layer
+            self.info.value = f"{layer.name!r} was removed while it was measured; nothing shown."
+            return
+        self.show_table(layer, table)
 
     def show_table(self, layer: Any, table: measure.Table) -> None:
         """Attach the table to ``layer`` as features (single frames) and show it in the dock."""
