@@ -72,6 +72,18 @@ def skimage_module(array: Any, name: str) -> ModuleType:
     return importlib.import_module(f"skimage.{name}")
 
 
+def skimage_function(array: Any, module: str, name: str) -> Any:
+    """``skimage.<module>.<name>``, or cuCIM's for CuPy data.
+
+    Raises ``NotImplementedError`` when the GPU library lacks the module or the
+    function, so the registry reruns the operation on the CPU with a warning.
+    """
+    found = getattr(skimage_module(array, module), name, None)
+    if found is None:
+        raise NotImplementedError(f"skimage.{module}.{name} has no GPU implementation here")
+    return found
+
+
 def gpu_available() -> bool:
     """True when CuPy imports and sees at least one CUDA device."""
     try:

@@ -54,19 +54,6 @@ __all__ = [
 _ANSCOMBE_ZERO = 2.0 * math.sqrt(3.0 / 8.0)  # anscombe(0)
 
 
-def restoration_function(image: Any, name: str):
-    """``skimage.restoration.<name>`` (or cuCIM's for CuPy data).
-
-    Raises ``NotImplementedError`` when the GPU library lacks the function, so
-    the registry reruns the operation on the CPU with a warning.
-    """
-    module = _backend.skimage_module(image, "restoration")
-    try:
-        return getattr(module, name)
-    except AttributeError:
-        raise NotImplementedError(f"{name} has no GPU implementation") from None
-
-
 def _as_float(image: Any) -> Any:
     return image.astype(float_dtype(image.dtype), copy=False)
 
@@ -155,7 +142,7 @@ def _restored(result: Any, use_anscombe: bool, dtype: Any) -> Any:
 def _frame_sigma(frame: Any) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the median of no coefficients: handled below
-        sigma = restoration_function(frame, "estimate_sigma")(frame)
+        sigma = _backend.skimage_function(frame, "restoration", "estimate_sigma")(frame)
     xp, _ = get_namespace(frame)
     # skimage takes the median of the *nonzero* finest details: NaN when there are none
     # (a constant frame). Finite pixels and no detail at all is no noise, not an unknown one.
@@ -280,7 +267,7 @@ def nl_means(
     if sigma == 0 or _constant(image):
         return _unchanged(image, dtype)
     x = _stabilized(image, anscombe)
-    func = restoration_function(x, "denoise_nl_means")
+    func = _backend.skimage_function(x, "restoration", "denoise_nl_means")
     out = func(
         x,
         patch_size=patch_size,
@@ -348,7 +335,7 @@ def tv(
     if _constant(image):
         return _unchanged(image, dtype)
     x = _stabilized(image, anscombe)
-    func = restoration_function(x, "denoise_tv_chambolle")
+    func = _backend.skimage_function(x, "restoration", "denoise_tv_chambolle")
     return _restored(
         func(x, weight=weight * data_range, max_num_iter=max_num_iter), anscombe, dtype
     )
@@ -408,7 +395,7 @@ def wavelet(
     if sigma == 0 or _constant(image):
         return _unchanged(image, dtype)
     x = _stabilized(image, anscombe)
-    func = restoration_function(x, "denoise_wavelet")
+    func = _backend.skimage_function(x, "restoration", "denoise_wavelet")
     out = func(
         x,
         sigma=sigma,
@@ -679,7 +666,7 @@ def richardson_lucy(
     """
     xp, _ = get_namespace(image)
     x = _as_float(image)
-    func = restoration_function(x, "richardson_lucy")
+    func = _backend.skimage_function(x, "restoration", "richardson_lucy")
     # scikit-image convolves with zero padding, which darkens the border, and the dark rim creeps
     # inward with every iteration; extend the frame by reflection (two PSF widths on each side,
     # which keeps a flat field flat to ~1e-5 after 20 iterations) and crop back.
@@ -727,5 +714,5 @@ def wiener(
     True
     """
     x = _as_float(image)
-    func = restoration_function(x, "wiener")
+    func = _backend.skimage_function(x, "restoration", "wiener")
     return func(x, psf, balance, clip=False).astype(x.dtype, copy=False)

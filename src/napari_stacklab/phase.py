@@ -30,7 +30,6 @@ import numpy as np
 from . import _backend
 from ._backend import get_namespace
 from ._validation import check_ndim, check_real, float_dtype
-from .denoise import restoration_function
 from .lift import map_frames
 from .registry import ImageRef, Range, operation
 
@@ -318,7 +317,7 @@ def _unwrap_frame(frame: Any, *, method: str, mask: Any | None) -> Any:
     if mask is not None and not bool(mask.any()):
         return xp.full(phi.shape, xp.nan, dtype=dtype)
     if method == "exact":
-        unwrap_phase = restoration_function(phi, "unwrap_phase")
+        unwrap_phase = _backend.skimage_function(phi, "restoration", "unwrap_phase")
         data = phi if mask is None else np.ma.masked_array(phi, mask=~mask)
         out = unwrap_phase(data, rng=0)
         if mask is not None:
@@ -391,7 +390,7 @@ def unwrap(
     check_ndim(image, frame_ndim)
     if method == "exact":
         # No GPU implementation: fail now (the registry reruns on the CPU), not in a lazy graph.
-        restoration_function(image, "unwrap_phase")
+        _backend.skimage_function(image, "restoration", "unwrap_phase")
     frame_shape = tuple(image.shape[-frame_ndim:])
     if mask is not None:
         if tuple(mask.shape) != frame_shape:
