@@ -24,6 +24,10 @@ class GPUFallbackWarning(UserWarning):
     """The GPU was asked for but could not be used; the CPU path ran instead."""
 
 
+class NoGPUImplementation(Exception):
+    """Raised by a kernel given CuPy data it has no GPU code for; the registry reruns it on the CPU."""
+
+
 def is_dask(array: Any) -> bool:
     """True for a ``dask.array.Array`` (without importing dask)."""
     da = sys.modules.get("dask.array")
@@ -58,15 +62,15 @@ def get_namespace(array: Any) -> tuple[ModuleType, ModuleType]:
 def skimage_module(array: Any, name: str) -> ModuleType:
     """``skimage.<name>`` for host arrays, ``cucim.skimage.<name>`` for CuPy arrays.
 
-    Raises ``NotImplementedError`` naming the module when CuPy data meets an
-    operation that has no GPU implementation installed; :func:`run_on_host`
-    turns that into a CPU fallback.
+    Raises :class:`NoGPUImplementation` naming the module when CuPy data meets
+    an operation that has no GPU implementation installed; the registry turns
+    that into a CPU fallback.
     """
     if is_cupy(chunk_type(array)):
         try:
             return importlib.import_module(f"cucim.skimage.{name}")
         except ImportError as exc:
-            raise NotImplementedError(
+            raise NoGPUImplementation(
                 f"skimage.{name} has no GPU implementation here (install cuCIM)"
             ) from exc
     return importlib.import_module(f"skimage.{name}")
@@ -75,12 +79,12 @@ def skimage_module(array: Any, name: str) -> ModuleType:
 def skimage_function(array: Any, module: str, name: str) -> Any:
     """``skimage.<module>.<name>``, or cuCIM's for CuPy data.
 
-    Raises ``NotImplementedError`` when the GPU library lacks the module or the
-    function, so the registry reruns the operation on the CPU with a warning.
+    Raises :class:`NoGPUImplementation` when the GPU library lacks the module
+    or the function, so the registry reruns the operation on the CPU with a warning.
     """
     found = getattr(skimage_module(array, module), name, None)
     if found is None:
-        raise NotImplementedError(f"skimage.{module}.{name} has no GPU implementation here")
+        raise NoGPUImplementation(f"skimage.{module}.{name} has no GPU implementation here")
     return found
 
 
@@ -157,7 +161,7 @@ def on_gpu(array: Any) -> bool:
 
 def gpu_failure_types() -> tuple[type, ...]:
     """Exceptions after which an operation is retried on the CPU: no GPU implementation, GPU out of memory."""
-    failures: list[type] = [NotImplementedError]
+    failures: list[type] = [NoGPUImplementation]
     cp = sys.modules.get("cupy")
     if cp is not None:
         failures.append(cp.cuda.memory.OutOfMemoryError)

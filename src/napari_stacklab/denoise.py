@@ -462,7 +462,7 @@ def bm3d(
     >>> out = bm3d(noisy, sigma=20.0, stage="hard")   # doctest: +SKIP
     """
     if _backend.on_gpu(image):
-        raise NotImplementedError("bm3d has no GPU implementation")
+        raise _backend.NoGPUImplementation("bm3d has no GPU implementation")
     module = _bm3d_module()
     dtype = float_dtype(image.dtype)
     if sigma == 0 or _constant(image):
