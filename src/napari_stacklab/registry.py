@@ -147,16 +147,6 @@ class Param:
         check_number(self.name, value, low=self.low, high=self.high, low_inclusive=self.low_inclusive, integer=integer)
         return value
 
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "kind": self.kind.__name__,
-            "default": self.default,
-            "low": self.low,
-            "high": self.high,
-            "choices": list(self.choices) if self.choices is not None else None,
-        }
-
 
 def _param_from_hint(name: str, hint: Any, default: Any) -> Param:
     """Read kind, range, choices and optionality from a (possibly Annotated/Optional) hint."""
@@ -349,10 +339,6 @@ class Operation:
     @property
     def menu_id(self) -> str:
         return MENUS.get(self.menu, self.menu)
-
-    @property
-    def output_is_labels(self) -> bool:
-        return self.output in ("labels", "mask")
 
 
 def _plain(value: Any) -> Any:
