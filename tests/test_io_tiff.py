@@ -264,3 +264,18 @@ def test_imwrite_accepts_cupy(tmp_path):
     sl.io.imwrite(tmp_path / "gpu_lazy.tif", da.from_array(values, chunks=(1, 16, 16)).map_blocks(cp.asarray))
     np.testing.assert_array_equal(sl.io.imread(tmp_path / "gpu.tif").data, values)
     np.testing.assert_array_equal(sl.io.imread(tmp_path / "gpu_lazy.tif").data, values)
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_rgb_channel_last_is_written_as_rgb_pages(tmp_path, lazy):
+    frames = np.stack([skdata.astronaut(), skdata.astronaut()[::-1]])
+    payload = da.from_array(frames, chunks=(1, 100, 512, 3)) if lazy else frames
+    path = tmp_path / "rgb.tif"
+    sl.io.imwrite(path, sl.io.Image(payload, axis_labels=("t", "y", "x", "c"), scale=(2.0, 0.5, 0.5, 1.0),
+                                    units=("s", "um", "um", "pixel")))
+    with tifffile.TiffFile(path) as tif:  # what any other TIFF reader sees: two colour pages
+        assert len(tif.pages) == 2 and tif.pages[0].shape == (512, 512, 3)
+        assert tif.pages[0].photometric == tifffile.PHOTOMETRIC.RGB
+    back = sl.io.imread(path)
+    np.testing.assert_array_equal(np.asarray(back.data), frames)
+    assert back.axis_labels == ("t", "y", "x", "c") and back.scale[1:3] == (0.5, 0.5)

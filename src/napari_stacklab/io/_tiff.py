@@ -388,7 +388,15 @@ def write_tiff(path: str, image: Image) -> None:
         kwargs = _ome_kwargs(image)
     if kwargs is None:
         kwargs = _shaped_kwargs(image)
-    frames = _planes(data, _backend) if _backend.is_dask(data) else np.ascontiguousarray(_backend.to_numpy(data))
+    frame_ndim = 2
+    if _is_rgb(image):  # channel-last colour: whole (y, x, samples) pages that every viewer reads
+        kwargs["photometric"] = "rgb"
+        frame_ndim = 3
+    frames = (
+        _planes(data, _backend, frame_ndim)
+        if _backend.is_dask(data)
+        else np.ascontiguousarray(_backend.to_numpy(data))
+    )
     bigtiff = shape and math.prod(shape) * dtype.itemsize > 2**32 - 2**25 and not kwargs.get("imagej")
     tifffile.imwrite(
         path,
@@ -400,14 +408,24 @@ def write_tiff(path: str, image: Image) -> None:
     )
 
 
-def _planes(data: Any, backend: Any) -> Iterator[np.ndarray]:
-    """Yield the 2-D planes of a dask array in C order, computing one chunk of planes at a time."""
-    frame = tuple(data.shape[-2:])
-    flat = data.reshape((-1,) + frame) if data.ndim > 2 else data[None]
-    flat = flat.rechunk({1: -1, 2: -1})
+def _planes(data: Any, backend: Any, frame_ndim: int = 2) -> Iterator[np.ndarray]:
+    """Yield the pages (2-D planes, or RGB frames) of a dask array in C order, one chunk of them at a time."""
+    frame = tuple(data.shape[-frame_ndim:])
+    flat = data.reshape((-1,) + frame) if data.ndim > frame_ndim else data[None]
+    flat = flat.rechunk({axis: -1 for axis in range(1, frame_ndim + 1)})
     for block in flat.blocks:
         planes = backend.materialize(block)
         yield from planes
+
+
+def _is_rgb(image: Image) -> bool:
+    """Channel-last colour data: ``(..., y, x, c)`` with 3 or 4 samples of 8 or 16 bits."""
+    return (
+        image.ndim >= 3
+        and image.shape[-1] in (3, 4)
+        and tuple(image.axis_labels[-3:]) == ("y", "x", "c")
+        and np.dtype(image.dtype) in (np.uint8, np.uint16)
+    )
 
 
 def _yx(image: Image) -> tuple[int, int] | None:
