@@ -2,37 +2,46 @@
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python docs/readme_screenshot.py docs/images/readme_demo.png
 """
-import warnings
-warnings.filterwarnings("ignore", message=".*PyQt5 backend.*")
+
 import sys
 import time
+import warnings
 
 from qtpy.QtWidgets import QApplication
 
 from napari_stacklab._napari.demo import build_viewer
-
-viewer = build_viewer("timelapse")
-viewer.window._qt_window.resize(1500, 900)
-QApplication.processEvents()
-# find the OperationWidget inside the dock
 from napari_stacklab._napari.widgets import OperationWidget
-ops = [w for w in QApplication.allWidgets() if hasattr(w, "_magic_widget") and isinstance(w._magic_widget, OperationWidget)]
-op = ops[0]._magic_widget if ops else None
-op.fields["sigma"].widget.value = "2.5"
-op.run()
-for _ in range(300):
-    QApplication.processEvents()
-    time.sleep(0.05)
-    if "timelapse gaussian" in viewer.layers and not op.running:
-        break
-viewer.grid.enabled = True
-viewer.dims.set_current_step(0, 12)
-for _ in range(20):
-    QApplication.processEvents()
-for w in QApplication.allWidgets():
-    if type(w).__name__ == "NapariQtNotification":
-        w.close()
-for _ in range(20):
-    QApplication.processEvents()
-viewer.screenshot(sys.argv[1], canvas_only=False)
-viewer.close()
+
+warnings.filterwarnings("ignore", message=".*PyQt5 backend.*")
+
+
+def settle(seconds: float = 0.5) -> None:
+    end = time.time() + seconds
+    while time.time() < end:
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+def main(path: str) -> None:
+    viewer = build_viewer("timelapse")
+    viewer.window._qt_window.resize(1500, 900)
+    settle()
+    docked = [w for w in QApplication.allWidgets() if isinstance(getattr(w, "_magic_widget", None), OperationWidget)]
+    gaussian = docked[0]._magic_widget
+    gaussian.fields["sigma"].widget.value = "2.5"
+    gaussian.run()
+    deadline = time.time() + 60
+    while (gaussian.running or "timelapse gaussian" not in viewer.layers) and time.time() < deadline:
+        settle(0.1)
+    viewer.canvas.grid.enabled = True
+    viewer.dims.set_current_step(0, 12)
+    for widget in QApplication.allWidgets():  # napari's own toasts would cover the canvas
+        if type(widget).__name__ == "NapariQtNotification":
+            widget.close()
+    settle()
+    viewer.screenshot(path, canvas_only=False)
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -58,9 +58,9 @@ def test_prepare_image_widget_live_chain_and_compare(make_napari_viewer):
     assert [s["op"] for s in steps] == ["bilateral", "clahe", "unsharp_mask", "adjust_gamma", "adjust_gain"]
     np.testing.assert_allclose(out.data, Recipe(steps=steps).run(data.coins()), rtol=1e-6)
     assert out.data.max() > 1.5  # gain 2 applied to a CLAHE image in [0, 1]
-    assert widget.toggle_compare() is True and viewer.grid.enabled
+    assert widget.toggle_compare() is True and viewer.canvas.grid.enabled
     widget.compare_button.clicked.emit()
-    assert not viewer.grid.enabled
+    assert not viewer.canvas.grid.enabled
 
 
 def test_prepare_image_widget_rgb_saturation(make_napari_viewer):

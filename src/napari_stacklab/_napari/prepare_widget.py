@@ -152,7 +152,7 @@ class PrepareImageWidget(Container):
 
     def toggle_compare(self) -> bool:
         """Switch napari's grid (original and result side by side) on or off; return the new state."""
-        grid = self.viewer.grid
+        grid = self.viewer.canvas.grid
         grid.enabled = not grid.enabled
         if grid.enabled:
             grid.stride = 1
