@@ -174,19 +174,19 @@ _EX_BINARY = """    >>> import numpy as np
     {result}"""
 
 binary_erosion = _declare_neighbourhood(
-    "binary_erosion", "binary_erosion", True, 1, "Binary erosion: shrink the foreground by the footprint.",
+    "binary_erosion", "erosion", True, 1, "Binary erosion: shrink the foreground by the footprint.",
     _EX_BINARY.format(call='binary_erosion(mask, footprint="square", radius=1)', result=1),
 )
 binary_dilation = _declare_neighbourhood(
-    "binary_dilation", "binary_dilation", True, 1, "Binary dilation: grow the foreground by the footprint.",
+    "binary_dilation", "dilation", True, 1, "Binary dilation: grow the foreground by the footprint.",
     _EX_BINARY.format(call='binary_dilation(mask, footprint="square", radius=1)', result=25),
 )
 binary_opening = _declare_neighbourhood(
-    "binary_opening", "binary_opening", True, 2, "Binary opening: remove foreground specks and thin bridges smaller than the footprint.",
+    "binary_opening", "opening", True, 2, "Binary opening: remove foreground specks and thin bridges smaller than the footprint.",
     _EX_BINARY.format(call='binary_opening(mask, footprint="square", radius=2)', result=0),
 )
 binary_closing = _declare_neighbourhood(
-    "binary_closing", "binary_closing", True, 2, "Binary closing: close background gaps and small holes smaller than the footprint.",
+    "binary_closing", "closing", True, 2, "Binary closing: close background gaps and small holes smaller than the footprint.",
     _EX_BINARY.format(call='binary_closing(mask, footprint="square", radius=1)', result=9),
 )
 
@@ -194,7 +194,7 @@ binary_closing = _declare_neighbourhood(
 def _gradient_frame(frame: Any, *, footprint: np.ndarray) -> Any:
     morphology = skimage_module(frame, "morphology")
     if frame.dtype == bool:
-        return morphology.binary_dilation(frame, footprint) ^ morphology.binary_erosion(frame, footprint)
+        return morphology.dilation(frame, footprint) ^ morphology.erosion(frame, footprint)
     return morphology.dilation(frame, footprint) - morphology.erosion(frame, footprint)
 
 
