@@ -27,6 +27,7 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton
 from napari.layers import Image
 
 from .. import _backend, stem
+from .widgets import _DetachWatcher
 
 __all__ = ["StemNavigator"]
 
@@ -54,6 +55,10 @@ class StemNavigator(Container):
         for event in ("inserted", "removed"):
             getattr(self.viewer.layers.events, event).connect(self._layers_changed)
         self.native.destroyed.connect(self._disconnect)
+        self._detach_watcher = _DetachWatcher(self.native, self._on_dock_closed)
+        self._closed = False  # the Qt widget is gone: nothing may touch it any more
+        self._session = 0  # bumped whenever pending results must be discarded
+        self._source = None
         self._cache: OrderedDict = OrderedDict()
         self._workers: list = []
         self.layers: dict[str, Any] = {}
@@ -64,12 +69,41 @@ class StemNavigator(Container):
     def _choices(self, *_: Any) -> list[tuple[str, Any]]:
         return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image) and layer.ndim == 4]
 
-    def _layers_changed(self, *_: Any) -> None:
-        self.reset_choices()
+    def _layers_changed(self, event: Any = None) -> None:
+        if getattr(event, "type", None) == "removed" and self._source is not None and event.value is self._source:
+            self._end(f"{event.value.name!r} was removed; the navigator stopped")
+        if not self._closed:
+            self.reset_choices()
 
     def _disconnect(self, *_: Any) -> None:
+        """The Qt widget was destroyed (e.g. the viewer closed): drop pending results, let go of the viewer."""
+        self._closed = True
+        self._end("")
         for event in ("inserted", "removed"):
             getattr(self.viewer.layers.events, event).disconnect(self._layers_changed)
+
+    def _on_dock_closed(self) -> None:
+        """The dock was closed: the navigator stops following its layers (they stay as they are)."""
+        self._end("navigator closed")
+
+    def _end(self, message: str) -> None:
+        """Stop navigating: pending scan images are discarded and the layers no longer drive computations."""
+        self._session += 1
+        for worker in list(self._workers):
+            worker.quit()
+        if self.layers:
+            self.layers["position"].events.data.disconnect(self._on_marker)
+            self.layers["detector"].events.data.disconnect(self._on_detector)
+            self.layers["mask"].events.paint.disconnect(self._on_detector)
+            self.layers["mask"].events.data.disconnect(self._on_detector)
+        self.layers = {}
+        self.data = None
+        self._source = None
+        self._say(message)
+
+    def _say(self, text: str) -> None:
+        if not self._closed:
+            self.status.value = text
 
     # --- building the view ---------------------------------------------------------------------
     def start(self, layer: Any = None) -> None:
@@ -78,7 +112,10 @@ class StemNavigator(Container):
         if layer is None:
             self.status.value = "open a 4-D layer (scan y, scan x, detector y, detector x) first"
             return
+        if self.layers:
+            self._end("")
         self.data = layer.data
+        self._source = layer
         self._cache.clear()
         name = layer.name
         sy, sx, ky, kx = self.data.shape
@@ -165,6 +202,14 @@ class StemNavigator(Container):
             if not mask.any():
                 raise ValueError("paint the detector in the detector mask layer first")
             return {"mask": mask}
+        params = self._drawn_detector(ky, kx)
+        covered = params["mask"] if "mask" in params else stem.detector_mask((ky, kx), **params)
+        if params.get("outer", 1.0) <= 0 or not np.any(covered):
+            raise ValueError("the detector covers no pixel of the pattern (zero area, or drawn outside it): "
+                             "draw it on the mean pattern")
+        return params
+
+    def _drawn_detector(self, ky: int, kx: int) -> dict:
         shapes = self.layers["detector"]
         if len(shapes.data) == 0:
             raise ValueError("draw a detector (a circle, two circles, or any shapes) on the mean pattern")
@@ -174,8 +219,10 @@ class StemNavigator(Container):
             inner = circles[0][1] if len(circles) == 2 else 0.0
             return {"inner": round(inner, 2), "outer": round(outer, 2),
                     "center": (round(center[0], 2), round(center[1], 2))}
-        masks = shapes.to_masks(mask_shape=(ky, kx))
-        return {"mask": np.any(masks, axis=0)}
+        # napari rasterises a shape drawn with zero area (a click) to one pixel: it is no detector
+        drawn = [np.ptp(np.asarray(v)[:, -2:], axis=0).min() > 0 for v in shapes.data]
+        masks = shapes.to_masks(mask_shape=(ky, kx))[np.asarray(drawn, bool)]
+        return {"mask": np.any(masks, axis=0) if len(masks) else np.zeros((ky, kx), bool)}
 
     def _key(self, params: dict) -> tuple:
         if "mask" in params:
@@ -194,14 +241,14 @@ class StemNavigator(Container):
         try:
             params = self.detector()
         except ValueError as exc:
-            self.status.value = str(exc)
+            self._say(str(exc))
             return None
         key = self._key(params)
         if key in self._cache:
             self._cache.move_to_end(key)
             self._show_scan(key, self._cache[key])
             return None
-        self.status.value = "computing the scan image..."
+        self._say("computing the scan image...")
         return self._compute(
             stem.virtual_detector(self.data, **params), lambda image, key=key: self._store(key, image)
         )
@@ -211,8 +258,9 @@ class StemNavigator(Container):
         from napari.qt.threading import thread_worker
 
         worker = thread_worker(_backend.materialize, start_thread=False)(lazy)
-        worker.returned.connect(done)
-        worker.errored.connect(lambda exc: setattr(self.status, "value", f"failed: {exc}"))
+        session = self._session
+        worker.returned.connect(lambda result: self._session == session and done(result))
+        worker.errored.connect(lambda exc: self._session == session and self._say(f"failed: {exc}"))
         self._workers.append(worker)
         worker.finished.connect(lambda: self._workers.remove(worker))
         worker.start()
@@ -238,7 +286,7 @@ class StemNavigator(Container):
         scan.data = image
         scan.contrast_limits = _limits(image)
         scan.metadata["detector"] = key
-        self.status.value = f"scan image: {_describe(key)}"
+        self._say(f"scan image: {_describe(key)}")
 
     @property
     def cache_size(self) -> int:
