@@ -110,6 +110,24 @@ def compute_all(op: registry.Operation, data: Any, params: dict, device: str | N
     return computed if isinstance(result, dict) else computed[None]
 
 
+class OperationFailed(Exception):
+    """An operation's ``RuntimeError`` raised again as a plain exception, out of the worker."""
+
+
+def _compute_in_worker(op: registry.Operation, data: Any, params: dict, device: str | None = None) -> Iterator:
+    """:func:`compute_all` for a worker thread.
+
+    superqt's generator worker takes a ``RuntimeError`` escaping the generator for
+    "the worker object was deleted": it only warns and never emits ``errored`` or
+    ``finished``, so the run would never end (an ECC that diverges in
+    ``drift_correct`` raises one). The message is kept.
+    """
+    try:
+        return (yield from compute_all(op, data, params, device))
+    except RuntimeError as exc:
+        raise OperationFailed(str(exc)) from exc
+
+
 # --- parameter controls ---------------------------------------------------------------------------
 def _parse_numbers(name: str, text: str, integer: bool, always_tuple: bool = False) -> Any:
     """``"2"`` -> 2, ``"1, 2.5"`` -> (1, 2.5); a clear error naming the parameter otherwise."""
@@ -478,7 +496,7 @@ class OperationWidget(Container):
         self._cancelled = False
         self._stop_reason = "cancelled"
         self._warnings_shown: set[str] = set()
-        worker = thread_worker(compute_all, start_thread=False, ignore_errors=True)(
+        worker = thread_worker(_compute_in_worker, start_thread=False, ignore_errors=True)(
             self.operation, job.data, job.params, job.device
         )
         worker.yielded.connect(lambda message: self._on_yielded(job, message))
