@@ -44,11 +44,7 @@ REFERENCES = {
     "intensity": "cells", "psf": "psf",
 }
 #: Operations known to fail on a suitable input (a bug outside the widget; reported, see the reason).
-KNOWN_FAILURES = {
-    # _layers.frame_kwargs builds a 3-vector scale/translate for the (M, N, 3) result of an RGB layer
-    # (layer.ndim == 2), and the result is not added with rgb=True: napari refuses the layer.
-    "adjust_saturation": "could not broadcast",
-}
+KNOWN_FAILURES: dict = {}
 #: Operations whose every output is made but which accept a reference of a different role.
 STEM_REFERENCES = {"mask": "scan4d detector"}
 

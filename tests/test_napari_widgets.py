@@ -280,3 +280,16 @@ def test_every_operation_widget_opens_through_the_manifest(make_napari_viewer):
         assert widget.input.value is viewer.layers["x"]
         viewer.window.remove_dock_widget(dock)
 
+
+
+def test_rgb_layer_result_is_shown_as_rgb_with_the_layer_pixel_size(qtbot, viewer):
+    photo = data.astronaut()[::4, ::4]
+    viewer.add_image(photo, name="photo", rgb=True, scale=(0.5, 0.5), units=("um", "um"))
+    widget = open_widget(viewer, "Adjust saturation", layer="photo")
+    widget.set_params(factor=1.5)
+    run_and_wait(qtbot, widget)
+    out = viewer.layers["photo adjust_saturation"]
+    assert out.rgb and out.data.shape == photo.shape
+    assert tuple(out.scale) == (0.5, 0.5) and tuple(str(u) for u in out.units) == ("micrometer", "micrometer")
+    params = {k: v for k, v in out.metadata["stacklab"]["steps"][-1]["params"].items()}
+    np.testing.assert_allclose(out.data, sl.filters.adjust_saturation(photo, **params), rtol=1e-6)

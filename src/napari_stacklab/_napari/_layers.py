@@ -85,10 +85,21 @@ def frame_kwargs(op: Any, source: Any, in_shape: tuple, out_shape: tuple) -> dic
     a virtual detector keeps the scan axes, a mean pattern the detector axes,
     binning doubles the pixel size.
     """
+    in_shape, out_shape = tuple(in_shape), tuple(out_shape)
+    colour = False
+    if getattr(source, "rgb", False):
+        # an RGB layer's last data axis holds the colour samples, not space: map the frame without it,
+        # and show a colour result as RGB again
+        in_shape = in_shape[:-1]
+        colour = len(out_shape) == len(in_shape) + 1 and out_shape[-1] in (3, 4)
+        if colour:
+            out_shape = out_shape[:-1]
     source_frame = spatial_kwargs(source, len(in_shape))
-    kwargs = op.output_frame(tuple(in_shape), tuple(out_shape), source_frame)
+    kwargs = op.output_frame(in_shape, out_shape, source_frame)
     if op.keeps == "all" and len(out_shape) == len(in_shape):
         kwargs.update({key: source_frame[key] for key in ("rotate", "shear", "affine")})
+    if colour:
+        kwargs["rgb"] = True
     return kwargs
 
 
