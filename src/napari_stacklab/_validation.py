@@ -100,3 +100,8 @@ def float_dtype(dtype: Any) -> np.dtype:
     if dtype == np.float64 or (dtype.kind in "iu" and dtype.itemsize > 2):
         return np.dtype(np.float64)
     return np.dtype(np.float32)
+
+
+def as_float(image: Any) -> Any:
+    """``image`` in the dtype operations compute in (:func:`float_dtype`); values are never rescaled."""
+    return image.astype(float_dtype(image.dtype), copy=False)

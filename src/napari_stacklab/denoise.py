@@ -30,7 +30,7 @@ import numpy as np
 
 from . import _backend
 from ._backend import get_namespace
-from ._validation import check_ndim, check_real, check_same_shape, float_dtype
+from ._validation import as_float, check_ndim, check_real, check_same_shape, float_dtype
 from .filters import bilateral
 from .lift import frame_at, reduce_frames
 from .registry import ImageRef, Range, operation
@@ -54,22 +54,19 @@ __all__ = [
 _ANSCOMBE_ZERO = 2.0 * math.sqrt(3.0 / 8.0)  # anscombe(0)
 
 
-def _as_float(image: Any) -> Any:
-    return image.astype(float_dtype(image.dtype), copy=False)
-
 
 # --- variance stabilisation ---------------------------------------------------------
 
 
 def _anscombe(image: Any) -> Any:
     xp, _ = get_namespace(image)
-    x = _as_float(image)
+    x = as_float(image)
     return 2.0 * xp.sqrt(xp.maximum(x + 3.0 / 8.0, 0))
 
 
 def _inverse_anscombe(image: Any) -> Any:
     xp, _ = get_namespace(image)
-    d = xp.maximum(_as_float(image), _ANSCOMBE_ZERO)
+    d = xp.maximum(as_float(image), _ANSCOMBE_ZERO)
     # Makitalo & Foi (2011), closed-form approximation of the exact unbiased inverse.
     s = math.sqrt(1.5)
     out = d**2 / 4 + s / 4 / d - 11.0 / 8.0 / d**2 + 5.0 / 8.0 * s / d**3 - 1.0 / 8.0
@@ -127,7 +124,7 @@ def inverse_anscombe(image):
 
 
 def _stabilized(image: Any, use_anscombe: bool) -> Any:
-    return _anscombe(image) if use_anscombe else _as_float(image)
+    return _anscombe(image) if use_anscombe else as_float(image)
 
 
 def _restored(result: Any, use_anscombe: bool, dtype: Any) -> Any:
@@ -665,7 +662,7 @@ def richardson_lucy(
     True
     """
     xp, _ = get_namespace(image)
-    x = _as_float(image)
+    x = as_float(image)
     func = _backend.skimage_function(x, "restoration", "richardson_lucy")
     # scikit-image convolves with zero padding, which darkens the border, and the dark rim creeps
     # inward with every iteration; extend the frame by reflection (two PSF widths on each side,
@@ -713,6 +710,6 @@ def wiener(
     >>> bool(out[10, 10] > 2 * blurred[10, 10])
     True
     """
-    x = _as_float(image)
+    x = as_float(image)
     func = _backend.skimage_function(x, "restoration", "wiener")
     return func(x, psf, balance, clip=False).astype(x.dtype, copy=False)

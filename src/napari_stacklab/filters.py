@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _backend
 from ._backend import get_namespace, skimage_module
-from ._validation import float_dtype
+from ._validation import as_float, float_dtype
 from .lift import frame_at
 from .registry import ImageRef, Range, operation
 
@@ -142,10 +142,6 @@ def median(
 # --------------------------------------------------------------------------- helpers
 
 
-def _as_float(image):
-    """``image`` in the dtype operations compute in (never rescaled)."""
-    return image.astype(float_dtype(image.dtype), copy=False)
-
 
 def _half(size, **_):
     return size // 2
@@ -268,7 +264,7 @@ def mean_filter(
     1.0
     """
     xp, ndi = get_namespace(image)
-    return ndi.uniform_filter(_as_float(image), size=size, mode=mode)
+    return ndi.uniform_filter(as_float(image), size=size, mode=mode)
 
 
 @operation(menu="filter", halo=_half, dtype="same")
@@ -422,7 +418,7 @@ def bilateral(
     >>> out.dtype, round(float(out[0, 0])), round(float(out[0, 7]))
     (dtype('float32'), 0, 1000)
     """
-    frame = _as_float(image)
+    frame = as_float(image)
     low, high = float(frame.min()), float(frame.max())
     if high == low:
         return frame
@@ -470,7 +466,7 @@ def unsharp_mask(
     True
     """
     xp, ndi = get_namespace(image)
-    frame = _as_float(image)
+    frame = as_float(image)
     blurred = ndi.gaussian_filter(frame, radius, mode="reflect", truncate=4.0)
     return frame + amount * (frame - blurred)
 
@@ -482,7 +478,7 @@ _AXES = {"magnitude": None, "y": 0, "x": 1}
 
 
 def _edge(image, name, axis, mode):
-    return getattr(skimage_module(image, "filters"), name)(_as_float(image), axis=_AXES[axis], mode=mode)
+    return getattr(skimage_module(image, "filters"), name)(as_float(image), axis=_AXES[axis], mode=mode)
 
 
 _EDGE_DOC = """{title} edge filter of each frame.
@@ -553,7 +549,7 @@ def laplace(image, *, mode: BoundaryMode = "reflect"):
     -4.0
     """
     xp, ndi = get_namespace(image)
-    return ndi.laplace(_as_float(image), mode=mode)
+    return ndi.laplace(as_float(image), mode=mode)
 
 
 @operation(menu="filter", halo=lambda sigma, truncate, **_: math.ceil(truncate * _max_sigma(sigma)) + 1)
@@ -593,7 +589,7 @@ def gaussian_laplace(
     (7, 7)
     """
     xp, ndi = get_namespace(image)
-    return ndi.gaussian_laplace(_as_float(image), sigma, mode=mode, truncate=truncate)
+    return ndi.gaussian_laplace(as_float(image), sigma, mode=mode, truncate=truncate)
 
 
 def _dog_high(low_sigma, high_sigma):
@@ -651,7 +647,7 @@ def difference_of_gaussians(
     0.0
     """
     xp, ndi = get_namespace(image)
-    frame = _as_float(image)
+    frame = as_float(image)
     return ndi.gaussian_filter(frame, low_sigma, mode=mode, truncate=truncate) - ndi.gaussian_filter(
         frame, high_sigma, mode=mode, truncate=truncate
     )
@@ -723,7 +719,7 @@ def canny(
     >>> edges.dtype, bool(edges[5:15, 4:6].any()), bool(edges[10, 10])
     (dtype('bool'), True, False)
     """
-    frame = image if np.dtype(image.dtype).itemsize <= 2 else _as_float(image)
+    frame = image if np.dtype(image.dtype).itemsize <= 2 else as_float(image)
     return skimage_module(image, "feature").canny(
         frame, sigma=sigma, low_threshold=low_threshold, high_threshold=high_threshold, use_quantiles=use_quantiles
     )
@@ -788,7 +784,7 @@ def rescale_percentile(
     (0.0, 0.5, 1.0)
     """
     xp, _ = get_namespace(image)
-    frame = _as_float(image)
+    frame = as_float(image)
     span = vmax - vmin if vmax != vmin else 1.0
     return xp.clip((frame - vmin) / span, 0, 1).astype(frame.dtype, copy=False)
 
@@ -836,7 +832,7 @@ def adjust_gamma(
     [[0.0, 50.0, 100.0]]
     """
     xp, _ = get_namespace(image)
-    frame = _as_float(image)
+    frame = as_float(image)
     return (xp.sign(frame) * vmax * (xp.abs(frame) / vmax) ** gamma).astype(frame.dtype, copy=False)
 
 
@@ -869,7 +865,7 @@ def adjust_gain(
     >>> adjust_gain(np.array([[250]], np.uint8), gain=2, offset=-10).tolist()
     [[490.0]]
     """
-    return (_as_float(image) * gain + offset).astype(float_dtype(image.dtype), copy=False)
+    return (as_float(image) * gain + offset).astype(float_dtype(image.dtype), copy=False)
 
 
 @operation(menu="filter", halo=_zero_halo, vectorized=True)
@@ -899,7 +895,7 @@ def adjust_log(image, *, gain: Annotated[float, Range(-1e6, 1e6)] = 1.0):
     [0.0, 1.0, 0.0]
     """
     xp, _ = get_namespace(image)
-    frame = _as_float(image)
+    frame = as_float(image)
     return (gain * xp.log1p(xp.maximum(frame, 0))).astype(frame.dtype, copy=False)
 
 
@@ -944,7 +940,7 @@ def clahe(
     >>> out.dtype, float(out.min()) >= 0, float(out.max()) <= 1
     (dtype('float32'), True, True)
     """
-    frame = _as_float(image)
+    frame = as_float(image)
     low, high = frame.min(), frame.max()
     span = high - low
     if float(span) == 0:
@@ -1055,7 +1051,7 @@ def adjust_saturation(image, *, factor: Annotated[float, Range(0, 100)] = 1.0):
     """
     xp, _ = get_namespace(image)
     color = skimage_module(image, "color")
-    frame = _as_float(image)
+    frame = as_float(image)
     scale = xp.maximum(frame.max(axis=-1, keepdims=True), xp.finfo(frame.dtype).tiny)
     hsv = color.rgb2hsv(frame / scale)
     hsv[..., 1] = xp.clip(hsv[..., 1] * factor, 0, 1)
@@ -1088,7 +1084,7 @@ def _lowpass_response(xp, radius, cutoff, edge, order):
 
 def _apply_response(image, response):
     xp, _ = get_namespace(image)
-    frame = _as_float(image)
+    frame = as_float(image)
     spectrum = xp.fft.rfft2(frame)
     return xp.fft.irfft2(spectrum * response(xp, _frequency_radius(xp, frame.shape, frame.dtype)), s=frame.shape).astype(
         frame.dtype, copy=False
@@ -1278,5 +1274,5 @@ def fft_amplitude(image):
     (2.8332, 0.0)
     """
     xp, _ = get_namespace(image)
-    frame = _as_float(image)
+    frame = as_float(image)
     return xp.log1p(xp.abs(xp.fft.fftshift(xp.fft.fft2(frame)))).astype(frame.dtype, copy=False)

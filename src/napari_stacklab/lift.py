@@ -22,7 +22,7 @@ import numpy as np
 from . import _backend
 from ._validation import check_array, check_number
 
-__all__ = ["map_frames", "reduce_frames", "frame_at", "frame_axes_for", "iter_frame_indices"]
+__all__ = ["map_frames", "reduce_frames", "frame_at", "frame_chunks", "frame_axes_for", "iter_frame_indices"]
 
 
 def frame_axes_for(ndim: int, frame_ndim: int, frame_axes: Sequence[int] | None) -> tuple[int, ...]:
@@ -66,6 +66,18 @@ def frame_at(image: Any, plane: int | None, frame_ndim: int = 2) -> Any:
     if not -n_frames <= plane < n_frames:
         raise ValueError(f"plane must index one of the {n_frames} frames, got {plane}")
     return image[np.unravel_index(plane % n_frames, batch_shape)]
+
+
+def frame_chunks(ndim: int, frame_ndim: int) -> dict:
+    """dask ``chunks`` keeping whole frames per chunk and letting dask size the batch axes.
+
+    Examples
+    --------
+    >>> frame_chunks(4, 2)
+    {0: 'auto', 1: 'auto', 2: -1, 3: -1}
+    """
+    n_batch = max(ndim - frame_ndim, 0)
+    return {axis: ("auto" if axis < n_batch else -1) for axis in range(ndim)}
 
 
 def _check(data: Any, frame_ndim: int) -> None:

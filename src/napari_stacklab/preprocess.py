@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _backend
 from ._backend import get_namespace, skimage_module
-from ._validation import check_ndim, check_number, check_numeric, float_dtype
+from ._validation import as_float, check_ndim, check_number, check_numeric, float_dtype
 from .registry import ImageRef, Range, operation
 
 __all__ = [
@@ -39,9 +39,6 @@ __all__ = [
 
 WarpMode = Literal["constant", "edge", "symmetric", "reflect", "wrap"]
 
-
-def _as_float(image):
-    return image.astype(float_dtype(image.dtype), copy=False)
 
 
 def _pair(value) -> tuple:
@@ -118,7 +115,7 @@ def subtract_background(
     >>> float(out[10, 10]), float(out[0, 0])
     (100.0, 0.0)
     """
-    frame = _as_float(image)
+    frame = as_float(image)
     if method == "tophat":
         xp, ndi = get_namespace(image)
         footprint = xp.asarray(skimage_module(np.empty(0), "morphology").disk(radius), dtype=bool)
@@ -173,7 +170,7 @@ def remove_hot_pixels(
     """
     xp, ndi = get_namespace(image)
     median = ndi.median_filter(image, size=size, mode="reflect")
-    residual = _as_float(image) - _as_float(median)
+    residual = as_float(image) - as_float(median)
     mad = xp.median(xp.abs(residual - xp.median(residual)))
     sigma = xp.where(mad > 0, _MAD_TO_SIGMA * mad, residual.std())
     limit = threshold * sigma
@@ -236,7 +233,7 @@ def inpaint(
     >>> bool(np.allclose(inpaint(damaged, mask=holes), ramp, atol=0.05))
     True
     """
-    frame = _as_float(image)
+    frame = as_float(image)
     if method == "nearest":
         xp, ndi = get_namespace(image)
         indices = ndi.distance_transform_edt(mask, return_distances=False, return_indices=True)
@@ -289,7 +286,7 @@ def rescale(
     (3, 5, 4)
     """
     out = skimage_module(image, "transform").rescale(
-        _as_float(image), factor, order=order, anti_aliasing=anti_aliasing, preserve_range=True, mode="reflect"
+        as_float(image), factor, order=order, anti_aliasing=anti_aliasing, preserve_range=True, mode="reflect"
     )
     return out.astype(float_dtype(image.dtype), copy=False)
 
@@ -341,7 +338,7 @@ def resize(
     (2, 4, 4)
     """
     out = skimage_module(image, "transform").resize(
-        _as_float(image), output_shape, order=order, anti_aliasing=anti_aliasing, preserve_range=True, mode="reflect"
+        as_float(image), output_shape, order=order, anti_aliasing=anti_aliasing, preserve_range=True, mode="reflect"
     )
     return out.astype(float_dtype(image.dtype), copy=False)
 
@@ -404,7 +401,7 @@ def bin_pixels(
     rows, cols = image.shape[-2] // fy, image.shape[-1] // fx
     blocks = image[..., : rows * fy, : cols * fx].reshape(image.shape[:-2] + (rows, fy, cols, fx))
     if reduce == "mean":
-        return _as_float(blocks).mean(axis=(-3, -1), dtype=float_dtype(image.dtype))
+        return as_float(blocks).mean(axis=(-3, -1), dtype=float_dtype(image.dtype))
     return blocks.sum(axis=(-3, -1), dtype=_binned_dtype(np.dtype(image.dtype), reduce))
 
 
@@ -597,7 +594,7 @@ def warp_polar(
     ((90, 20), 10)
     """
     out = skimage_module(image, "transform").warp_polar(
-        _as_float(image),
+        as_float(image),
         center=center,
         radius=radius,
         output_shape=(angles, int(np.ceil(radius))),

@@ -37,6 +37,7 @@ from napari.utils import notifications, progress
 from qtpy.QtCore import QEvent, QObject, QTimer
 
 from .. import _backend, registry
+from ..lift import frame_chunks
 from . import _layers
 from .manifest import widget_factory_name
 
@@ -56,12 +57,6 @@ _PREVIEW_OUTPUTS = (*_layers.ARRAY_OUTPUTS, "images", "points", "value", "transf
 def apply_resolved(op: registry.Operation, image: Any, resolved: dict, device: str | None = None) -> Any:
     """Run ``op`` with parameters already resolved by ``op.resolve`` (global statistics not recomputed)."""
     return op.apply(image, resolved, device=device)
-
-
-def _frame_chunks(data: Any, frame_ndim: int) -> dict:
-    """Whole frames per chunk; dask sizes the batch axes."""
-    n_batch = max(data.ndim - frame_ndim, 0)
-    return {axis: ("auto" if axis < n_batch else -1) for axis in range(data.ndim)}
 
 
 def _block_groups(array: Any) -> list[list[tuple]]:
@@ -90,7 +85,7 @@ def compute_all(op: registry.Operation, data: Any, params: dict, device: str | N
 
     resolved = op.resolve(data, params)
     yield ("resolved", resolved)
-    lazy_in = data if _backend.is_dask(data) else _backend.as_dask(data, chunks=_frame_chunks(data, op.frame_ndim))
+    lazy_in = data if _backend.is_dask(data) else _backend.as_dask(data, chunks=frame_chunks(data.ndim, op.frame_ndim))
     result = apply_resolved(op, lazy_in, resolved, device)
     leaves = dict(result) if isinstance(result, dict) else {None: result}
     plans = {key: _block_groups(value) for key, value in leaves.items() if _backend.is_dask(value)}
@@ -518,7 +513,7 @@ class OperationWidget(Container):
             self._show_resolved(job.params, resolved)
             data = job.data
             if not _backend.is_dask(data):
-                data = _backend.as_dask(data, chunks=_frame_chunks(data, self.operation.frame_ndim))
+                data = _backend.as_dask(data, chunks=frame_chunks(data.ndim, self.operation.frame_ndim))
             result = apply_resolved(self.operation, data, resolved, job.device)
             self._publish(job, result)
         except Exception as exc:

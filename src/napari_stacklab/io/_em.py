@@ -159,9 +159,10 @@ def _frame_chunks(data: Any, n_nav: int) -> Any:
     """Whole signal frames per chunk, scan positions grouped up to CHUNK_BYTES."""
     from .._backend import as_dask
 
+    from ..lift import frame_chunks
+
     data = as_dask(data)
-    chunks = {axis: ("auto" if axis < n_nav else -1) for axis in range(data.ndim)}
-    return data.rechunk(chunks, block_size_limit=CHUNK_BYTES)
+    return data.rechunk(frame_chunks(data.ndim, data.ndim - n_nav), block_size_limit=CHUNK_BYTES)
 
 
 def _axis_labels(axes: list[dict], n_nav: int, signal_type: str) -> tuple[str, ...]:
