@@ -267,7 +267,9 @@ def test_a_constant_frame_in_a_stack_is_unchanged_and_the_others_denoised(name, 
     params = {} if name == "tv" else {"sigma": 20.0}
     out = func(da.from_array(stack, chunks=(1, 48, 48)), **params).compute()
     np.testing.assert_array_equal(out[0], 0)
-    np.testing.assert_allclose(out[1], func(frame, **params), atol=1e-4)
+    # the bm3d package itself is not bit-reproducible (its native code differs by up to ~0.02 on
+    # 0-255 data between identical calls), so it is compared with a matching tolerance
+    np.testing.assert_allclose(out[1], func(frame, **params), atol=0.1 if name == "bm3d" else 1e-4)
     assert np.abs(out[1] - frame).mean() > 1  # the noisy frame was denoised
 
 
