@@ -59,33 +59,37 @@ def get_namespace(array: Any) -> tuple[ModuleType, ModuleType]:
     return np, scipy.ndimage
 
 
-def skimage_module(array: Any, name: str) -> ModuleType:
+def skimage_module(array: Any, name: str) -> Any:
     """``skimage.<name>`` for host arrays, ``cucim.skimage.<name>`` for CuPy arrays.
 
-    Raises :class:`NoGPUImplementation` naming the module when CuPy data meets
-    an operation that has no GPU implementation installed; the registry turns
-    that into a CPU fallback.
+    For CuPy data the module is wrapped so that a function cuCIM lacks (or cuCIM
+    missing altogether) raises :class:`NoGPUImplementation` naming the function;
+    the registry turns that into a CPU fallback with a :class:`GPUFallbackWarning`.
     """
-    if is_cupy(chunk_type(array)):
-        try:
-            return importlib.import_module(f"cucim.skimage.{name}")
-        except ImportError as exc:
-            raise NoGPUImplementation(
-                f"skimage.{name} has no GPU implementation here (install cuCIM)"
-            ) from exc
-    return importlib.import_module(f"skimage.{name}")
+    if not is_cupy(chunk_type(array)):
+        return importlib.import_module(f"skimage.{name}")
+    try:
+        return _GPUSkimage(importlib.import_module(f"cucim.skimage.{name}"), name)
+    except ImportError as exc:
+        raise NoGPUImplementation(f"skimage.{name} has no GPU implementation here (install cuCIM)") from exc
+
+
+class _GPUSkimage:
+    """A ``cucim.skimage`` module whose missing functions raise :class:`NoGPUImplementation`."""
+
+    def __init__(self, module: ModuleType, name: str) -> None:
+        self._module, self._name = module, name
+
+    def __getattr__(self, attr: str) -> Any:
+        found = getattr(self._module, attr, None)
+        if found is None:
+            raise NoGPUImplementation(f"skimage.{self._name}.{attr} has no GPU implementation in cuCIM")
+        return found
 
 
 def skimage_function(array: Any, module: str, name: str) -> Any:
-    """``skimage.<module>.<name>``, or cuCIM's for CuPy data.
-
-    Raises :class:`NoGPUImplementation` when the GPU library lacks the module
-    or the function, so the registry reruns the operation on the CPU with a warning.
-    """
-    found = getattr(skimage_module(array, module), name, None)
-    if found is None:
-        raise NoGPUImplementation(f"skimage.{module}.{name} has no GPU implementation here")
-    return found
+    """``skimage.<module>.<name>``, or cuCIM's for CuPy data (see :func:`skimage_module`)."""
+    return getattr(skimage_module(array, module), name)
 
 
 def gpu_available() -> bool:
@@ -139,6 +143,13 @@ def to_device(array: Any, device: str | None) -> Any:
     return to_numpy(array)
 
 
+def like(value: Any, image: Any) -> Any:
+    """``value`` moved to where ``image`` lives (an image parameter follows the image it is used with)."""
+    if not hasattr(value, "shape") or on_gpu(value) == on_gpu(image):
+        return value
+    return to_device(value, "gpu" if on_gpu(image) else "cpu")
+
+
 def to_numpy(array: Any) -> Any:
     """Host copy of ``array``; dask arrays stay lazy but get NumPy chunks."""
     if is_dask(array):
@@ -168,10 +179,27 @@ def gpu_failure_types() -> tuple[type, ...]:
     return tuple(failures)
 
 
+def free_gpu_memory() -> None:
+    """Return CuPy's cached device memory to the driver (after an out-of-memory error)."""
+    cp = sys.modules.get("cupy")
+    if cp is not None:
+        cp.get_default_memory_pool().free_all_blocks()
+
+
 def tiny_like(array: Any, frame_ndim: int) -> Any:
-    """An all-zero frame of at most 16 pixels per axis, of ``array``'s kind and dtype (for probing a kernel)."""
+    """A small eager array of ``array``'s kind and dtype, at most 16 pixels per axis (for probing a kernel).
+
+    The last ``frame_ndim`` axes are kept (cut to 16), leading axes are cut to 2.
+    Its values vary (a ramp modulo 7, or 0/1 for booleans), so kernels that
+    take a shortcut on a constant image still run their real code.
+    """
     xp, _ = get_namespace(array)
-    return xp.zeros(tuple(min(int(s), 16) for s in array.shape[-frame_ndim:]), dtype=array.dtype)
+    shape = tuple(min(int(s), 2) for s in array.shape[: array.ndim - frame_ndim]) + tuple(
+        min(int(s), 16) for s in array.shape[array.ndim - frame_ndim :]
+    )
+    size = int(np.prod(shape, dtype=np.int64))
+    ramp = (xp.arange(size) % (2 if np.dtype(array.dtype) == bool else 7)).reshape(shape)
+    return ramp.astype(array.dtype)
 
 
 def empty_like_meta(array: Any, dtype: Any, ndim: int | None = None) -> Any:

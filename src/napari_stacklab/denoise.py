@@ -281,7 +281,7 @@ def _resolve_range(image: Any, **params: Any) -> dict:
     if params.get("data_range") is None:
         x = _stabilized(image, params["anscombe"])
         low, high = _backend.materialize(
-            get_namespace(x)[0].stack([x.min(), x.max()]).astype(np.float64)
+            np.stack([x.min(), x.max()]).astype(np.float64)  # dispatches to CuPy / dask (NEP 18)
         )
         params["data_range"] = float(high - low) or 1.0
     return params

@@ -214,13 +214,13 @@ def stack_range(image) -> float:
     >>> stack_range(np.array([[np.nan, 2.0], [np.inf, -1.0]]))
     3.0
     """
-    xp, _ = get_namespace(image)
+    # NumPy functions dispatch to CuPy and to dask (NEP 18), so this works for lazy GPU stacks too
     values = image.astype(np.uint8) if image.dtype == bool else image
     if np.dtype(values.dtype).kind == "f":
-        values = xp.where(xp.isfinite(values), values, xp.nan)
+        values = np.where(np.isfinite(values), values, np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN input: handled below
-        low, high = _backend.materialize(xp.stack([xp.nanmin(values), xp.nanmax(values)]).astype(np.float64))
+        low, high = _backend.materialize(np.stack([np.nanmin(values), np.nanmax(values)]).astype(np.float64))
     span = float(high) - float(low)
     return span if math.isfinite(span) else 0.0
 

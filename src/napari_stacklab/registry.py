@@ -481,12 +481,11 @@ def _run(op: Operation, image: Any, device: str | None, params: dict, resolved: 
     image = _backend.to_device(image, device)
     resolve = (lambda _image, given: given) if resolved else op.resolve
     if not _backend.on_gpu(image):
-        return _build(op, image, resolve(image, params))
+        return _build(op, image, resolve(image, _follow(op, params, image)))
     try:
-        resolved_params = resolve(image, params)
-        if _backend.is_dask(image) and op.lifted:
-            # A lazy graph fails only when computed: try the kernel on a tiny frame now.
-            op.kernel(_backend.tiny_like(image, op.frame_ndim), **resolved_params)
+        resolved_params = resolve(image, _follow(op, params, image))
+        if _backend.is_dask(image):
+            _probe_gpu(op, image, resolved_params)
         return _build(op, image, resolved_params)
     except _backend.gpu_failure_types() as exc:
         warnings.warn(
@@ -495,7 +494,65 @@ def _run(op: Operation, image: Any, device: str | None, params: dict, resolved: 
             stacklevel=3,
         )
         host = _backend.to_numpy(image)
-        return _build(op, host, resolve(host, params))
+        return _build(op, host, resolve(host, _follow(op, params, host)))
+
+
+def _block_fallback(op: Operation) -> Callable:
+    """``op.kernel`` for the blocks of a lazy GPU graph: a block that runs out of GPU memory is computed on the CPU.
+
+    The probe before a lazy graph is built uses a tiny input, so memory runs
+    out only when real blocks are computed. Such a block is retried on the host
+    (with a :class:`GPUFallbackWarning`) and its result copied back, so the
+    graph still yields device chunks and no work is lost.
+    """
+    oom = _backend.gpu_failure_types()
+
+    def run(block: Any, **params: Any) -> Any:
+        try:
+            return op.kernel(block, **params)
+        except oom as exc:
+            _backend.free_gpu_memory()
+            warnings.warn(
+                f"{op.name}: a block of shape {tuple(block.shape)} did not fit on the GPU ({exc}); "
+                "it was computed on the CPU.",
+                _backend.GPUFallbackWarning,
+                stacklevel=2,
+            )
+            host_params = {k: _backend.to_numpy(v) if _backend.on_gpu(v) else v for k, v in params.items()}
+            return _backend.to_device(op.kernel(_backend.to_numpy(block), **host_params), "gpu")
+
+    return run
+
+
+def _probe_gpu(op: Operation, image: Any, params: dict) -> None:
+    """A lazy graph fails only when computed: run the kernel on a tiny device array now.
+
+    Only a GPU failure (no GPU implementation, out of memory) is let through, so
+    that the caller falls back to the CPU before building the graph; anything
+    else a toy input provokes is left for the real computation to report.
+    """
+    tiny = _backend.tiny_like(image, op.frame_ndim if op.lifted else image.ndim)
+    probe_params = {k: _backend.tiny_like(v, v.ndim) if _backend.is_dask(v) else v for k, v in params.items()}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = op.kernel(tiny, **probe_params)
+            for leaf in result.values() if isinstance(result, dict) else (result,):
+                if _backend.is_dask(leaf):
+                    leaf.compute()
+    except _backend.gpu_failure_types():
+        raise
+    except Exception:  # noqa: BLE001 - a toy input's own complaint is not a GPU failure
+        return
+
+
+def _follow(op: Operation, params: dict, image: Any) -> dict:
+    """``params`` with every image parameter (a reference, a mask) moved to the device ``image`` is on."""
+    moved = dict(params)
+    for p in op.image_params:
+        if moved.get(p.name) is not None:
+            moved[p.name] = _backend.like(moved[p.name], image)
+    return moved
 
 
 def _computable(image: Any) -> Any:
@@ -525,8 +582,11 @@ def _build(op: Operation, image: Any, params: dict) -> Any:
     frame_shape = (
         op.frame_shape(tuple(image.shape[-op.frame_ndim :]), **params) if op.frame_shape is not None else None
     )
+    kernel = op.kernel
+    if _backend.is_dask(image) and _backend.on_gpu(image):
+        kernel = _block_fallback(op)
     return map_frames(
-        op.kernel,
+        kernel,
         image,
         frame_ndim=op.frame_ndim,
         depth=depth,

@@ -348,9 +348,9 @@ def _com(
     sums = _detect(data, xp.stack([base, base * ky, base * kx]))
     total = sums[..., 0]
     empty = total == 0
-    safe = xp.where(empty, 1, total)
-    com_y = xp.where(empty, 0, sums[..., 1] / safe) * calibration
-    com_x = xp.where(empty, 0, sums[..., 2] / safe) * calibration
+    safe = np.where(empty, 1, total)  # np.where dispatches to CuPy and to dask (NEP 18)
+    com_y = np.where(empty, 0, sums[..., 1] / safe) * calibration
+    com_x = np.where(empty, 0, sums[..., 2] / safe) * calibration
     if flip:
         com_x = -com_x
     if rotation:

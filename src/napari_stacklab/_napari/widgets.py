@@ -514,7 +514,7 @@ class OperationWidget(Container):
             data = job.data
             if not _backend.is_dask(data):
                 data = _backend.as_dask(data, chunks=frame_chunks(data.ndim, self.operation.frame_ndim))
-            result = apply_resolved(self.operation, data, resolved, job.device)
+            result = _on_host(apply_resolved(self.operation, data, resolved, job.device))
             self._publish(job, result)
         except Exception as exc:
             self._fail(exc)
@@ -653,6 +653,15 @@ class OperationWidget(Container):
 def _layer_data(layer: Any) -> Any:
     """The full-resolution array of a layer (level 0 of a multiscale pyramid)."""
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+def _on_host(result: Any) -> Any:
+    """``result`` with GPU data moved to host memory for display (lazily: dask chunks are copied when napari reads them)."""
+    if isinstance(result, dict):
+        return {k: _on_host(v) for k, v in result.items()}
+    if _backend.is_dask(result) or _backend.is_cupy(result):
+        return _backend.to_numpy(result)
+    return result
 
 
 def _materialized(result: Any) -> Any:

@@ -1,0 +1,88 @@
+"""The device chooser of the widgets, on a GPU: results reach napari as host data (it cannot show CuPy arrays).
+
+On machines without a GPU this runs with the host-simulated CuPy of ``tests/_simcupy.py``
+(its device arrays refuse implicit conversion to NumPy, as CuPy's do, so a layer
+holding one fails to render). Run under Xvfb.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from _simcupy import real_cupy_importable, simulated_gpu
+from skimage import data
+
+import napari_stacklab as sl
+from napari_stacklab import _backend
+
+da = pytest.importorskip("dask.array")
+pytestmark = pytest.mark.skipif(real_cupy_importable(), reason="real CuPy here: the simulation cannot be installed")
+
+
+@pytest.fixture
+def stack():
+    cam = data.camera().astype(np.uint16)
+    return np.stack([cam[60 * i : 60 * i + 96, 50 * i : 50 * i + 128] for i in range(3)])
+
+
+@pytest.fixture
+def gpu_viewer(make_napari_viewer, stack):
+    with simulated_gpu():
+        viewer = make_napari_viewer(show=True)  # a hidden viewer's canvas screenshots black
+        viewer.add_image(stack, name="cells")
+        yield viewer
+
+
+def _open(viewer, title):
+    _, widget = viewer.window.add_plugin_dock_widget("napari-stacklab", title)
+    widget.input.value = viewer.layers["cells"]
+    widget.device.value = "gpu"
+    return widget
+
+
+def test_run_preview_and_lazy_on_the_gpu_give_host_layers(qtbot, gpu_viewer, stack, tmp_path):
+    viewer = gpu_viewer
+    expected = sl.filters.gaussian(stack, sigma=2.0)
+    widget = _open(viewer, "Gaussian")
+    widget.set_params(sigma=2.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", _backend.GPUFallbackWarning)  # the GPU path ran, no fallback
+        viewer.dims.current_step = (0, 0, 0)
+        widget.preview.value = True
+        widget.update_preview()
+        widget.run()
+        qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
+    preview = viewer.layers["cells gaussian (preview)"]
+    assert isinstance(preview.data, np.ndarray)
+    np.testing.assert_array_equal(preview.data, expected[0])
+    out = viewer.layers["cells gaussian"]
+    assert isinstance(out.data, np.ndarray)
+    np.testing.assert_array_equal(out.data, expected)
+
+    widget.lazy.value = True
+    widget.run()
+    lazy = viewer.layers["cells gaussian"]
+    assert isinstance(lazy.data, da.Array) and isinstance(lazy.data._meta, np.ndarray)
+    np.testing.assert_array_equal(lazy.data.compute(), expected)
+    for layer in viewer.layers:
+        layer.visible = layer is lazy
+    lazy.contrast_limits = (float(expected.min()), float(expected.max()))
+    viewer.dims.current_step = (2, 0, 0)
+    viewer.reset_view()
+    shot = viewer.screenshot(str(tmp_path / "gpu.png"), canvas_only=True)  # napari reads the lazy GPU chunks
+    assert shot[..., :3].std() > 10, "the lazy GPU result did not render"
+
+
+def test_an_operation_without_gpu_code_tells_the_user_it_ran_on_the_cpu(qtbot, gpu_viewer, stack):
+    viewer = gpu_viewer
+    viewer.layers["cells"].data = stack > 100
+    widget = _open(viewer, "Skeletonize")
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
+    qtbot.wait(20)
+    assert "GPUFallbackWarning" in widget.info.value and "running on the CPU" in widget.info.value
+    assert "skeletonize has no GPU implementation" in widget.info.value
+    np.testing.assert_array_equal(viewer.layers["cells skeletonize"].data.astype(bool),
+                                  sl.morphology.skeletonize(stack > 100))
