@@ -32,9 +32,10 @@ def _timed(func, repeat: int) -> tuple[float, object]:
     return best, result
 
 
-def _cases(quick: bool, rng: np.random.Generator) -> list:
-    n = 1024 if quick else 2048
-    frames = 8 if quick else 64
+def _cases(size: str, rng: np.random.Generator) -> list:
+    n = {"tiny": 128, "quick": 1024, "full": 2048}[size]
+    frames = {"tiny": 2, "quick": 8, "full": 64}[size]
+    scan = {"tiny": (4, 4, 32, 32), "quick": (32, 32, 128, 128), "full": (128, 128, 128, 128)}[size]
     stack = rng.poisson(200, (frames, n, n)).astype(np.uint16)
     y, x = np.mgrid[:n, :n] / n
     phase = (40 * (x - 0.5) ** 2 + 30 * (y - 0.4) ** 2).astype(np.float32)
@@ -44,21 +45,23 @@ def _cases(quick: bool, rng: np.random.Generator) -> list:
     fixed = transform.resize(data.camera().astype(np.float32), (n, n), preserve_range=True).astype(np.float32)
     matrix = np.array([[1.01, 0.02, 3.2], [-0.015, 0.99, -2.1], [0, 0, 1]])
     moving = sl.register.warp(fixed, sl.register.Transform(matrix=matrix, model="affine"), output_shape=fixed.shape)
-    drift_stack = np.stack([np.roll(fixed, (i, 2 * i), axis=(0, 1)) for i in range(16 if quick else 100)])
-    scan = rng.poisson(3, (32 if quick else 128, 32 if quick else 128, 128, 128)).astype(np.uint16)
+    drift_stack = np.stack([np.roll(fixed, (i, 2 * i), axis=(0, 1)) for i in range({"full": 100}.get(size, 16))])
+    scan = rng.poisson(3, scan).astype(np.uint16)
+    inner, outer = scan.shape[-1] // 8, scan.shape[-1] * 3 // 8
     return [
         ("gaussian sigma=2 over a stack", stack, lambda a: sl.filters.gaussian(a, sigma=2)),
         ("FFT band-pass", stack[: max(1, frames // 4)], lambda a: sl.filters.bandpass(a, low_cutoff=4, high_cutoff=64)),
         (f"ECC affine {n}x{n}", (fixed, moving), lambda ab: sl.register.ecc(ab[0], ab[1], model="affine").matrix),
         ("phase-correlation drift", drift_stack, lambda a: sl.register.drift(a, refine=False)),
         (f"fast unwrap {n}x{n}", wrapped, lambda a: sl.phase.unwrap(a, method="fast")),
-        ("annular virtual detector", scan, lambda a: sl.stem.annular_dark_field(a, inner=16, outer=48)),
+        ("annular virtual detector", scan, lambda a: sl.stem.annular_dark_field(a, inner=inner, outer=outer)),
     ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller inputs")
+    parser.add_argument("--tiny", action="store_true", help="toy inputs: checks that every case runs, measures nothing")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
     if not _backend.gpu_available():
@@ -81,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return run
 
-    for name, value, func in _cases(args.quick, np.random.default_rng(0)):
+    size = "tiny" if args.tiny else "quick" if args.quick else "full"
+    for name, value, func in _cases(size, np.random.default_rng(0)):
         cpu_time, cpu_out = _timed(lambda: func(value), args.repeat)
         on_device = to_gpu(value)
         func(on_device)  # warm-up: kernel compilation and FFT plans

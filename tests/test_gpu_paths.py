@@ -77,6 +77,7 @@ def gpu(request):
     if request.param == "cuda":
         import cupy
 
+        pytest.importorskip("cucim.skimage", reason="the expectations are for CuPy with cuCIM (the `gpu` extra)")
         yield cupy
         return
     if real_cupy_importable():
@@ -290,3 +291,23 @@ def test_the_simulation_refuses_what_cupy_refuses():
         np.testing.assert_array_equal(device.get(), np.ones((4, 4)))
         lazy = da.from_array(device, chunks=2)
         assert isinstance(lazy._meta, cp.ndarray) and isinstance((lazy * 2).compute(), cp.ndarray)
+
+
+def test_the_gpu_benchmark_runs_every_case_on_the_simulated_device(capsys):
+    """``benchmarks/bench_gpu.py`` must work the first time it meets a GPU: every case runs and the GPU
+    results match the CPU's (exactly here, where the same host code computes both). It times nothing useful."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "bench_gpu.py"
+    spec = importlib.util.spec_from_file_location("bench_gpu", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    with simulated_gpu(), warnings.catch_warnings():
+        warnings.simplefilter("error", _backend.GPUFallbackWarning)  # every benchmarked case has GPU code
+        assert bench.main(["--tiny", "--repeat", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "simulated GPU" in lines[0]
+    rows = lines[2:]
+    assert [row[:34].strip() for row in rows] == [case[0] for case in bench._cases("tiny", np.random.default_rng(0))]
+    assert all(float(row.split()[-1]) == 0.0 for row in rows), rows
