@@ -19,7 +19,7 @@ and that CPU-only test runs never check:
 
 Use ``with simulated_gpu(cucim=True): ...``; inside, ``import cupy`` gives the
 simulation and :func:`napari_stacklab._backend.gpu_available` is True. It must not
-be used where real CuPy is importable (the real ``gpu`` tests run there instead).
+be used where a real GPU is present (the real ``gpu`` tests run there instead).
 """
 
 from __future__ import annotations
@@ -312,19 +312,27 @@ def build_modules(cucim: bool = True) -> dict[str, types.ModuleType]:
     return mods
 
 
-def real_cupy_importable() -> bool:
-    try:
-        importlib.import_module("cupy")
-    except ImportError:
+def real_gpu_present() -> bool:
+    """True when real CuPy imports and sees a CUDA device (then the real ``gpu`` tests run instead).
+
+    CuPy installed without a device (or driver) does not count: the simulation
+    then stands in for it while it is active.
+    """
+    if isinstance(sys.modules.get("cupy"), _SimModule):
         return False
-    return not isinstance(sys.modules.get("cupy"), _SimModule)
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # ImportError, CUDARuntimeError (no driver, no device)
+        return False
 
 
 @contextlib.contextmanager
 def simulated_gpu(cucim: bool = True):
     """Make ``import cupy`` (and ``cucim.skimage``) give the simulation for the duration of the block."""
-    if real_cupy_importable():
-        raise RuntimeError("real CuPy is installed here: run the real `gpu` tests instead of the simulation")
+    if real_gpu_present():
+        raise RuntimeError("a real GPU is here: run the real `gpu` tests instead of the simulation")
     from dask.array.chunk_types import register_chunk_type
 
     register_chunk_type(ndarray)  # as dask.array does for cupy.ndarray at import when CuPy is installed

@@ -25,7 +25,7 @@ import dask.array as da
 import numpy as np
 import pytest
 from _opcases import BASE, minimal_image, minimal_params
-from _simcupy import real_cupy_importable, simulated_gpu
+from _simcupy import real_gpu_present, simulated_gpu
 
 from napari_stacklab import _backend, registry
 
@@ -80,8 +80,8 @@ def gpu(request):
         pytest.importorskip("cucim.skimage", reason="the expectations are for CuPy with cuCIM (the `gpu` extra)")
         yield cupy
         return
-    if real_cupy_importable():
-        pytest.skip("real CuPy is installed: the `cuda` setting covers this")
+    if real_gpu_present():
+        pytest.skip("a real GPU is here: the `cuda` setting covers this")
     with simulated_gpu(cucim=True) as cupy:
         yield cupy
 
@@ -199,8 +199,8 @@ def test_lazy_gpu_graph_keeps_device_chunks_or_falls_back_before_computing(op, g
 
 @pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
 def test_without_cucim_each_operation_runs_on_cupy_or_falls_back_visibly(op):
-    if real_cupy_importable():
-        pytest.skip("real CuPy is installed: cuCIM cannot be hidden from it here")
+    if real_gpu_present():
+        pytest.skip("a real GPU is here: the `cuda` setting covers this")
     image = _image(op)
     params = minimal_params(op, image)
     with warnings.catch_warnings():

@@ -11,14 +11,14 @@ import warnings
 
 import numpy as np
 import pytest
-from _simcupy import real_cupy_importable, simulated_gpu
+from _simcupy import real_gpu_present, simulated_gpu
 from skimage import data
 
 import napari_stacklab as sl
 from napari_stacklab import _backend
 
 da = pytest.importorskip("dask.array")
-pytestmark = pytest.mark.skipif(real_cupy_importable(), reason="real CuPy here: the simulation cannot be installed")
+pytestmark = pytest.mark.skipif(real_gpu_present(), reason="a real GPU is here: the simulation is not used")
 
 
 @pytest.fixture
