@@ -25,6 +25,7 @@ be used where a real GPU is present (the real ``gpu`` tests run there instead).
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 import sys
@@ -193,12 +194,25 @@ def _check_signature(where: str, params, args, kwargs) -> None:
         raise TypeError(f"{where}() takes {len(params)} positional arguments but {len(args)} were given")
 
 
+def _device_callback(value):
+    """A function handed to a cuCIM/cupyx function is called with device arrays there: so here too."""
+    if not isinstance(value, (types.FunctionType, functools.partial)):
+        return value
+
+    def callback(*args, **kwargs):
+        return _unwrap(value(*_wrap(args), **_wrap(kwargs)))
+
+    return callback
+
+
 def _call_on_host(func, where: str, params, args, kwargs, strict=True):
     _check_signature(where, params, args, kwargs)
     if strict:
         _refuse_host_arrays(list(args) + list(kwargs.values()), where)
     elif args and isinstance(args[0], np.ndarray):
         raise TypeError(f"{where}: the input must be a cupy.ndarray, got a numpy.ndarray (simulated CuPy)")
+    args = [_device_callback(a) for a in args]
+    kwargs = {k: _device_callback(v) for k, v in kwargs.items()}
     return _wrap(func(*_unwrap(args), **_unwrap(kwargs)))
 
 

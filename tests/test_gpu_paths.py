@@ -311,3 +311,45 @@ def test_the_gpu_benchmark_runs_every_case_on_the_simulated_device(capsys):
     rows = lines[2:]
     assert [row[:34].strip() for row in rows] == [case[0] for case in bench._cases("tiny", np.random.default_rng(0))]
     assert all(float(row.split()[-1]) == 0.0 for row in rows), rows
+
+
+def _functions():
+    """The public image functions outside the registry, each with a small valid call."""
+    import napari_stacklab as sl
+
+    hologram = sl.datasets.hologram(size=64).data.astype(np.float32)
+    stack = sl.datasets.timelapse(frames=4, size=64).data.astype(np.float32)
+    fixed, moving = stack[0], stack[2]
+    shift = sl.register.Transform(matrix=np.array([[1.0, 0, 1.5], [0, 1.0, -2.0], [0, 0, 1]]), model="translation")
+    return {
+        "ecc": lambda device: sl.register.ecc(fixed, moving, model="translation", device=device).matrix,
+        "phase_correlation": lambda device: sl.register.phase_correlation(fixed, moving, device=device).matrix,
+        "similarity_score": lambda device: sl.register.similarity_score(fixed, moving, device=device),
+        "drift": lambda device: sl.register.drift(stack, device=device),
+        "apply_drift": lambda device: sl.register.apply_drift(stack, [[0, 0], [1, 2], [0.5, 0], [2, 1]], device=device),
+        "stack_transforms": lambda device: np.stack([t.matrix for t in sl.register.stack_transforms(stack, device=device)]),
+        "warp": lambda device: sl.register.warp(moving, shift, device=device),
+        "find_sideband": lambda device: np.asarray(sl.phase.find_sideband(hologram, device=device)),
+        "hologram_wave": lambda device: sl.phase.hologram_wave(hologram, device=device),
+        "line_profile": lambda device: sl.preprocess.line_profile(fixed, (5, 5), (50, 40), linewidth=3, device=device),
+    }
+
+
+@pytest.mark.parametrize("name", list(_functions()))
+def test_public_functions_take_a_device_and_compute_there(name, gpu):
+    """Registration, holography and profiles outside the registry: ``device="gpu"`` runs their GPU code."""
+    call = _functions()[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = call("cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", _backend.GPUFallbackWarning)
+        result = call("gpu")
+    if isinstance(expected, np.ndarray) and expected.ndim >= 2 and name not in {"ecc", "phase_correlation",
+                                                                               "stack_transforms", "drift"}:
+        assert _backend.on_gpu(result), f"{name}: an image result stays on the GPU"
+    have, want = np.asarray(_host(result)), np.asarray(expected)
+    if _is_sim(gpu):
+        np.testing.assert_array_equal(have, want)
+    else:
+        np.testing.assert_allclose(have, want, rtol=1e-3, atol=1e-3 * max(1.0, float(np.abs(want).max())))

@@ -86,3 +86,37 @@ def test_an_operation_without_gpu_code_tells_the_user_it_ran_on_the_cpu(qtbot, g
     assert "skeletonize has no GPU implementation" in widget.info.value
     np.testing.assert_array_equal(viewer.layers["cells skeletonize"].data.astype(bool),
                                   sl.morphology.skeletonize(stack > 100))
+
+
+def test_drift_and_align_tools_estimate_on_the_chosen_device(qtbot, gpu_viewer, stack):
+    """The drift tool and the align tool have the same device switch; on the GPU they find the same motion."""
+    from napari_stacklab._napari.align_widget import AlignSetWidget
+    from napari_stacklab._napari.drift_widget import DriftWidget
+
+    viewer = gpu_viewer
+    frames = np.stack([np.roll(stack[0], (i, -2 * i), axis=(0, 1)) for i in range(4)]).astype(np.float32)
+    viewer.add_image(frames, name="moving cells")
+    drift_tool = DriftWidget(viewer)
+    drift_tool.source.value = "moving cells"
+    drift_tool.refine.value = False
+    found = {}
+    for device in ("cpu", "gpu"):
+        drift_tool.device.value = device
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", _backend.GPUFallbackWarning)
+            worker = drift_tool.estimate()
+            with qtbot.waitSignal(worker.finished, timeout=60_000):
+                pass
+        found[device] = drift_tool.shifts.copy()
+    np.testing.assert_array_equal(found["gpu"], found["cpu"])
+    np.testing.assert_allclose(found["gpu"], [[0, 0], [1, -2], [2, -4], [3, -6]], atol=0.05)
+
+    viewer.add_image(frames[0], name="base")
+    viewer.add_image(frames[2], name="later")
+    align = AlignSetWidget(viewer)
+    align.base.value, align.targets.value = "base", ["later"]
+    align.method.value, align.device.value = "phase correlation", "gpu"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", _backend.GPUFallbackWarning)
+        result = align.run()
+    np.testing.assert_allclose(result["later"]["transform"].shift, [2, -4], atol=0.05)

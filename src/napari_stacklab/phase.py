@@ -419,6 +419,7 @@ def _frequencies(shape: tuple, xp: Any) -> tuple:
     return fy[:, None], fx[None, :]
 
 
+@_backend.with_device("hologram")
 def find_sideband(hologram: Any, *, exclude_radius: float | None = None) -> tuple[float, float]:
     """Position ``(ky, kx)`` of the strongest sideband, in FFT pixels from the zero frequency.
 
@@ -641,6 +642,7 @@ def reconstruct_hologram(
     return _split(wave, {"amplitude": _amplitude, "phase": _angle})
 
 
+@_backend.with_device("image")
 def hologram_wave(
     image: Any,
     *,

@@ -608,6 +608,7 @@ def warp_polar(
 # --------------------------------------------------------------------------- line profile (not an operation)
 
 
+@_backend.with_device("image")
 def line_profile(
     image: Any,
     src: Sequence[float],

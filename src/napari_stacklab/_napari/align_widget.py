@@ -48,10 +48,11 @@ class AlignSetWidget(Container):
         self.model = ComboBox(label="model", choices=list(ECC_MODELS), value="affine")
         self.method = ComboBox(label="method", choices=list(METHODS), value="ECC")
         self.window = SpinBox(label="heatmap window", value=15, min=3, max=255, step=2)
+        self.device = ComboBox(label="device", choices=list(_backend.DEVICES), value="auto")
         self.run_button = PushButton(text="Align")
         self.status = Label(value="")
         self.table = Table(value=_table_value([], self._columns()))
-        self.extend([self.base, self.targets, self.model, self.method, self.window, self.run_button,
+        self.extend([self.base, self.targets, self.model, self.method, self.window, self.device, self.run_button,
                      self.status, self.table])
         self.results: dict[str, dict] = {}
         self.run_button.changed.connect(lambda *_: self.run())
@@ -75,11 +76,11 @@ class AlignSetWidget(Container):
     def _estimate(self, base: Any, layer: Any, fixed: Any, moving: Any) -> Transform:
         method, model = self.method.value, self.model.value
         if method == "ECC":
-            return ecc(fixed, moving, model=model)
+            return ecc(fixed, moving, model=model, device=self.device.value)
         if method == "phase correlation":
             if fixed.shape != moving.shape:
                 raise ValueError("phase correlation needs images of the same shape")
-            return phase_correlation(fixed, moving)
+            return phase_correlation(fixed, moving, device=self.device.value)
         names = (f"{base.name} points", f"{layer.name} points")
         if not all(name in self.viewer.layers for name in names):
             raise ValueError(f"no point pairs: add {names[0]!r} and {names[1]!r} with the point-registration tool")

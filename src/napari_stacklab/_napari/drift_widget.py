@@ -47,12 +47,13 @@ class DriftWidget(Container):
         self.reference = ComboBox(label="reference", choices=list(REFERENCES), value="first")
         self.upsample = SpinBox(label="upsample", value=20, min=1, max=1000)
         self.refine = CheckBox(text="refine with ECC", value=True)
+        self.device = ComboBox(label="device", choices=list(_backend.DEVICES), value="auto")
         self.estimate_button = PushButton(text="Estimate and correct")
         self.other = ComboBox(label="other layer", choices=self._stack_names)
         self.apply_button = PushButton(text="Apply same shifts to layer")
         self.status = Label(value="")
         self.plot = DriftPlot()
-        self.extend([self.source, self.reference, self.upsample, self.refine, self.estimate_button,
+        self.extend([self.source, self.reference, self.upsample, self.refine, self.device, self.estimate_button,
                      self.other, self.apply_button, self.status])
         self.native.layout().addWidget(self.plot)
         self.shifts: np.ndarray | None = None
@@ -85,7 +86,8 @@ class DriftWidget(Container):
             return None
         layer = self.viewer.layers[self.source.value]
         stack = self._stack(layer)
-        params = {"reference": self.reference.value, "upsample": self.upsample.value, "refine": self.refine.value}
+        params = {"reference": self.reference.value, "upsample": self.upsample.value, "refine": self.refine.value,
+                  "device": self.device.value}
         self.status.value = f"Estimating drift over {stack.shape[0]} frames..."
         self.estimate_button.enabled = False
         self.worker = thread_worker(drift, start_thread=False, ignore_errors=True)(stack, **params)

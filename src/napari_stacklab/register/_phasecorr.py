@@ -65,6 +65,7 @@ def phase_shift(fixed: Any, moving: Any, *, upsample: int = 20, window: str = "h
     return 0.0 - shifts, peak  # (0.0 - x avoids printing -0.0)
 
 
+@_backend.with_device("fixed", "moving")
 def phase_correlation(fixed: Any, moving: Any, *, upsample: int = 20, window: str = "hann") -> Transform:
     """Sub-pixel translation between two images by phase correlation.
 

@@ -96,6 +96,7 @@ def similarity_map(image, *, reference: ImageRef, window: Annotated[int, Range(3
     )
 
 
+@_backend.with_device("image", "reference", "mask")
 def similarity_score(image: Any, reference: Any, *, mask: Any = None) -> float:
     """Global zero-normalised cross-correlation of two images (1 = identical up to brightness/contrast).
 

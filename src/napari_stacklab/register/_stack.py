@@ -69,6 +69,7 @@ def _ecc_kernel(reference: Any, frame: Any, *, model: str) -> np.ndarray:
     return ecc(reference, frame, model=model).matrix
 
 
+@_backend.with_device("stack")
 def drift(
     stack: Any, *, reference: str = "first", upsample: int = 20, window: str = "hann", refine: bool = True
 ) -> np.ndarray:
@@ -122,6 +123,7 @@ def drift(
     return np.asarray(shifts, dtype=np.float64)
 
 
+@_backend.with_device("data")
 def apply_drift(data: Any, shifts: Any, *, order: int = 1, cval: float = 0.0, mode: str = "constant") -> Any:
     """Undo drift: resample frame ``t`` of ``data`` by ``-shifts[t]``.
 
@@ -159,6 +161,7 @@ def apply_drift(data: Any, shifts: Any, *, order: int = 1, cval: float = 0.0, mo
     return warp(data, [Transform.from_shift(s) for s in shifts], order=order, cval=cval, mode=mode)
 
 
+@_backend.with_device("stack")
 def stack_transforms(stack: Any, *, model: str = "euclidean", reference: str = "first") -> list[Transform]:
     """Per-frame ECC transforms of a stack (StackReg-like), computed once.
 

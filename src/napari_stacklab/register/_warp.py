@@ -64,6 +64,7 @@ def _warp_block(block, transforms, frame_ndim, full_batch, out_frame, kwargs, bl
     return out
 
 
+@_backend.with_device("moving")
 def warp(
     moving: Any,
     transform: Transform | Sequence[Transform],
