@@ -275,7 +275,8 @@ def with_device(*names: str) -> Any:
         wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), device])
         doc = func.__doc__ or ""
         if "\n\n    Returns\n" in doc:
-            wrapper.__doc__ = doc.replace("\n\n    Returns\n", "\n" + _DEVICE_DOC + "\n    Returns\n", 1)
+            header = "" if "\n    Parameters\n    ----------\n" in doc else "\n    Parameters\n    ----------"
+            wrapper.__doc__ = doc.replace("\n\n    Returns\n", f"\n{header}\n{_DEVICE_DOC}\n    Returns\n", 1)
         return wrapper
 
     return decorate

@@ -642,7 +642,7 @@ def reconstruct_hologram(
     return _split(wave, {"amplitude": _amplitude, "phase": _angle})
 
 
-@_backend.with_device("image")
+@_backend.with_device("image", "reference")
 def hologram_wave(
     image: Any,
     *,
