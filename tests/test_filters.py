@@ -165,6 +165,16 @@ def test_match_histograms_to_reference(moon_stack):
     np.testing.assert_allclose(lazy.compute(), out)
 
 
+def test_match_histograms_to_a_reference_stack_uses_its_pooled_histogram(moon_stack):
+    """A stack (e.g. the first frames of a bleaching time-lapse) as reference: was an unclear scikit-image error."""
+    reference = moon_stack[:2][:, ::-1]
+    out = F.match_histograms(moon_stack, reference=reference)
+    pooled = reference.reshape(1, -1)
+    for frame, matched in zip(moon_stack, out):
+        np.testing.assert_allclose(matched, exposure.match_histograms(frame, pooled), atol=1e-4)
+    np.testing.assert_allclose(F.match_histograms(moon_stack, reference=reference.ravel()), out)
+
+
 def test_adjust_saturation_rgb():
     rgb = data.astronaut()[::4, ::4]  # (128, 128, 3) uint8
     out = F.adjust_saturation(rgb, factor=1.7)

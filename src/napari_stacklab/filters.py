@@ -981,7 +981,10 @@ def equalize_hist(image, *, nbins: Annotated[int, Range(2, 65536)] = 256):
 
 def _materialize_reference(image, **params):
     xp, _ = get_namespace(image)
-    return {**params, "reference": xp.asarray(_backend.materialize(params["reference"]))}
+    reference = xp.asarray(_backend.materialize(params["reference"]))
+    if reference.ndim != 2:  # a stack, a line, a volume: only its histogram matters (a 2-D row for scikit-image)
+        reference = reference.reshape(1, -1)
+    return {**params, "reference": reference}
 
 
 @operation(menu="filter", prepare=_materialize_reference)
@@ -996,8 +999,8 @@ def match_histograms(image, *, reference: ImageRef):
     image : array, shape ``(..., M, N)``
         Image or stack; each frame is matched independently.
     reference : array
-        The image whose histogram every frame receives (any shape); read into
-        memory once.
+        The image whose histogram every frame receives (any shape: a frame, a
+        whole stack whose pooled histogram is used, ...); read into memory once.
 
     Returns
     -------
