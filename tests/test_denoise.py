@@ -305,3 +305,14 @@ def test_richardson_lucy_keeps_a_flat_field_flat_up_to_the_edges():
     flat = np.full((40, 50), 7.0)
     out = denoise.richardson_lucy(flat, sigma=2.0, num_iter=20)
     np.testing.assert_allclose(out, 7.0, rtol=1e-4)
+
+
+def test_psnr_and_ssim_compare_every_frame_with_one_reference_frame(clean, noisy):
+    stack = np.stack([noisy, noisy[::-1], noisy + 5])
+    repeated = np.broadcast_to(clean, stack.shape).copy()
+    assert denoise.psnr(stack, reference=clean) == pytest.approx(denoise.psnr(stack, reference=repeated), rel=1e-12)
+    assert denoise.ssim(stack, reference=clean) == pytest.approx(denoise.ssim(stack, reference=repeated), rel=1e-12)
+    lazy = da.from_array(stack, chunks=(1,) + stack.shape[1:])
+    assert denoise.ssim(lazy, reference=clean) == pytest.approx(denoise.ssim(stack, reference=clean), rel=1e-12)
+    with pytest.raises(ValueError, match="reference must have the frame shape"):
+        denoise.psnr(stack, reference=clean[:10])

@@ -137,3 +137,21 @@ def test_halo_larger_than_the_frame_keeps_frames_whole(stack):
     lazy = da.from_array(stack, chunks=(1, 1, 10, 10))
     out = map_frames(ndi.uniform_filter, lazy, size=31, depth=100, dtype=np.float32)
     np.testing.assert_allclose(out.compute(), loop(ndi.uniform_filter, stack, size=31), atol=1e-6)
+
+
+@pytest.mark.parametrize("depth", [None, 2])
+def test_map_frames_per_frame_arrays_follow_their_frame_and_chunks(depth):
+    rng = np.random.default_rng(0)
+    stack, masks = rng.random((3, 20, 24)), rng.random((3, 20, 24)) > 0.5
+
+    def fill(frame, mask, size):
+        return np.where(mask, ndi.uniform_filter(frame, size, mode="reflect"), frame)
+
+    expected = np.stack([fill(f, m, 3) for f, m in zip(stack, masks)])
+    np.testing.assert_array_equal(map_frames(fill, stack, per_frame={"mask": masks}, size=3), expected)
+    chunks = (1, 10, 12) if depth else (2, 20, 24)
+    lazy = map_frames(fill, da.from_array(stack, chunks=chunks), per_frame={"mask": da.from_array(masks, chunks=(3, 5, 24))},
+                      depth=depth, dtype=float, size=3)
+    np.testing.assert_allclose(lazy.compute(), expected)
+    with pytest.raises(ValueError, match="mask given frame by frame must have the shape of the data"):
+        map_frames(fill, stack, per_frame={"mask": masks[0]}, size=3)

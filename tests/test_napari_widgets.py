@@ -293,3 +293,22 @@ def test_rgb_layer_result_is_shown_as_rgb_with_the_layer_pixel_size(qtbot, viewe
     assert tuple(out.scale) == (0.5, 0.5) and tuple(str(u) for u in out.units) == ("micrometer", "micrometer")
     params = {k: v for k, v in out.metadata["stacklab"]["steps"][-1]["params"].items()}
     np.testing.assert_allclose(out.data, sl.filters.adjust_saturation(photo, **params), rtol=1e-6)
+
+
+def test_inpaint_with_a_mask_layer_per_frame_runs_previews_and_records(qtbot, viewer, stack):
+    """A Labels stack (a mask per time point, e.g. from a threshold) as the mask of every frame in turn."""
+    masks = np.zeros(stack.shape, np.uint8)
+    for t in range(len(stack)):
+        masks[t, 10 + 20 * t : 14 + 20 * t, 30:36] = 1
+    viewer.add_labels(masks, name="defects", scale=SCALE)
+    widget = open_widget(viewer, "Inpaint")
+    widget.set_params(mask=viewer.layers["defects"], method="nearest")
+    expected = sl.preprocess.inpaint(stack, mask=masks, method="nearest")
+    viewer.dims.current_step = (2, 0, 0)
+    widget.preview.value = True
+    widget.update_preview()
+    np.testing.assert_array_equal(viewer.layers["cells inpaint (preview)"].data, expected[2])
+    run_and_wait(qtbot, widget)
+    out = viewer.layers["cells inpaint"]
+    np.testing.assert_array_equal(out.data, expected)
+    assert out.metadata[PROVENANCE_KEY]["steps"][0]["params"]["mask"] == {"layer": "defects"}

@@ -348,3 +348,21 @@ def test_fast_unwrap_and_hologram_on_gpu_match_cpu():
     out = phase.reconstruct_hologram(cp.asarray(holo), reference=cp.asarray(reference))
     expected = phase.reconstruct_hologram(holo, reference=reference)
     np.testing.assert_allclose(cp.asnumpy(out["phase"]), expected["phase"], atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["exact", "fast"])
+def test_unwrap_with_one_mask_per_frame(method):
+    y, x = np.mgrid[:48, :48] / 48.0
+    true = np.stack([20 * (x - 0.5) ** 2 + k * y for k in (5, 10, 15)]).astype(np.float32)
+    wrapped = np.angle(np.exp(1j * true)).astype(np.float32)
+    masks = np.ones(true.shape, bool)
+    masks[:, 20:24, 20:24] = False
+    masks[1, :5] = False
+    expected = np.stack([phase.unwrap(w, mask=m, method=method) for w, m in zip(wrapped, masks)])
+    np.testing.assert_array_equal(phase.unwrap(wrapped, mask=masks, method=method), expected)
+    lazy = phase.unwrap(da.from_array(wrapped, chunks=(1, 48, 48)), mask=da.from_array(masks, chunks=(3, 24, 48)),
+                        method=method)
+    np.testing.assert_array_equal(lazy.compute(), expected)
+    assert np.isnan(expected[1, :5]).all() and np.isfinite(expected[0, :5]).all()
+    with pytest.raises(ValueError, match=r"mask must have the frame shape \(48, 48\) .* or the image's shape"):
+        phase.unwrap(wrapped, mask=masks[:, :10], method=method)

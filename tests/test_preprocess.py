@@ -100,8 +100,8 @@ def test_inpaint_refuses_unusable_masks_naming_the_mask(coins):
             P.inpaint(coins, mask=everything)
     with pytest.raises(ValueError, match=r"mask must have the frame shape \(152, 192\), got \(192, 152\)"):
         P.inpaint(coins, mask=np.zeros((192, 152), bool))
-    with pytest.raises(ValueError, match="mask must have the frame shape"):
-        P.inpaint(np.stack([coins, coins]), mask=np.zeros((2,) + coins.shape, bool))
+    with pytest.raises(ValueError, match=r"frame shape \(152, 192\) \(used for every frame\) or the image's shape"):
+        P.inpaint(np.stack([coins, coins]), mask=np.zeros((3,) + coins.shape, bool))
     with pytest.raises(TypeError, match="mask"):
         P.inpaint(coins, mask=np.full(coins.shape, "x"))
 
@@ -268,3 +268,22 @@ def test_gpu_matches_cpu(stack):
         on_gpu = func(cp.asarray(stack), **params)
         assert isinstance(on_gpu, cp.ndarray)
         np.testing.assert_allclose(on_gpu.get(), func(stack, **params), rtol=1e-4, atol=1e-2)
+
+
+def test_inpaint_with_one_mask_per_frame_equals_frame_by_frame_and_stays_lazy(coins):
+    """Hot pixels or cosmic rays found per frame: a mask stack of the image's shape, each frame its own."""
+    stack = np.stack([coins, coins[::-1], coins[:, ::-1]]).astype(np.float32)
+    masks = np.random.default_rng(3).random(stack.shape) > 0.98
+    expected = np.stack([P.inpaint(frame, mask=mask) for frame, mask in zip(stack, masks)])
+    np.testing.assert_array_equal(P.inpaint(stack, mask=masks), expected)
+    lazy = P.inpaint(da.from_array(stack, chunks=(1,) + stack.shape[1:]), mask=da.from_array(masks, chunks=(2, 76, 96)))
+    assert isinstance(lazy, da.Array)
+    np.testing.assert_array_equal(lazy.compute(), expected)
+    nearest = P.inpaint(stack, mask=masks.astype(np.uint8), method="nearest")
+    np.testing.assert_array_equal(nearest[1], P.inpaint(stack[1], mask=masks[1], method="nearest"))
+    with pytest.raises(ValueError, match=r"mask must have the frame shape .* or the image's shape"):
+        P.inpaint(stack, mask=masks[:2])
+    every = masks.copy()
+    every[2] = True
+    with pytest.raises(ValueError, match="mask marks every pixel"):
+        P.inpaint(stack, mask=every)

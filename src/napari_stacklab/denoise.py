@@ -33,7 +33,7 @@ from ._backend import get_namespace
 from ._validation import as_float, check_ndim, check_real, check_same_shape, float_dtype
 from .filters import bilateral
 from .lift import frame_at, reduce_frames
-from .registry import ImageRef, Range, operation
+from .registry import ImageRef, PerFrame, Range, operation
 
 __all__ = [
     "anscombe",
@@ -475,10 +475,14 @@ def bm3d(
 # --- image-quality readouts ------------------------------------------------------------
 
 
-def _check_pair(image: Any, reference: Any) -> None:
+def _paired(image: Any, reference: Any) -> Any:
+    """``reference`` with the shape of ``image``: one frame is compared with every frame."""
     check_real(image)
     check_real(reference, "reference")
+    if tuple(reference.shape) == tuple(image.shape[-2:]) and image.ndim > 2:
+        reference = np.broadcast_to(reference, image.shape)  # dispatches to dask / CuPy (NEP 18)
     check_same_shape(image, reference, ("image", "reference"))
+    return reference
 
 
 def _reference_range(reference: Any, data_range: float | None) -> float:
@@ -495,7 +499,7 @@ def _reference_range(reference: Any, data_range: float | None) -> float:
 def psnr(
     image,
     *,
-    reference: ImageRef,
+    reference: Annotated[ImageRef, PerFrame],
     data_range: Annotated[float, Range(0, None, low_inclusive=False)] | None = None,
 ):
     """Peak signal-to-noise ratio of ``image`` against a clean ``reference``, in dB.
@@ -504,8 +508,8 @@ def psnr(
     ----------
     image : array, shape ``(..., M, N)``
         The image to rate (a denoised or noisy image).
-    reference : array, shape ``(..., M, N)``
-        The ground truth, same shape.
+    reference : array, shape ``(..., M, N)`` or ``(M, N)``
+        The ground truth: the same shape, or one frame compared with every frame.
     data_range : float, optional
         Peak value range; ``max - min`` of ``reference`` by default.
 
@@ -521,7 +525,7 @@ def psnr(
     >>> round(psnr(ref + 0.1, reference=ref), 6)
     20.0
     """
-    _check_pair(image, reference)
+    reference = _paired(image, reference)
     data_range = _reference_range(reference, data_range)
     xp, _ = get_namespace(image)
     difference = image.astype(np.float64) - reference.astype(np.float64)
@@ -538,7 +542,7 @@ def _frame_ssim(pair: Any, *, data_range: float) -> Any:
 def ssim(
     image,
     *,
-    reference: ImageRef,
+    reference: Annotated[ImageRef, PerFrame],
     data_range: Annotated[float, Range(0, None, low_inclusive=False)] | None = None,
 ):
     """Structural similarity of ``image`` and ``reference`` (1 = identical), mean over frames.
@@ -547,8 +551,8 @@ def ssim(
     ----------
     image : array, shape ``(..., M, N)``
         The image to rate.
-    reference : array, shape ``(..., M, N)``
-        The ground truth, same shape.
+    reference : array, shape ``(..., M, N)`` or ``(M, N)``
+        The ground truth: the same shape, or one frame compared with every frame.
     data_range : float, optional
         Intensity range; ``max - min`` of ``reference`` by default.
 
@@ -564,7 +568,7 @@ def ssim(
     >>> ssim(ref, reference=ref)
     1.0
     """
-    _check_pair(image, reference)
+    reference = _paired(image, reference)
     data_range = _reference_range(reference, data_range)
     xp, _ = get_namespace(image)
     stack = (

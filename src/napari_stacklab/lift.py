@@ -121,6 +121,24 @@ def _map_eager(data: Any, func: Callable, frame_ndim: int, vectorized: bool, par
     return out
 
 
+def _map_eager_per_frame(data: Any, *arrays: Any, func: Callable, frame_ndim: int, vectorized: bool, params: dict,
+                         names: tuple[str, ...]) -> Any:
+    """:func:`_map_eager` where each name in ``names`` takes the matching frame of the array beside it."""
+    if not names:
+        return _map_eager(data, func, frame_ndim, vectorized, params)
+    if data.ndim == frame_ndim:
+        return func(data, **params, **dict(zip(names, arrays)))
+    batch_shape = data.shape[: data.ndim - frame_ndim]
+    out = None
+    for index in iter_frame_indices(batch_shape):
+        frame_out = func(data[index], **params, **{name: array[index] for name, array in zip(names, arrays)})
+        if out is None:
+            xp, _ = _backend.get_namespace(frame_out)
+            out = xp.empty(tuple(batch_shape) + tuple(frame_out.shape), dtype=frame_out.dtype)
+        out[index] = frame_out
+    return out
+
+
 def _probe(func: Callable, data: Any, frame_ndim: int, vectorized: bool, params: dict) -> Any:
     """Run ``func`` on a tiny all-zero frame to learn its output dtype (never on real data)."""
     xp, _ = _backend.get_namespace(data)
@@ -139,6 +157,7 @@ def map_frames(
     dtype: Any = None,
     frame_shape: Sequence[int] | None = None,
     vectorized: bool = False,
+    per_frame: dict[str, Any] | None = None,
     **params: Any,
 ) -> Any:
     """Apply ``func(frame, **params)`` to every frame of ``data``.
@@ -168,6 +187,10 @@ def map_frames(
     vectorized : bool
         ``func`` accepts the batch axes itself (it must treat them as
         independent frames); skips the Python loop over frames.
+    per_frame : dict of str to array, optional
+        Keyword arguments that differ from frame to frame: arrays of the
+        shape of ``data`` (a mask per frame, say); ``func`` receives the frame
+        of each that matches the frame it computes. Lazy ones stay lazy.
     **params
         Keyword arguments passed to ``func``.
 
@@ -188,11 +211,17 @@ def map_frames(
     _check(data, frame_ndim)
     axes = frame_axes_for(data.ndim, frame_ndim, frame_axes)
     moved = _to_end(data, axes)
+    names = tuple(per_frame or {})
+    extra = [_to_end(_per_frame_array(name, array, data), axes) for name, array in (per_frame or {}).items()]
+    kernel = functools.partial(_map_eager_per_frame, func=func, frame_ndim=frame_ndim, vectorized=vectorized,
+                               params=params, names=names)
     if not _backend.is_dask(moved):
-        return _from_end(_map_eager(moved, func, frame_ndim, vectorized, params), axes)
+        extra = [_backend.materialize(a) if _backend.is_dask(a) else a for a in extra]
+        return _from_end(kernel(moved, *extra), axes)
 
     if dtype is None:
-        dtype = _probe(func, moved, frame_ndim, vectorized, params).dtype
+        probe_params = {**params, **{name: a[(0,) * (a.ndim - frame_ndim)] for name, a in zip(names, extra)}}
+        dtype = _probe(func, moved, frame_ndim, vectorized and not names, probe_params).dtype
     n_batch = moved.ndim - frame_ndim
     meta = _backend.empty_like_meta(moved, dtype)
     if depth is None or frame_shape is not None:
@@ -201,9 +230,8 @@ def map_frames(
         whole = moved.rechunk({axis: -1 for axis in range(n_batch, moved.ndim)})
         out_frame = tuple(whole.shape[n_batch:]) if frame_shape is None else tuple(int(s) for s in frame_shape)
         chunks = whole.chunks[:n_batch] + tuple((s,) for s in out_frame)
-        result = whole.map_blocks(
-            _map_eager, func, frame_ndim, vectorized, params, dtype=dtype, meta=meta, chunks=chunks
-        )
+        extra = [_backend.as_dask(a).rechunk(whole.chunks) for a in extra]
+        result = _backend.dask_module().map_blocks(kernel, whole, *extra, dtype=dtype, meta=meta, chunks=chunks)
     else:
         halo = (depth,) * frame_ndim if np.isscalar(depth) else tuple(depth)
         if len(halo) != frame_ndim:
@@ -218,14 +246,25 @@ def map_frames(
             depths[axis] = int(h)
         if whole_axes:
             moved = moved.rechunk(whole_axes)
-        result = moved.map_overlap(
-            functools.partial(_map_eager, func=func, frame_ndim=frame_ndim, vectorized=vectorized, params=params),
-            depth=depths,
-            boundary="none",
+        extra = [_backend.as_dask(a).rechunk(moved.chunks) for a in extra]
+        result = _backend.dask_module().map_overlap(
+            kernel,
+            moved,
+            *extra,
+            depth=[depths] * (1 + len(extra)),
+            boundary=["none"] * (1 + len(extra)),
             dtype=dtype,
             meta=meta,
         )
     return _from_end(result, axes)
+
+
+def _per_frame_array(name: str, array: Any, data: Any) -> Any:
+    check_array(array, name)
+    if tuple(array.shape) != tuple(data.shape):
+        raise ValueError(f"{name} given frame by frame must have the shape of the data {tuple(data.shape)}, "
+                         f"got {tuple(array.shape)}")
+    return array
 
 
 def _reduce_block(block: Any, func: Callable, frame_ndim: int, out_shape: tuple, vectorized: bool, params: dict) -> Any:

@@ -354,7 +354,8 @@ def unwrap(
         with FFTs (runs on the GPU). Smooth, but it does not re-wrap to the
         input exactly where the phase has residues (noise, true discontinuities).
     mask : array of bool, shape ``(M, N)`` (``(P, M, N)`` with ``volume``), optional
-        True where the phase is valid, the same for every frame. Pixels
+        True where the phase is valid: the same for every frame, or, with the
+        shape of ``image``, one per frame (lazy with a lazy image). Pixels
         outside are ignored and set to NaN in the output. Non-finite pixels
         (NaN, inf: "no data") are always treated as outside the mask, frame
         by frame, with or without a mask. With ``"fast"`` the
@@ -392,20 +393,27 @@ def unwrap(
         # No GPU implementation: fail now (the registry reruns on the CPU), not in a lazy graph.
         _backend.skimage_function(image, "restoration", "unwrap_phase")
     frame_shape = tuple(image.shape[-frame_ndim:])
+    per_frame = {}
     if mask is not None:
-        if tuple(mask.shape) != frame_shape:
+        if tuple(mask.shape) == tuple(image.shape) and image.ndim > frame_ndim:
+            per_frame["mask"] = mask != 0  # one mask per frame (lazy stays lazy)
+            mask = None
+        elif tuple(mask.shape) == frame_shape:
+            xp, _ = get_namespace(image)
+            mask = xp.asarray(_backend.materialize(mask)).astype(bool)
+        else:
             raise ValueError(
-                f"mask must have the frame shape {frame_shape}, got {tuple(mask.shape)}"
+                f"mask must have the frame shape {frame_shape} (used for every frame) or the image's shape "
+                f"{tuple(image.shape)} (one per frame), got {tuple(mask.shape)}"
             )
-        xp, _ = get_namespace(image)
-        mask = xp.asarray(_backend.materialize(mask)).astype(bool)
     return map_frames(
         _unwrap_frame,
         image,
         frame_ndim=frame_ndim,
         dtype=float_dtype(image.dtype),
         method=method,
-        mask=mask,
+        per_frame=per_frame,
+        **({} if per_frame else {"mask": mask}),
     )
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from . import _backend
 from ._backend import get_namespace, skimage_module
 from ._validation import as_float, check_ndim, check_number, check_numeric, float_dtype
-from .registry import ImageRef, Range, operation
+from .registry import ImageRef, PerFrame, Range, operation
 
 __all__ = [
     "subtract_background",
@@ -184,25 +184,29 @@ def remove_hot_pixels(
 
 
 def _prepare_mask(image, **params):
+    """A frame-shaped mask is read once; a mask per frame stays as it is (lazy ones lazy), checked per frame."""
     mask = params["mask"]
     check_numeric(mask, "mask", allow_complex=True)
-    if tuple(mask.shape) != tuple(image.shape[-2:]):
-        raise ValueError(f"mask must have the frame shape {tuple(image.shape[-2:])}, got {tuple(mask.shape)}")
-    xp, _ = get_namespace(image)
-    mask = xp.asarray(_backend.materialize(mask)) != 0
+    if tuple(mask.shape) == tuple(image.shape[-2:]):
+        xp, _ = get_namespace(image)
+        mask = xp.asarray(_backend.materialize(mask))
+        _check_fillable(mask != 0)
+    return {**params, "mask": mask}
+
+
+def _check_fillable(mask):
     if bool(mask.all()):
         raise ValueError(
             "mask marks every pixel (nonzero = fill), so no valid pixel is left to fill from; "
             "pass a mask that is True/nonzero only at the pixels to replace"
         )
-    return {**params, "mask": mask}
 
 
 @operation(menu="filter", prepare=_prepare_mask)
 def inpaint(
     image,
     *,
-    mask: ImageRef,
+    mask: Annotated[ImageRef, PerFrame],
     method: Literal["biharmonic", "nearest"] = "biharmonic",
 ):
     """Fill the pixels given by a mask (dead pixels, detector gaps, scratches) from their surroundings.
@@ -211,10 +215,13 @@ def inpaint(
     ----------
     image : array, shape ``(..., M, N)``
         Image or stack.
-    mask : array, shape ``(M, N)``
+    mask : array, shape ``(M, N)`` or the shape of ``image``
         True (or nonzero, for an integer or float mask) where pixels are to
-        be filled; the same mask is used for every frame (a detector's defect
-        map). Read into memory once. A mask covering every pixel is refused.
+        be filled. A frame-shaped mask is used for every frame (a detector's
+        defect map) and read into memory once; a mask of the image's shape
+        gives each frame its own (hot pixels or cosmic rays found per frame),
+        and stays lazy with a lazy image. A mask covering every pixel of a
+        frame is refused.
     method : {"biharmonic", "nearest"}
         ``"biharmonic"``: smooth fill (``skimage.restoration.inpaint_biharmonic``);
         ``"nearest"``: copy the nearest valid pixel (fast, GPU-capable).
@@ -234,6 +241,8 @@ def inpaint(
     True
     """
     frame = as_float(image)
+    mask = mask != 0
+    _check_fillable(mask)
     if method == "nearest":
         xp, ndi = get_namespace(image)
         indices = ndi.distance_transform_edt(mask, return_distances=False, return_indices=True)

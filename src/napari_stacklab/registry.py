@@ -37,6 +37,7 @@ from .lift import map_frames
 
 __all__ = [
     "ImageRef",
+    "PerFrame",
     "Range",
     "Param",
     "Operation",
@@ -78,6 +79,15 @@ class ImageRef:
     """
 
 
+class PerFrame:
+    """``Annotated[ImageRef, PerFrame]``: a second image aligned with the input, pixel for pixel.
+
+    It may have the frame shape (the same for every frame) or the input's whole
+    shape (one per frame: a mask per time point); the kernel receives the frame
+    matching the one it computes.
+    """
+
+
 @dataclass(frozen=True)
 class Range:
     """Allowed interval of a numeric parameter (for validation and widget limits)."""
@@ -102,6 +112,7 @@ class Param:
     choices: tuple | None = None
     optional: bool = False
     per_axis: bool = False  # a number, or a sequence of numbers (one per frame axis)
+    per_frame: bool = False  # an ImageRef of the frame shape or of the input's shape (see PerFrame)
 
     @property
     def label(self) -> str:
@@ -152,12 +163,13 @@ def _param_from_hint(name: str, hint: Any, default: Any) -> Param:
     """Read kind, range, choices and optionality from a (possibly Annotated/Optional) hint."""
     limits = Range()
     optional = default is None
-    per_axis = False
+    per_axis = per_frame = False
     while True:
         origin = typing.get_origin(hint)
         if origin is typing.Annotated:
             hint, *extras = typing.get_args(hint)
             limits = next((e for e in extras if isinstance(e, Range)), limits)
+            per_frame = per_frame or PerFrame in extras
         elif origin in (typing.Union, types.UnionType):
             args = typing.get_args(hint)
             kept = [a for a in args if a is not type(None)]
@@ -189,6 +201,7 @@ def _param_from_hint(name: str, hint: Any, default: Any) -> Param:
         choices=choices,
         optional=optional,
         per_axis=per_axis,
+        per_frame=per_frame,
     )
 
 
@@ -477,6 +490,7 @@ def _run(op: Operation, image: Any, device: str | None, params: dict, resolved: 
     check_ndim(image, op.frame_ndim)
     check_numeric(image, allow_complex=op.allow_complex)
     params = op.bind(params)
+    _check_per_frame(op, image, params)
     image = _computable(image)
     image = _backend.to_device(image, device)
     resolve = (lambda _image, given: given) if resolved else op.resolve
@@ -512,9 +526,9 @@ def _block_fallback(op: Operation) -> Callable:
             return op.kernel(block, **params)
         except oom as exc:
             _backend.free_gpu_memory()
+            why = "the GPU could not run" if isinstance(exc, _backend.NoGPUImplementation) else "did not fit on the GPU"
             warnings.warn(
-                f"{op.name}: a block of shape {tuple(block.shape)} did not fit on the GPU ({exc}); "
-                "it was computed on the CPU.",
+                f"{op.name}: a block of shape {tuple(block.shape)} {why} ({exc}); it was computed on the CPU.",
                 _backend.GPUFallbackWarning,
                 stacklevel=2,
             )
@@ -533,6 +547,12 @@ def _probe_gpu(op: Operation, image: Any, params: dict) -> None:
     """
     tiny = _backend.tiny_like(image, op.frame_ndim if op.lifted else image.ndim)
     probe_params = {k: _backend.tiny_like(v, v.ndim) if _backend.is_dask(v) else v for k, v in params.items()}
+    if op.lifted:  # images aligned with the input shrink with it (one frame of a per-frame stack)
+        _, stacked = _split_per_frame(op, image, params)
+        for p in op.image_params:
+            value = stacked[p.name][(0,) * (image.ndim - op.frame_ndim)] if p.name in stacked else params.get(p.name)
+            if p.per_frame and hasattr(value, "shape"):
+                probe_params[p.name] = _backend.tiny_like(value, op.frame_ndim)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -544,6 +564,28 @@ def _probe_gpu(op: Operation, image: Any, params: dict) -> None:
         raise
     except Exception:  # noqa: BLE001 - a toy input's own complaint is not a GPU failure
         return
+
+
+def _check_per_frame(op: Operation, image: Any, params: dict) -> None:
+    """A :class:`PerFrame` image has the frame shape or the input's shape; anything else is refused by name."""
+    frame = tuple(image.shape[image.ndim - op.frame_ndim :])
+    for p in op.image_params:
+        value = params.get(p.name)
+        if p.per_frame and hasattr(value, "shape") and tuple(value.shape) not in (frame, tuple(image.shape)):
+            stack = f" or the image's shape {tuple(image.shape)} (one per frame)" if image.ndim > op.frame_ndim else ""
+            raise ValueError(
+                f"{p.name} must have the frame shape {frame}{' (used for every frame)' if stack else ''}{stack}, "
+                f"got {tuple(value.shape)}"
+            )
+
+
+def _split_per_frame(op: Operation, image: Any, params: dict) -> tuple[dict, dict]:
+    """``params`` without the :class:`PerFrame` images given one per frame, and those images."""
+    stacked = {
+        p.name: params[p.name] for p in op.image_params
+        if p.per_frame and image.ndim > op.frame_ndim and tuple(getattr(params.get(p.name), "shape", ())) == tuple(image.shape)
+    }
+    return {k: v for k, v in params.items() if k not in stacked}, stacked
 
 
 def _follow(op: Operation, params: dict, image: Any) -> dict:
@@ -585,6 +627,7 @@ def _build(op: Operation, image: Any, params: dict) -> Any:
     kernel = op.kernel
     if _backend.is_dask(image) and _backend.on_gpu(image):
         kernel = _block_fallback(op)
+    params, per_frame = _split_per_frame(op, image, params)
     return map_frames(
         kernel,
         image,
@@ -593,6 +636,7 @@ def _build(op: Operation, image: Any, params: dict) -> Any:
         dtype=op.dtype_for(image.dtype, params),
         frame_shape=frame_shape,
         vectorized=op.vectorized,
+        per_frame=per_frame,
         **params,
     )
 
