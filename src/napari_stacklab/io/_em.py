@@ -12,18 +12,22 @@ first, signal (detector) axes last; which is which is recorded in
 Lazy data is a dask array whose chunks hold whole signal frames (a
 diffraction pattern is never split) and group scan positions up to
 :data:`CHUNK_BYTES`, so a virtual detector streams through the file chunk by
-chunk.
+chunk. Files are only ever opened for reading (``.zspy`` included, which
+RosettaSciIO would open read-write for a lazy read).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._guard import clean_frame, nbytes
 from ._image import Image
 from ._units import normalize_unit
 
@@ -45,6 +49,13 @@ EM_FORMATS = {
 CHUNK_BYTES = 128 * 2**20
 
 _DIFFRACTION = ("electron_diffraction", "diffraction")
+
+#: Extra reader arguments per plugin. RosettaSciIO opens a lazy ``.zspy`` read-write
+#: (``mode="r+"``), which zarr 3 refuses for a zipped ``.zspy``; we never write to a file we read.
+_READ_OPTIONS = {"zspy": {"mode": "r"}}
+
+#: DigitalMicrograph image data types stored packed (complex FFTs): their data tag is not ``shape x itemsize``.
+_DM_PACKED_TYPES = (5, 27, 28)
 
 
 def read_em(path: str | os.PathLike, lazy: bool = True) -> list[Image]:
@@ -70,7 +81,15 @@ def read_em(path: str | os.PathLike, lazy: bool = True) -> list[Image]:
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        Naming the file, for an unknown suffix, an unreadable or a truncated file.
+        Naming the file, for an unknown suffix, an unreadable or a truncated file,
+        or a DigitalMicrograph image whose dimensions do not match its data; for
+        ``.zspy`` the message also gives the zarr version.
+
+    Warns
+    -----
+    MetadataWarning
+        A non-finite or non-positive pixel size (or a non-finite offset) in the
+        file, dropped for 1 pixel (0).
     """
     path = Path(path)
     plugin = EM_FORMATS.get(path.suffix.lower())
@@ -80,11 +99,16 @@ def read_em(path: str | os.PathLike, lazy: bool = True) -> list[Image]:
         raise FileNotFoundError(f"{path}: no such file")
     reader = importlib.import_module(f"rsciio.{plugin}").file_reader
     try:
-        signals = reader(str(path), lazy=lazy)
+        with _quiet_zip_mode_warning():
+            signals = reader(str(path), lazy=lazy, **_READ_OPTIONS.get(plugin, {}))
     except Exception as exc:  # every plugin has its own errors: OSError, KeyError, struct.error ...
-        raise ValueError(f"{path}: not a readable {plugin} file ({type(exc).__name__}: {exc})") from exc
+        raise ValueError(
+            f"{path}: not a readable {plugin} file{_versions(plugin)} ({type(exc).__name__}: {exc})"
+        ) from exc
     if plugin == "quantumdetector":
         _check_mib_complete(path, signals)
+    if plugin == "digitalmicrograph":
+        _check_dm_sizes(path, signals)
     images = [_to_image(path, plugin, signal, index, len(signals), lazy) for index, signal in enumerate(signals)]
     if not images:
         raise ValueError(f"{path}: the file holds no data")
@@ -107,6 +131,51 @@ def _check_mib_complete(path: Path, signals: list[dict]) -> None:
         )
 
 
+def _versions(plugin: str) -> str:
+    """For zspy errors: the zarr version, the usual suspect (RosettaSciIO's zspy code predates zarr 3)."""
+    if plugin != "zspy":
+        return ""
+    import zarr
+
+    return f" with zarr {zarr.__version__}"
+
+
+@contextlib.contextmanager
+def _quiet_zip_mode_warning():
+    """Drop RosettaSciIO's log line that ``mode`` is unsupported for a zipped zspy: it is what makes it readable."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Specifying `mode`")
+
+    logger = logging.getLogger("rsciio.zspy._api")
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+
+
+def _check_dm_sizes(path: Path, signals: list[dict]) -> None:
+    """Refuse a DM image whose Dimensions tags do not match its data tag's length.
+
+    RosettaSciIO reads lazily from the data's offset with the shape the tags claim, so such a
+    file would fail later (past the end of the file) or silently show other bytes of the file.
+    """
+    for signal in signals:
+        image = ((signal.get("original_metadata") or {}).get("ImageList") or {}).get("TagGroup0") or {}
+        image_data = image.get("ImageData") or {}
+        data_tag = image_data.get("Data")
+        if not isinstance(data_tag, dict) or image_data.get("DataType") in _DM_PACKED_TYPES:
+            continue  # data read in full (not skipped) or packed: nothing to compare
+        data = signal["data"]
+        claimed, stored = nbytes(data.shape, data.dtype), data_tag.get("size_bytes")
+        if stored is not None and claimed != stored:
+            raise ValueError(
+                f"{path}: broken DigitalMicrograph file: the image dimensions {tuple(data.shape)} "
+                f"({data.dtype}) need {claimed} bytes, its data tag holds {stored}"
+            )
+
+
 def _to_image(path: Path, plugin: str, signal: dict, index: int, count: int, lazy: bool) -> Image:
     data = signal["data"]
     axes = list(signal.get("axes") or [])
@@ -123,6 +192,10 @@ def _to_image(path: Path, plugin: str, signal: dict, index: int, count: int, laz
         data = data.transpose(order)
         axes = [axes[i] for i in order]
     n_nav = sum(navigate)
+    if plugin == "digitalmicrograph" and n_nav > 1:
+        # DM files name no axes; RosettaSciIO labels them x, y, z from the last, which on a
+        # 4-D scan would call the scan axes (None, z): let them be scan_y, scan_x instead
+        axes = [dict(a, name=None) if i < n_nav else a for i, a in enumerate(axes)]
     if lazy:
         data = _frame_chunks(data, n_nav)
     else:
@@ -130,12 +203,21 @@ def _to_image(path: Path, plugin: str, signal: dict, index: int, count: int, laz
 
     title = str((metadata.get("General") or {}).get("title") or "")
     name = path.stem if count == 1 else f"{path.stem} {title or index}"
+    frame = clean_frame(
+        path,
+        {
+            "scale": tuple(1.0 if a.get("scale") is None else a["scale"] for a in axes),
+            "translate": tuple(0.0 if a.get("offset") is None else a["offset"] for a in axes),
+            "units": tuple(_unit(a.get("units")) for a in axes),
+            "axis_labels": _axis_labels(axes, n_nav, signal_type),
+        },
+    )
     return Image(
         data=data,
-        scale=tuple(float(a.get("scale") or 1.0) for a in axes),
-        translate=tuple(float(a.get("offset") or 0.0) for a in axes),
-        units=tuple(_unit(a.get("units")) for a in axes),
-        axis_labels=_axis_labels(axes, n_nav, signal_type),
+        scale=tuple(float(s) for s in frame["scale"]),
+        translate=tuple(float(t) or 0.0 for t in frame["translate"]),  # DM's -origin * scale can be -0.0
+        units=frame["units"],
+        axis_labels=frame["axis_labels"],
         name=name,
         metadata={
             "source": str(path),
