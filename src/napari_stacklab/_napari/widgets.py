@@ -655,21 +655,23 @@ def _layer_data(layer: Any) -> Any:
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
+def _each_array(result: Any, convert: Any) -> Any:
+    """``convert`` applied to every dask or CuPy array of ``result`` (an array or a dict of them)."""
+    if isinstance(result, dict):
+        return {k: _each_array(v, convert) for k, v in result.items()}
+    if _backend.is_dask(result) or _backend.is_cupy(result):
+        return convert(result)
+    return result
+
+
 def _on_host(result: Any) -> Any:
     """``result`` with GPU data moved to host memory for display (lazily: dask chunks are copied when napari reads them)."""
-    if isinstance(result, dict):
-        return {k: _on_host(v) for k, v in result.items()}
-    if _backend.is_dask(result) or _backend.is_cupy(result):
-        return _backend.to_numpy(result)
-    return result
+    return _each_array(result, _backend.to_numpy)
 
 
 def _materialized(result: Any) -> Any:
-    if isinstance(result, dict):
-        return {k: _materialized(v) for k, v in result.items()}
-    if _backend.is_dask(result) or _backend.is_cupy(result):
-        return _backend.materialize(result)
-    return result
+    """``result`` computed into host memory (a preview plane, a single value)."""
+    return _each_array(result, _backend.materialize)
 
 
 def _short(value: Any) -> str:
