@@ -383,3 +383,18 @@ def test_the_user_guide_lists_exactly_the_cpu_only_operations():
     assert listed == set(CPU_ONLY)
     for name, function in CPU_ONLY.items():
         assert f"| `{name}` | `{function}`" in page
+
+
+def test_a_lazy_mask_per_frame_follows_an_eager_image_to_the_gpu():
+    """inpaint of an in-memory stack on the GPU with a lazy mask stack: the mask frames must reach the device."""
+    import napari_stacklab as sl
+
+    stack = np.random.default_rng(0).random((3, 32, 32)).astype(np.float32)
+    masks = stack > 0.97
+    expected = sl.preprocess.inpaint(stack, mask=masks, method="nearest")
+    with simulated_gpu(), warnings.catch_warnings():
+        warnings.simplefilter("error", _backend.GPUFallbackWarning)
+        out = sl.preprocess.inpaint(stack, mask=da.from_array(masks, chunks=(1, 32, 32)), method="nearest",
+                                    device="gpu")
+        assert _backend.is_cupy(out)
+        np.testing.assert_array_equal(out.get(), expected)

@@ -216,7 +216,7 @@ def map_frames(
     kernel = functools.partial(_map_eager_per_frame, func=func, frame_ndim=frame_ndim, vectorized=vectorized,
                                params=params, names=names)
     if not _backend.is_dask(moved):
-        extra = [_backend.materialize(a) if _backend.is_dask(a) else a for a in extra]
+        extra = [_backend.like(_backend.materialize(a), moved) if _backend.is_dask(a) else a for a in extra]
         return _from_end(kernel(moved, *extra), axes)
 
     if dtype is None:

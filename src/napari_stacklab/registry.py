@@ -559,7 +559,7 @@ def _probe_gpu(op: Operation, image: Any, params: dict) -> None:
             result = op.kernel(tiny, **probe_params)
             for leaf in result.values() if isinstance(result, dict) else (result,):
                 if _backend.is_dask(leaf):
-                    leaf.compute()
+                    _backend.materialize(leaf)  # a toy result: computing it is what probes the GPU
     except _backend.gpu_failure_types():
         raise
     except Exception:  # noqa: BLE001 - a toy input's own complaint is not a GPU failure
