@@ -56,7 +56,7 @@ def test_info_describes_files_and_fails_on_bad_ones(tmp_path, tiffs):
 
 def test_ops_lists_every_operation_and_explains_one():
     listing = stacklab("ops").stdout
-    for op in sl.registry.operations():
+    for op in sl.catalog.operations():
         assert op.name in listing
     detail = stacklab("ops", "gaussian").stdout
     assert "sigma = 1.0" in detail and "[0, 1000]" in detail

@@ -53,7 +53,7 @@ def test_recipe_and_cli_take_a_device(camera_stack):
 def test_gpu_equals_cpu(camera_stack, name, params):
     import cupy
 
-    op = sl.registry.get(name)
+    op = sl.catalog.get(name)
     cpu = op.func(camera_stack, **params)
     gpu = op.func(cupy.asarray(camera_stack), **params)
     assert isinstance(gpu, cupy.ndarray)

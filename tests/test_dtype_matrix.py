@@ -24,9 +24,9 @@ from _opcases import BASE
 from _opcases import minimal_image as _image
 from _opcases import minimal_params as _params
 
-from napari_stacklab import registry
+from napari_stacklab import catalog
 
-OPS = registry.operations()
+OPS = catalog.operations()
 DTYPES = [
     "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
     "float16", "float32", "float64", ">u2", ">i4", ">f4", ">f8",
@@ -119,7 +119,7 @@ def test_find_peaks_accepts_bool(op):
 
 
 def test_inpaint_non_bool_mask_is_refused_clearly():
-    op = registry.get("inpaint")
+    op = catalog.get("inpaint")
     _xfail_known("inpaint", "non-bool mask")
     image = BASE.astype(np.float32)
     with pytest.raises((TypeError, ValueError), match="mask"):
@@ -171,7 +171,7 @@ def test_unwrap_with_a_nan_pixel_returns():
 
 def test_float16_and_big_endian_are_computed_natively():
     """Registry-level promotion: float16 -> float32 (SciPy's rank filters refuse float16), big-endian -> native."""
-    median = registry.get("median")
+    median = catalog.get("median")
     half = BASE.astype(np.float16)
     assert median.func(half).dtype == np.float32 == median.dtype_for(np.float16, {})
     big = BASE.astype(">u2")

@@ -27,9 +27,9 @@ import pytest
 from _opcases import BASE, minimal_image, minimal_params
 from _simcupy import real_gpu_present, simulated_gpu
 
-from napari_stacklab import _backend, registry
+from napari_stacklab import _backend, catalog
 
-OPS = registry.operations()
+OPS = catalog.operations()
 
 #: operations whose GPU library (cuCIM 26.10) lacks the function they need -> the function named in the
 #: fallback notice. The test fails if one of them stops falling back, or another one starts, so this
@@ -228,9 +228,9 @@ def test_out_of_memory_falls_back_to_the_cpu_with_a_notice(camera_stack):
 
         ndi.gaussian_filter = no_memory
         with pytest.warns(_backend.GPUFallbackWarning, match="out of memory.*running on the CPU"):
-            out = registry.get("gaussian").func(camera_stack, sigma=2, device="gpu")
+            out = catalog.get("gaussian").func(camera_stack, sigma=2, device="gpu")
     assert isinstance(out, np.ndarray)
-    np.testing.assert_array_equal(out, registry.get("gaussian").func(camera_stack, sigma=2))
+    np.testing.assert_array_equal(out, catalog.get("gaussian").func(camera_stack, sigma=2))
 
 
 def test_out_of_memory_in_one_block_of_a_lazy_graph_recomputes_that_block_on_the_cpu(camera_stack):
@@ -250,11 +250,11 @@ def test_out_of_memory_in_one_block_of_a_lazy_graph_recomputes_that_block_on_the
         ndi.gaussian_filter = big_blocks_run_out
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # building the graph: the tiny probe passes, no notice yet
-            out = registry.get("gaussian").func(lazy, sigma=2, device="gpu")
+            out = catalog.get("gaussian").func(lazy, sigma=2, device="gpu")
         with pytest.warns(_backend.GPUFallbackWarning, match="did not fit on the GPU.*computed on the CPU"):
             computed = out.compute(scheduler="sync")
         assert _backend.is_cupy(computed)
-        np.testing.assert_array_equal(computed.get(), registry.get("gaussian").func(camera_stack, sigma=2))
+        np.testing.assert_array_equal(computed.get(), catalog.get("gaussian").func(camera_stack, sigma=2))
     assert calls[0] == (2, 16, 16) and len(calls) == 1 + len(camera_stack)
 
 
@@ -262,8 +262,8 @@ def test_image_parameters_follow_the_image_to_the_gpu(camera_stack):
     """A reference given as a NumPy array is moved to the device of the image it is used with."""
     with simulated_gpu() as cp:
         reference = camera_stack[0]
-        psnr = registry.get("psnr").func(cp.asarray(camera_stack[0] + 1), reference=reference)
-        matched = registry.get("match_histograms").func(camera_stack, reference=cp.asarray(reference), device="cpu")
+        psnr = catalog.get("psnr").func(cp.asarray(camera_stack[0] + 1), reference=reference)
+        matched = catalog.get("match_histograms").func(camera_stack, reference=cp.asarray(reference), device="cpu")
     assert isinstance(matched, np.ndarray)
     assert np.isfinite(float(psnr))
 

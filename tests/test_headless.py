@@ -20,8 +20,8 @@ def test_import_pulls_in_no_gui_dask_or_cupy():
 def test_operations_on_numpy_pull_in_no_gui():
     loaded = _modules_after(
         "import numpy as np, napari_stacklab as sl\n"
-        "from napari_stacklab import registry\n"
-        "registry.operations()\n"
+        "from napari_stacklab import catalog\n"
+        "catalog.operations()\n"
         "sl.filters.gaussian(np.zeros((8, 8)), sigma=1)\n"
         "sl.Recipe(steps=[{'op': 'median', 'params': {}}]).run(np.zeros((2, 8, 8)))"
     )

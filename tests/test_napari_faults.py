@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from napari_stacklab import registry
+from napari_stacklab import catalog, registry
 from napari_stacklab._napari import widgets
 from napari_stacklab.registry import Range
 
@@ -83,12 +83,12 @@ TEST_OPS = {
 
 @pytest.fixture(scope="module")
 def ops():
-    registry.operations()  # load the real families first
+    catalog.operations()  # load the real families first
     made = {}
     for name, spec in TEST_OPS.items():
         lifted = spec["output"] != "points"
         registry.operation(menu="filter", name=name, output=spec["output"], lift=lifted)(spec["kernel"])
-        made[name] = registry.get(name)
+        made[name] = catalog.get(name)
     yield made
     for name in TEST_OPS:
         registry._REGISTRY.pop(name, None)
@@ -203,7 +203,7 @@ def test_deleting_a_reference_layer_mid_run_keeps_the_result(qtbot, make_napari_
     viewer.add_image(lazy, name="cells", contrast_limits=(0, 4096))
     reference = stack[1, ::-1] // 2
     viewer.add_image(reference, name="reference")
-    widget, _ = dock(viewer, registry.get("match_histograms"), "cells")
+    widget, _ = dock(viewer, catalog.get("match_histograms"), "cells")
     widget.set_params(reference=viewer.layers["reference"])
     widget.run()
     viewer.layers.remove("reference")
@@ -216,7 +216,7 @@ def test_deleting_a_reference_layer_mid_run_keeps_the_result(qtbot, make_napari_
 def test_deleting_the_input_with_preview_on_removes_its_preview(qtbot, make_napari_viewer, stack, shown, escaped):
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="cells")
-    widget, _ = dock(viewer, registry.get("gaussian"), "cells")
+    widget, _ = dock(viewer, catalog.get("gaussian"), "cells")
     widget.preview.value = True
     widget.update_preview()
     assert "cells gaussian (preview)" in viewer.layers
@@ -328,7 +328,7 @@ def test_a_failing_preview_leaves_the_viewer_usable(qtbot, make_napari_viewer, o
     assert names(viewer) == ["cells"]
     assert escaped[0] == [] and shown["error"] == []  # a preview failure is no error popup
 
-    gaussian = dock(viewer, registry.get("gaussian"), "cells")[0]  # other tools still work
+    gaussian = dock(viewer, catalog.get("gaussian"), "cells")[0]  # other tools still work
     gaussian.run()
     qtbot.waitUntil(lambda: not gaussian.running, timeout=WAIT_MS)
     assert "cells gaussian" in viewer.layers

@@ -10,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-from napari_stacklab import registry
+from napari_stacklab import catalog
 from napari_stacklab._napari import _contrib, manifest, widgets
 
 ID = f"{_contrib.NAME}."
@@ -63,7 +63,7 @@ def test_every_operation_has_command_widget_and_menu_and_nothing_else(committed)
     menu_entries = {
         item["command"]: menu for menu, items in contributions["menus"].items() for item in items
     }
-    ops = registry.operations()
+    ops = catalog.operations()
     for op in ops:
         command = commands[ID + op.name]
         assert command["python_name"] == f"napari_stacklab._napari.widgets:make_{op.name}_widget"
@@ -85,7 +85,7 @@ def test_every_operation_has_command_widget_and_menu_and_nothing_else(committed)
 
 def test_every_operation_widget_entry_point_takes_the_viewer():
     """napari passes the viewer to a dock widget only through a ``napari_viewer`` parameter."""
-    for op in registry.operations():
+    for op in catalog.operations():
         factory = getattr(widgets, manifest.widget_factory_name(op.name))
         assert issubclass(factory, widgets.OperationWidget)
         assert "napari_viewer" in inspect.signature(factory.__init__).parameters

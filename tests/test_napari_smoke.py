@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from napari_stacklab import registry
+from napari_stacklab import catalog
 from napari_stacklab._napari import widgets
 
 PLUGIN = "napari-stacklab"
@@ -148,7 +148,7 @@ def test_every_operation_widget_runs_or_says_why_in_one_viewer(qtbot, make_napar
         getattr(viewer, f"add_{kind}")(array, name=name, rgb=True) if name == "rgb" else \
             getattr(viewer, f"add_{kind}")(array, name=name)
     results, refused, seconds = {}, {}, {}
-    for op in registry.operations():
+    for op in catalog.operations():
         layer_name = _input_for(op)
         dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, op.title)
         assert isinstance(widget, widgets.OperationWidget) and widget.operation is op
@@ -188,7 +188,7 @@ def test_every_operation_widget_runs_or_says_why_in_one_viewer(qtbot, make_napar
                   if KNOWN_FAILURES.get(name, "\0") not in message}
     assert unexpected == {}, f"operations that refused a suitable input: {unexpected}"
     print("slowest:", sorted(seconds.items(), key=lambda item: -item[1])[:8])
-    assert len(results) + len(refused) == len(registry.operations())
+    assert len(results) + len(refused) == len(catalog.operations())
 
 
 @pytest.mark.parametrize("name", ["drift_correct", "align_stack"])
@@ -199,7 +199,7 @@ def test_a_runtime_error_in_the_worker_ends_the_run(qtbot, make_napari_viewer, s
     noise = np.random.default_rng(0).random((3, 64, 64)).astype(np.float32)
     viewer = make_napari_viewer()
     viewer.add_image(noise, name="noise")
-    dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, registry.get(name).title)
+    dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, catalog.get(name).title)
     widget.input.value = viewer.layers["noise"]
     widget.run()
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)

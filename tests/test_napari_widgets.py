@@ -14,7 +14,7 @@ import pytest
 from skimage import data
 
 import napari_stacklab as sl
-from napari_stacklab import registry
+from napari_stacklab import catalog, engine
 from napari_stacklab._napari import _layers, widgets
 from napari_stacklab.recipe import PROVENANCE_KEY
 
@@ -198,13 +198,13 @@ def test_worker_error_notifies_and_viewer_survives(qtbot, viewer, stack, errors)
 
 def test_per_axis_image_and_device_parameters(qtbot, viewer, stack, monkeypatch):
     seen = []
-    real = registry._run
+    real = engine.run
 
-    def spy(op, image, device, params, **kwargs):
+    def spy(op, image, params, device=None):
         seen.append((threading.current_thread() is threading.main_thread(), device))
-        return real(op, image, device, params, **kwargs)
+        return real(op, image, params, device=device)
 
-    monkeypatch.setattr(registry, "_run", spy)
+    monkeypatch.setattr(engine, "run", spy)
     widget = open_widget(viewer, "Gaussian")
     widget.fields["sigma"].widget.value = "1, 3"
     widget.device.value = "cpu"
@@ -273,7 +273,7 @@ def test_spatial_kwargs_copy_trailing_axes(stack):
 def test_every_operation_widget_opens_through_the_manifest(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((2, 16, 16), np.float32), name="x")
-    for op in registry.operations():
+    for op in catalog.operations():
         dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, op.title)
         assert isinstance(widget, widgets.OperationWidget) and widget.operation is op
         assert set(widget.fields) == {p.name for p in op.params}

@@ -12,12 +12,12 @@ import pytest
 import tifffile
 
 import napari_stacklab as sl
-from napari_stacklab import registry
+from napari_stacklab import catalog
 from napari_stacklab._napari import reader, writer
 from napari_stacklab.io._lazy import MemmapArray
 from test_dtype_matrix import _image, _params
 
-OPS = registry.operations()
+OPS = catalog.operations()
 #: operation -> why it fails on write-protected input today (xfail, strict); empty since rotate was fixed
 READ_ONLY_FAILURES: dict[str, str] = {}
 

@@ -7,7 +7,7 @@ from scipy import ndimage as ndi
 from skimage import data
 from skimage.registration import phase_cross_correlation
 
-from napari_stacklab import registry
+from napari_stacklab import catalog
 from napari_stacklab.register import (
     Transform,
     align_stack,
@@ -92,7 +92,7 @@ def test_shifts_apply_to_another_channel(drifting):
 
 def test_drift_correct_operation_is_registered_and_lazy(drifting):
     frames, _ = drifting
-    op = registry.get("drift_correct")
+    op = catalog.get("drift_correct")
     assert op.menu_id == "napari/layers/register" and not op.lifted
     lazy = drift_correct(da.from_array(frames, chunks=(2, 192, 192)), reference="previous")
     assert isinstance(lazy, da.Array)

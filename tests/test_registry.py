@@ -6,22 +6,22 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from napari_stacklab import registry
+from napari_stacklab import catalog, registry
 from napari_stacklab.filters import gaussian
 from napari_stacklab.registry import ImageRef, Range, operation
 
 
 def test_names_are_unique_and_functions_reach_their_record():
-    ops = registry.operations()
+    ops = catalog.operations()
     names = [op.name for op in ops]
     assert len(names) == len(set(names))
     assert {"gaussian", "median", "threshold"} <= set(names)
     for op in ops:
         assert op.func.operation is op
-        assert registry.get(op.name) is op
+        assert catalog.get(op.name) is op
 
 
-@pytest.mark.parametrize("op", registry.operations(), ids=lambda op: op.name)
+@pytest.mark.parametrize("op", catalog.operations(), ids=lambda op: op.name)
 def test_every_operation_follows_the_contract(op):
     params = list(inspect.signature(op.func).parameters.values())
     assert params[0].kind is inspect.Parameter.POSITIONAL_ONLY, "image first and positional"
@@ -36,7 +36,7 @@ def test_every_operation_follows_the_contract(op):
 
 def test_unknown_operation_lists_known_names():
     with pytest.raises(KeyError, match="gaussian"):
-        registry.get("gausian")
+        catalog.get("gausian")
 
 
 @pytest.mark.parametrize(
@@ -73,7 +73,7 @@ def test_input_is_never_modified(camera_stack):
     grey = _frozen(camera_stack)
     rgb = _frozen(np.stack([camera_stack[0]] * 3, axis=-1))
     exercised = []
-    for op in registry.operations():
+    for op in catalog.operations():
         if op.image_params or op.frame_ndim > 3:
             continue
         params = {"method": "manual", "value": 50.0} if op.name == "threshold" else {}
@@ -86,7 +86,7 @@ def test_input_is_never_modified(camera_stack):
             break
     np.testing.assert_array_equal(grey, camera_stack)
     np.testing.assert_array_equal(rgb[..., 0], camera_stack[0])
-    assert len(exercised) >= 0.7 * len([op for op in registry.operations() if not op.image_params])
+    assert len(exercised) >= 0.7 * len([op for op in catalog.operations() if not op.image_params])
 
 
 def test_dtype_rules():
@@ -151,7 +151,7 @@ from typing import Annotated  # noqa: E402  (used in the nested declaration abov
 
 
 def test_family_is_the_public_module_even_for_private_submodules():
-    families = {op.name: op.family for op in registry.operations()}
+    families = {op.name: op.family for op in catalog.operations()}
     assert families["gaussian"] == "filters"
     assert families["similarity_map"] == "register"  # declared in register/_similarity.py
 
@@ -161,8 +161,8 @@ def test_operation_order_does_not_depend_on_import_order():
     import sys
 
     def names(first_import):
-        code = (f"import napari_stacklab.{first_import}\nfrom napari_stacklab import registry\n"
-                "print(' '.join(op.name for op in registry.operations()))")
+        code = (f"import napari_stacklab.{first_import}\nfrom napari_stacklab import catalog\n"
+                "print(' '.join(op.name for op in catalog.operations()))")
         return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
 
     assert names("stem") == names("filters") == names("register")

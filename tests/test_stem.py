@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_stacklab import filters, registry, stem
+from napari_stacklab import catalog, filters, stem
 
 SCAN, DETECTOR = (6, 7), (24, 20)
 
@@ -215,11 +215,11 @@ def test_frame_filters_run_over_every_scan_position(scan):
 
 
 def test_operations_are_registered_and_recorded():
-    names = {op.name for op in registry.operations() if op.family == "stem"}
+    names = {op.name for op in catalog.operations() if op.family == "stem"}
     assert names == {"sum_pattern", "mean_pattern", "max_pattern", "std_pattern", "virtual_detector",
                      "virtual_bright_field", "annular_dark_field", "center_of_mass", "dpc", "radial_profile"}
-    assert registry.get("center_of_mass").output == "images"
-    assert registry.get("virtual_detector").param("mask").optional
+    assert catalog.get("center_of_mass").output == "images"
+    assert catalog.get("virtual_detector").param("mask").optional
 
 
 @pytest.mark.gpu

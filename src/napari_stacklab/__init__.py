@@ -30,7 +30,11 @@ _SUBMODULES = (
     "batch",
     "io",
     "lift",
+    "frames",
+    "statistics",
+    "engine",
     "registry",
+    "catalog",
     "recipe",
     "datasets",
 )

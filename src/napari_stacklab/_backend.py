@@ -14,12 +14,14 @@ import inspect
 import sys
 import warnings
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable, Literal, get_args
 
 import numpy as np
 import scipy.ndimage
 
-DEVICES = ("auto", "cpu", "gpu")
+#: Where to compute: ``"auto"`` (the GPU when there is one), ``"cpu"`` or ``"gpu"``.
+Device = Literal["auto", "cpu", "gpu"]
+DEVICES = get_args(Device)
 
 
 class GPUFallbackWarning(UserWarning):
@@ -45,6 +47,15 @@ def is_cupy(array: Any) -> bool:
 def chunk_type(array: Any) -> Any:
     """The in-memory array a computation on ``array`` produces (its dask meta, or itself)."""
     return array._meta if is_dask(array) else array
+
+
+def array_module(array: Any) -> ModuleType:
+    """The module whose functions keep ``array``'s kind: ``dask.array``, ``cupy`` or ``numpy``.
+
+    For stacking, moving axes and the like on an array that may be lazy (a
+    kernel inside a chunk uses :func:`get_namespace` instead).
+    """
+    return dask_module() if is_dask(array) else get_namespace(array)[0]
 
 
 def get_namespace(array: Any) -> tuple[ModuleType, ModuleType]:
@@ -188,6 +199,43 @@ def free_gpu_memory() -> None:
         cp.get_default_memory_pool().free_all_blocks()
 
 
+def warn_fallback(name: str, exc: BaseException, *, stacklevel: int = 2) -> None:
+    """Say that ``name`` could not run on the GPU and runs on the CPU instead (:class:`GPUFallbackWarning`)."""
+    warnings.warn(
+        f"{name}: the GPU could not run it ({exc}); running on the CPU instead.",
+        GPUFallbackWarning,
+        stacklevel=stacklevel + 1,
+    )
+
+
+def on_host_after_gpu_failure(func: Callable, name: str) -> Callable:
+    """``func`` for the blocks of a lazy GPU graph: a block the GPU cannot compute is computed on the CPU.
+
+    The policy for failures that show only when real blocks are computed (out
+    of memory on a large block): the block and every GPU argument are copied
+    to the host, ``func`` reruns there with a :class:`GPUFallbackWarning`, and
+    the result is copied back, so the graph still yields GPU chunks and no
+    work is lost.
+    """
+    failures = gpu_failure_types()
+
+    def run(block: Any, **params: Any) -> Any:
+        try:
+            return func(block, **params)
+        except failures as exc:
+            free_gpu_memory()
+            why = "the GPU could not run" if isinstance(exc, NoGPUImplementation) else "did not fit on the GPU"
+            warnings.warn(
+                f"{name}: a block of shape {tuple(block.shape)} {why} ({exc}); it was computed on the CPU.",
+                GPUFallbackWarning,
+                stacklevel=2,
+            )
+            host_params = {k: to_numpy(v) if on_gpu(v) else v for k, v in params.items()}
+            return to_device(func(to_numpy(block), **host_params), "gpu")
+
+    return run
+
+
 def tiny_like(array: Any, frame_ndim: int) -> Any:
     """A small eager array of ``array``'s kind and dtype, at most 16 pixels per axis (for probing a kernel).
 
@@ -222,6 +270,16 @@ def materialize(array: Any) -> Any:
     return to_numpy(array)
 
 
+def compute_here(array: Any) -> Any:
+    """``array`` in memory: a lazy array is computed (to the host), an eager one is returned as it is.
+
+    For inputs that are read once and then used whole (a template, a
+    frame-shaped mask, one frame a function works on); :func:`materialize`
+    also brings eager GPU data to the host.
+    """
+    return materialize(array) if is_dask(array) else array
+
+
 def as_dask(array: Any, chunks: Any = "auto") -> Any:
     """Wrap ``array`` as a dask array (a no-op for dask input)."""
     import dask.array as da
@@ -253,8 +311,9 @@ _DEVICE_DOC = """    device : {"auto", "cpu", "gpu"}, optional
 def with_device(*names: str) -> Any:
     """Give a public function a ``device=`` keyword that moves the named array arguments first.
 
-    The signature and the numpydoc "Parameters" section gain ``device``, as the
-    registry operations have it, so every public image function takes the same switch.
+    Superseded by :func:`napari_stacklab.registry.validated`, which also
+    validates the arguments from their type hints; kept while
+    :mod:`napari_stacklab.register` still uses it.
     """
 
     def decorate(func: Any) -> Any:

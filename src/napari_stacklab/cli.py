@@ -80,9 +80,9 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _ops(args: argparse.Namespace) -> int:
-    from . import registry
+    from . import catalog
 
-    ops = registry.operations() if args.name is None else [registry.get(args.name)]
+    ops = catalog.operations() if args.name is None else [catalog.get(args.name)]
     for op in ops:
         print(f"{op.name:24s} {op.family:11s} -> {op.output:9s} {op.summary}")
         if args.name is not None or args.verbose:

@@ -16,8 +16,8 @@ the denoiser then works on the variance-stabilised image
 (:func:`anscombe`, noise standard deviation close to 1) and maps the result
 back with the exact unbiased inverse (:func:`inverse_anscombe`).
 
-The bilateral filter is declared in :mod:`napari_stacklab.filters` and
-re-exported here as :func:`bilateral` (the same operation).
+The bilateral filter is listed here and in :mod:`napari_stacklab.filters`:
+:func:`bilateral` is the same operation in both.
 """
 
 from __future__ import annotations
@@ -30,24 +30,26 @@ import numpy as np
 
 from . import _backend
 from ._backend import get_namespace
+from ._bilateral import bilateral
 from ._validation import as_float, check_ndim, check_real, check_same_shape, float_dtype
-from .filters import bilateral
-from .lift import frame_at, reduce_frames
-from .registry import ImageRef, PerFrame, Range, operation
+from .frames import frame_at
+from .lift import reduce_frames
+from .registry import ImageRef, PerFrame, Range, operation, validated
+from .statistics import stack_range
 
 __all__ = [
     "anscombe",
-    "bilateral",
-    "bm3d",
-    "estimate_noise",
-    "gaussian_psf",
     "inverse_anscombe",
+    "estimate_noise",
     "nl_means",
-    "psnr",
-    "richardson_lucy",
-    "ssim",
     "tv",
     "wavelet",
+    "bm3d",
+    "bilateral",
+    "psnr",
+    "ssim",
+    "gaussian_psf",
+    "richardson_lucy",
     "wiener",
 ]
 
@@ -279,11 +281,7 @@ def nl_means(
 
 def _resolve_range(image: Any, **params: Any) -> dict:
     if params.get("data_range") is None:
-        x = _stabilized(image, params["anscombe"])
-        low, high = _backend.materialize(
-            np.stack([x.min(), x.max()]).astype(np.float64)  # dispatches to CuPy / dask (NEP 18)
-        )
-        params["data_range"] = float(high - low) or 1.0
+        params["data_range"] = stack_range(_stabilized(image, params["anscombe"])) or 1.0
     return params
 
 
@@ -486,13 +484,7 @@ def _paired(image: Any, reference: Any) -> Any:
 
 
 def _reference_range(reference: Any, data_range: float | None) -> float:
-    if data_range is not None:
-        return data_range
-    xp, _ = get_namespace(reference)
-    low, high = _backend.materialize(
-        xp.stack([reference.min(), reference.max()]).astype(np.float64)
-    )
-    return float(high - low) or 1.0
+    return stack_range(reference) or 1.0 if data_range is None else data_range
 
 
 @operation(menu="measure", output="value", lift=False, title="PSNR against a reference")
@@ -570,12 +562,7 @@ def ssim(
     """
     reference = _paired(image, reference)
     data_range = _reference_range(reference, data_range)
-    xp, _ = get_namespace(image)
-    stack = (
-        _backend.dask_module().stack
-        if _backend.is_dask(image) or _backend.is_dask(reference)
-        else xp.stack
-    )
+    stack = _backend.array_module(reference if _backend.is_dask(reference) else image).stack
     pairs = stack([image.astype(np.float64), reference.astype(np.float64)], axis=-3)
     values = reduce_frames(
         _frame_ssim, pairs, frame_ndim=3, dtype=np.float64, data_range=data_range
@@ -586,8 +573,12 @@ def ssim(
 # --- deconvolution ---------------------------------------------------------------------
 
 
+@validated(device=False)
 def gaussian_psf(
-    sigma: float | tuple[float, float], *, truncate: float = 4.0, like: Any = None
+    sigma: Annotated[float | tuple[float, float], Range(0, None)],
+    *,
+    truncate: Annotated[float, Range(0, None, low_inclusive=False)] = 4.0,
+    like: Any = None,
 ) -> Any:
     """A normalised 2-D Gaussian point-spread function.
 
@@ -610,14 +601,13 @@ def gaussian_psf(
 
 
 def _resolve_psf(image: Any, **params: Any) -> dict:
-    xp, _ = get_namespace(image)
     psf = params["psf"]
     if psf is None:
         psf = gaussian_psf(params["sigma"], like=_backend.tiny_like(image, 2))
     else:
         check_ndim(psf, 2, "psf", max_ndim=2)
         check_real(psf, "psf")
-        psf = xp.asarray(_backend.materialize(psf)).astype(np.float64)
+        psf = psf.astype(np.float64)
         total = float(_backend.materialize(psf.sum()))
         if not total > 0:
             raise ValueError(f"psf must have a positive sum, got {total}")

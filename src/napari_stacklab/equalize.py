@@ -15,26 +15,31 @@ equalized images are then built from them lazily for dask input.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, Sequence
+from typing import Annotated, Any, Callable, Literal, Sequence, get_args
 
 import numpy as np
 
-from . import _backend, registry
-from ._validation import check_array, check_choice, check_ndim, check_number, check_real, float_dtype
-from .lift import reduce_frames
+from . import _backend
+from ._validation import as_float, check_choice, check_ndim, check_number, check_real, float_dtype
+from .frames import iter_frame_indices
+from .lift import map_frames, reduce_frames
+from .registry import ImageRef, Range, validated
 
 __all__ = ["equalize_set", "laplacian_variance", "EQUALIZE_METHODS"]
 
-EQUALIZE_METHODS = ("histogram", "meanstd")
+EqualizeMethod = Literal["histogram", "meanstd"]
+EQUALIZE_METHODS = get_args(EqualizeMethod)
 #: Quantile levels sampled to build the median histogram of a set.
 _N_QUANTILES = 1025
 
 
-def _variance(frame: Any) -> Any:
-    return frame.astype(np.float64).var()
+def _laplacian_variance(frame: Any) -> Any:
+    _, ndi = _backend.get_namespace(frame)
+    return ndi.laplace(as_float(frame), mode="reflect").astype(np.float64).var()
 
 
-def laplacian_variance(image: Any) -> float | np.ndarray:
+@validated
+def laplacian_variance(image: ImageRef) -> float | np.ndarray:
     """Sharpness of each frame: the variance of its Laplacian.
 
     A focused image has strong second derivatives at its edges; blurring
@@ -64,21 +69,17 @@ def laplacian_variance(image: Any) -> float | np.ndarray:
     """
     check_ndim(image, 2)
     check_real(image)
-    laplacian = registry.get("laplace")(image, mode="reflect")
-    values = _backend.materialize(reduce_frames(_variance, laplacian, dtype=np.float64))
+    values = _backend.materialize(reduce_frames(_laplacian_variance, image, dtype=np.float64))
     return float(values) if image.ndim == 2 else np.asarray(values)
 
 
 # --- helpers ------------------------------------------------------------------
 
 
-def _check_images(images: Any) -> list:
-    if not isinstance(images, (list, tuple)):
-        raise TypeError(f"images must be a list of arrays, got {type(images).__name__}")
+def _check_images(images: list) -> list:
     if len(images) == 0:
         raise ValueError("images must contain at least one image")
     for i, image in enumerate(images):
-        check_array(image, f"images[{i}]")
         check_ndim(image, 2, f"images[{i}]")
         check_real(image, f"images[{i}]")
     batch = tuple(images[0].shape[:-2])
@@ -92,20 +93,34 @@ def _check_images(images: Any) -> list:
 
 
 def _frames(batch_shape: tuple) -> list[tuple]:
-    return list(np.ndindex(*batch_shape))
+    return list(iter_frame_indices(batch_shape))
 
 
-def _per_frame(op_name: str, image: Any, frame_params: dict) -> Any:
-    """Run registry operation ``op_name`` on every frame with that frame's parameters; dask stays lazy."""
-    op = registry.get(op_name)
+def _gain(frame: Any, *, gain: float, offset: float) -> Any:
+    frame = as_float(frame)
+    return (frame * gain + offset).astype(frame.dtype, copy=False)
+
+
+def _match(frame: Any, *, reference: Any) -> Any:
+    out = _backend.skimage_module(frame, "exposure").match_histograms(frame, reference)
+    return out.astype(float_dtype(frame.dtype), copy=False)
+
+
+def _sharpen(frame: Any, *, radius: float, amount: float) -> Any:
+    _, ndi = _backend.get_namespace(frame)
+    frame = as_float(frame)
+    sharpened = frame + amount * (frame - ndi.gaussian_filter(frame, radius, mode="reflect", truncate=4.0))
+    return sharpened.astype(frame.dtype, copy=False)
+
+
+def _per_frame(kernel: Callable, image: Any, frame_params: dict) -> Any:
+    """``kernel`` on every frame with that frame's parameters, in the float dtype; dask stays lazy."""
+    dtype = float_dtype(image.dtype)
     batch = tuple(image.shape[:-2])
     if not batch:
-        return op(image, **frame_params[()])
-    outs = [op(image[index], **frame_params[index]) for index in _frames(batch)]
-    if _backend.is_dask(image):
-        stacked = _backend.dask_module().stack(outs)
-    else:
-        stacked = _backend.stack_like(outs, image)
+        return map_frames(kernel, image, dtype=dtype, **frame_params[()])
+    outs = [map_frames(kernel, image[index], dtype=dtype, **frame_params[index]) for index in _frames(batch)]
+    stacked = _backend.array_module(outs[0]).stack(outs)
     return stacked.reshape(batch + tuple(stacked.shape[-2:]))
 
 
@@ -144,7 +159,7 @@ def _equalize_meanstd(images: list, reference: int | str) -> list:
             t_mean, t_std = target[index]
             gain = t_std / std if std > 0 else 1.0
             params[index] = {"gain": gain, "offset": t_mean - gain * mean}
-        out.append(_per_frame("adjust_gain", image, params))
+        out.append(_per_frame(_gain, image, params))
     return out
 
 
@@ -161,13 +176,13 @@ def _equalize_histogram(images: list, reference: int | str) -> list:
     for i, image in enumerate(images):
         if i == reference:
             unchanged = {index: {"gain": 1.0, "offset": 0.0} for index in _frames(batch)}
-            out.append(_per_frame("adjust_gain", image, unchanged))
+            out.append(_per_frame(_gain, image, unchanged))
             continue
         params = {index: {"reference": template_of(index)} for index in _frames(batch)}
         if image.dtype.kind == "u" and any(p["reference"].dtype.kind != "u" for p in params.values()):
             # scikit-image's fast path for unsigned images needs an unsigned reference too
             image = image.astype(float_dtype(image.dtype))
-        out.append(_per_frame("match_histograms", image, params))
+        out.append(_per_frame(_match, image, params))
     return out
 
 
@@ -221,18 +236,19 @@ def _equalize_sharpness(images: list, reference: int | str, radius: float, max_a
             index: {"radius": radius, "amount": _solve_amount(term[index], float(target[index]), max_amount)}
             for index in _frames(tuple(image.shape[:-2]))
         }
-        out.append(_per_frame("unsharp_mask", image, params))
+        out.append(_per_frame(_sharpen, image, params))
     return out
 
 
+@validated
 def equalize_set(
-    images: Sequence[Any],
+    images: Sequence[ImageRef],
     *,
     reference: int | Literal["median"] = "median",
-    method: Literal["histogram", "meanstd"] = "meanstd",
+    method: EqualizeMethod = "meanstd",
     sharpness: bool = False,
-    sharpness_radius: float = 1.0,
-    max_amount: float = 10.0,
+    sharpness_radius: Annotated[float, Range(0, None, low_inclusive=False)] = 1.0,
+    max_amount: Annotated[float, Range(0, 100, low_inclusive=False)] = 10.0,
 ) -> list:
     """Equalize brightness, contrast and (optionally) sharpness across a set of images.
 
@@ -291,11 +307,6 @@ def equalize_set(
     else:
         check_number("reference", reference, low=-len(images), high=len(images) - 1, integer=True)
         reference = int(reference) % len(images)
-    check_choice("method", method, EQUALIZE_METHODS)
-    if not isinstance(sharpness, (bool, np.bool_)):
-        raise TypeError(f"sharpness must be True or False, got {sharpness!r}")
-    check_number("sharpness_radius", sharpness_radius, low=0, low_inclusive=False)
-    check_number("max_amount", max_amount, low=0, high=100, low_inclusive=False)
 
     equalized = (_equalize_meanstd if method == "meanstd" else _equalize_histogram)(images, reference)
     if sharpness:

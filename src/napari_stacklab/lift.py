@@ -21,6 +21,7 @@ import numpy as np
 
 from . import _backend
 from ._validation import check_array, check_number
+from .frames import frame_at, frame_chunks, iter_frame_indices
 
 __all__ = ["map_frames", "reduce_frames", "frame_at", "frame_chunks", "frame_axes_for", "iter_frame_indices"]
 
@@ -41,45 +42,6 @@ def _bad_axis(axis: Any, ndim: int) -> int:
     raise ValueError(f"frame axis {axis} is out of range for a {ndim}-D array")
 
 
-def iter_frame_indices(batch_shape: Sequence[int]):
-    """Indices of every frame of a stack whose batch axes have ``batch_shape``."""
-    return np.ndindex(*batch_shape)
-
-
-def frame_at(image: Any, plane: int | None, frame_ndim: int = 2) -> Any:
-    """Frame number ``plane`` of a stack (C order over the batch axes), or all of ``image`` for ``None``.
-
-    Global statistics (a threshold, a noise level, percentiles) are computed
-    once from this sample: the whole stack, or one chosen plane.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> stack = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)
-    >>> bool((frame_at(stack, 4) == stack[1, 1]).all()), frame_at(stack, None).shape
-    (True, (2, 3, 4, 5))
-    """
-    if plane is None or image.ndim == frame_ndim:
-        return image
-    batch_shape = image.shape[: image.ndim - frame_ndim]
-    n_frames = int(np.prod(batch_shape))
-    if not -n_frames <= plane < n_frames:
-        raise ValueError(f"plane must index one of the {n_frames} frames, got {plane}")
-    return image[np.unravel_index(plane % n_frames, batch_shape)]
-
-
-def frame_chunks(ndim: int, frame_ndim: int) -> dict:
-    """dask ``chunks`` keeping whole frames per chunk and letting dask size the batch axes.
-
-    Examples
-    --------
-    >>> frame_chunks(4, 2)
-    {0: 'auto', 1: 'auto', 2: -1, 3: -1}
-    """
-    n_batch = max(ndim - frame_ndim, 0)
-    return {axis: ("auto" if axis < n_batch else -1) for axis in range(ndim)}
-
-
 def _check(data: Any, frame_ndim: int) -> None:
     check_array(data, "data")
     check_number("frame_ndim", frame_ndim, low=1, integer=True)
@@ -89,53 +51,40 @@ def _check(data: Any, frame_ndim: int) -> None:
         )
 
 
+def _trailing(ndim: int, count: int) -> tuple[int, ...]:
+    return tuple(range(ndim - count, ndim))
+
+
 def _to_end(data: Any, axes: tuple[int, ...]) -> Any:
     """Move the frame axes to the end (a no-op when they are already there)."""
-    end = tuple(range(data.ndim - len(axes), data.ndim))
-    if axes == end:
-        return data
-    xp = _backend.dask_module() if _backend.is_dask(data) else _backend.get_namespace(data)[0]
-    return xp.moveaxis(data, axes, end)
+    end = _trailing(data.ndim, len(axes))
+    return data if axes == end else _backend.array_module(data).moveaxis(data, axes, end)
 
 
 def _from_end(result: Any, axes: tuple[int, ...]) -> Any:
-    end = tuple(range(result.ndim - len(axes), result.ndim))
-    if axes == end:
-        return result
-    xp = _backend.dask_module() if _backend.is_dask(result) else _backend.get_namespace(result)[0]
-    return xp.moveaxis(result, end, axes)
+    """Undo :func:`_to_end` on a result with the same number of frame axes."""
+    end = _trailing(result.ndim, len(axes))
+    return result if axes == end else _backend.array_module(result).moveaxis(result, end, axes)
 
 
-def _map_eager(data: Any, func: Callable, frame_ndim: int, vectorized: bool, params: dict) -> Any:
-    """Apply ``func`` to every frame of an in-memory stack whose frame axes are last."""
-    if vectorized or data.ndim == frame_ndim:
-        return func(data, **params)
-    batch_shape = data.shape[: data.ndim - frame_ndim]
-    out = None
-    for index in iter_frame_indices(batch_shape):
-        frame_out = func(data[index], **params)
-        if out is None:
-            xp, _ = _backend.get_namespace(frame_out)
-            out = xp.empty(tuple(batch_shape) + tuple(frame_out.shape), dtype=frame_out.dtype)
-        out[index] = frame_out
-    return out
+def _map_eager(data: Any, *arrays: Any, func: Callable, frame_ndim: int, vectorized: bool, params: dict,
+               names: tuple[str, ...] = ()) -> Any:
+    """Apply ``func`` to every frame of an in-memory stack whose frame axes are last.
 
-
-def _map_eager_per_frame(data: Any, *arrays: Any, func: Callable, frame_ndim: int, vectorized: bool, params: dict,
-                         names: tuple[str, ...]) -> Any:
-    """:func:`_map_eager` where each name in ``names`` takes the matching frame of the array beside it."""
-    if not names:
-        return _map_eager(data, func, frame_ndim, vectorized, params)
-    if data.ndim == frame_ndim:
+    Each name in ``names`` takes the frame of the array beside it (``arrays``)
+    that matches the frame computed.
+    """
+    if (vectorized and not names) or data.ndim == frame_ndim:
         return func(data, **params, **dict(zip(names, arrays)))
+    xp, _ = _backend.get_namespace(data)
     batch_shape = data.shape[: data.ndim - frame_ndim]
     out = None
     for index in iter_frame_indices(batch_shape):
-        frame_out = func(data[index], **params, **{name: array[index] for name, array in zip(names, arrays)})
+        value = func(data[index], **params, **{name: array[index] for name, array in zip(names, arrays)})
+        value = value if hasattr(value, "dtype") else xp.asarray(value)  # a reduction may return a Python number
         if out is None:
-            xp, _ = _backend.get_namespace(frame_out)
-            out = xp.empty(tuple(batch_shape) + tuple(frame_out.shape), dtype=frame_out.dtype)
-        out[index] = frame_out
+            out = _backend.get_namespace(value)[0].empty(tuple(batch_shape) + tuple(value.shape), dtype=value.dtype)
+        out[index] = value
     return out
 
 
@@ -210,52 +159,65 @@ def map_frames(
     """
     _check(data, frame_ndim)
     axes = frame_axes_for(data.ndim, frame_ndim, frame_axes)
+    out_frame = None if frame_shape is None else tuple(int(s) for s in frame_shape)
+    reshaped = out_frame is not None and len(out_frame) != frame_ndim
+    if reshaped and axes != _trailing(data.ndim, frame_ndim):
+        raise ValueError("a kernel that changes the number of frame axes needs the frame axes last")
+    if out_frame is not None and depth is not None:
+        raise ValueError("frame_shape (a shape-changing kernel) cannot be combined with a halo depth")
     moved = _to_end(data, axes)
     names = tuple(per_frame or {})
     extra = [_to_end(_per_frame_array(name, array, data), axes) for name, array in (per_frame or {}).items()]
-    kernel = functools.partial(_map_eager_per_frame, func=func, frame_ndim=frame_ndim, vectorized=vectorized,
+    kernel = functools.partial(_map_eager, func=func, frame_ndim=frame_ndim, vectorized=vectorized,
                                params=params, names=names)
     if not _backend.is_dask(moved):
-        extra = [_backend.like(_backend.materialize(a), moved) if _backend.is_dask(a) else a for a in extra]
-        return _from_end(kernel(moved, *extra), axes)
+        extra = [_backend.like(_backend.compute_here(a), moved) for a in extra]
+        result = kernel(moved, *extra)
+        return result if reshaped else _from_end(result, axes)
 
     if dtype is None:
         probe_params = {**params, **{name: a[(0,) * (a.ndim - frame_ndim)] for name, a in zip(names, extra)}}
         dtype = _probe(func, moved, frame_ndim, vectorized and not names, probe_params).dtype
     n_batch = moved.ndim - frame_ndim
-    meta = _backend.empty_like_meta(moved, dtype)
-    if depth is None or frame_shape is not None:
-        if frame_shape is not None and depth is not None:
-            raise ValueError("frame_shape (a shape-changing kernel) cannot be combined with a halo depth")
+    da = _backend.dask_module()
+    if depth is None or out_frame is not None:
         whole = moved.rechunk({axis: -1 for axis in range(n_batch, moved.ndim)})
-        out_frame = tuple(whole.shape[n_batch:]) if frame_shape is None else tuple(int(s) for s in frame_shape)
-        chunks = whole.chunks[:n_batch] + tuple((s,) for s in out_frame)
+        out_frame = tuple(whole.shape[n_batch:]) if out_frame is None else out_frame
         extra = [_backend.as_dask(a).rechunk(whole.chunks) for a in extra]
-        result = _backend.dask_module().map_blocks(kernel, whole, *extra, dtype=dtype, meta=meta, chunks=chunks)
-    else:
-        halo = (depth,) * frame_ndim if np.isscalar(depth) else tuple(depth)
-        if len(halo) != frame_ndim:
-            raise ValueError(f"depth must give one halo per frame axis ({frame_ndim}), got {depth!r}")
-        depths = {axis: 0 for axis in range(n_batch)}
-        whole_axes = {}
-        for i, h in enumerate(halo):
-            axis = n_batch + i
-            if int(h) >= moved.shape[axis]:  # the halo spans the frame: keep this axis whole instead
-                whole_axes[axis] = -1
-                h = 0
-            depths[axis] = int(h)
-        if whole_axes:
-            moved = moved.rechunk(whole_axes)
-        extra = [_backend.as_dask(a).rechunk(moved.chunks) for a in extra]
-        result = _backend.dask_module().map_overlap(
-            kernel,
-            moved,
-            *extra,
-            depth=[depths] * (1 + len(extra)),
-            boundary=["none"] * (1 + len(extra)),
-            dtype=dtype,
-            meta=meta,
+        axes_change = (
+            {"drop_axis": list(range(n_batch, moved.ndim)),
+             "new_axis": list(range(n_batch, n_batch + len(out_frame))) or None}
+            if reshaped else {}
         )
+        result = da.map_blocks(
+            kernel, whole, *extra, dtype=dtype,
+            meta=_backend.empty_like_meta(moved, dtype, ndim=n_batch + len(out_frame)),
+            chunks=whole.chunks[:n_batch] + tuple((s,) for s in out_frame), **axes_change,
+        )
+        return result if reshaped else _from_end(result, axes)
+    halo = (depth,) * frame_ndim if np.isscalar(depth) else tuple(depth)
+    if len(halo) != frame_ndim:
+        raise ValueError(f"depth must give one halo per frame axis ({frame_ndim}), got {depth!r}")
+    depths = {axis: 0 for axis in range(n_batch)}
+    whole_axes = {}
+    for i, h in enumerate(halo):
+        axis = n_batch + i
+        if int(h) >= moved.shape[axis]:  # the halo spans the frame: keep this axis whole instead
+            whole_axes[axis] = -1
+            h = 0
+        depths[axis] = int(h)
+    if whole_axes:
+        moved = moved.rechunk(whole_axes)
+    extra = [_backend.as_dask(a).rechunk(moved.chunks) for a in extra]
+    result = da.map_overlap(
+        kernel,
+        moved,
+        *extra,
+        depth=[depths] * (1 + len(extra)),
+        boundary=["none"] * (1 + len(extra)),
+        dtype=dtype,
+        meta=_backend.empty_like_meta(moved, dtype),
+    )
     return _from_end(result, axes)
 
 
@@ -265,20 +227,6 @@ def _per_frame_array(name: str, array: Any, data: Any) -> Any:
         raise ValueError(f"{name} given frame by frame must have the shape of the data {tuple(data.shape)}, "
                          f"got {tuple(array.shape)}")
     return array
-
-
-def _reduce_block(block: Any, func: Callable, frame_ndim: int, out_shape: tuple, vectorized: bool, params: dict) -> Any:
-    if vectorized:
-        return func(block, **params)
-    batch_shape = block.shape[: block.ndim - frame_ndim]
-    xp, _ = _backend.get_namespace(block)
-    out = None
-    for index in iter_frame_indices(batch_shape):
-        value = xp.asarray(func(block[index], **params))
-        if out is None:
-            out = xp.empty(tuple(batch_shape) + out_shape, dtype=value.dtype)
-        out[index] = value
-    return out
 
 
 def reduce_frames(
@@ -317,31 +265,8 @@ def reduce_frames(
     >>> reduce_frames(np.sum, stack).tolist()
     [66.0, 210.0]
     """
-    _check(data, frame_ndim)
-    axes = frame_axes_for(data.ndim, frame_ndim, frame_axes)
-    moved = _to_end(data, axes)
-    out_shape = tuple(int(s) for s in out_shape)
-    if moved.ndim == frame_ndim:
-        moved = moved[None]
-        squeeze = True
-    else:
-        squeeze = False
-    n_batch = moved.ndim - frame_ndim
-    if _backend.is_dask(moved):
-        whole = moved.rechunk({axis: -1 for axis in range(n_batch, moved.ndim)})
-        result = whole.map_blocks(
-            _reduce_block,
-            func,
-            frame_ndim,
-            out_shape,
-            vectorized,
-            params,
-            drop_axis=list(range(n_batch, moved.ndim)),
-            new_axis=list(range(n_batch, n_batch + len(out_shape))) or None,
-            chunks=whole.chunks[:n_batch] + tuple((s,) for s in out_shape),
-            dtype=dtype,
-            meta=_backend.empty_like_meta(moved, dtype, ndim=n_batch + len(out_shape)),
-        )
-    else:
-        result = _reduce_block(moved, func, frame_ndim, out_shape, vectorized, params).astype(dtype, copy=False)
-    return result[0] if squeeze else result
+    result = map_frames(func, data, frame_ndim=frame_ndim, frame_axes=frame_axes, dtype=dtype,
+                        frame_shape=tuple(out_shape), vectorized=vectorized, **params)
+    if _backend.is_dask(result):
+        return result
+    return _backend.get_namespace(data)[0].asarray(result).astype(dtype, copy=False)

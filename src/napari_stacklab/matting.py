@@ -16,13 +16,14 @@ functions take one in-memory 2-D image (gray ``(M, N)`` or colour
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from . import _backend
-from ._validation import check_array, check_choice, check_number, check_real, float_dtype
+from ._validation import check_array, check_real, float_dtype
+from .registry import ImageRef, Range, validated
 
 __all__ = [
     "trimap_from_mask",
@@ -34,7 +35,13 @@ __all__ = [
     "BACKGROUNDS",
 ]
 
-BACKGROUNDS = ("transparent", "white", "black")
+#: What an extracted subject is composited on.
+Background = Literal["transparent", "white", "black"]
+BACKGROUNDS = get_args(Background)
+#: PyMatting's solvers: closed-form matting, large-kernel matting.
+MattingMethod = Literal["cf", "lkm"]
+#: A radius in pixels (0: none).
+Pixels = Annotated[int, Range(0, None)]
 #: Trimap values: certain background, unknown, certain foreground.
 BACKGROUND, UNKNOWN, FOREGROUND = 0.0, 0.5, 1.0
 
@@ -89,7 +96,8 @@ def _gray(image: np.ndarray) -> np.ndarray:
     return image[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
 
 
-def trimap_from_mask(mask: Any, *, erode_size: int = 10, dilate_size: int | None = None) -> np.ndarray:
+@validated(device=False)
+def trimap_from_mask(mask: ImageRef, *, erode_size: Pixels = 10, dilate_size: Pixels | None = None) -> np.ndarray:
     """Trimap from a rough foreground mask: an unknown band around its border.
 
     Parameters
@@ -115,13 +123,10 @@ def trimap_from_mask(mask: Any, *, erode_size: int = 10, dilate_size: int | None
     >>> trimap_from_mask(mask, erode_size=1)[4].tolist()
     [0.0, 0.5, 0.5, 1.0, 1.0, 1.0, 0.5, 0.5, 0.0]
     """
-    check_array(mask, "mask")
     if mask.ndim != 2:
         raise ValueError(f"mask must be 2-D (M, N), got shape {tuple(mask.shape)}")
-    check_number("erode_size", erode_size, low=0, integer=True)
     if dilate_size is None:
         dilate_size = erode_size
-    check_number("dilate_size", dilate_size, low=0, integer=True)
     mask = np.asarray(_backend.materialize(mask)) != 0
     trimap = np.full(mask.shape, UNKNOWN)
     trimap[~_dilate(mask, dilate_size)] = BACKGROUND
@@ -129,8 +134,9 @@ def trimap_from_mask(mask: Any, *, erode_size: int = 10, dilate_size: int | None
     return trimap
 
 
+@validated(device=False)
 def trimap_from_thresholds(
-    image: Any, *, foreground: float, background: float, erode_size: int = 10
+    image: ImageRef, *, foreground: float, background: float, erode_size: Pixels = 10
 ) -> np.ndarray:
     """Trimap from two intensity thresholds (on the luminance of colour images).
 
@@ -162,11 +168,8 @@ def trimap_from_thresholds(
     [[0.0, 0.0, 0.5, 1.0, 1.0]]
     """
     image = _host_image(image)
-    check_number("foreground", foreground)
-    check_number("background", background)
     if foreground == background:
         raise ValueError(f"foreground and background thresholds must differ, both are {foreground!r}")
-    check_number("erode_size", erode_size, low=0, integer=True)
     gray = _gray(image)
     if foreground > background:
         fg, bg = gray >= foreground, gray <= background
@@ -178,7 +181,8 @@ def trimap_from_thresholds(
     return trimap
 
 
-def postprocess_mask(mask: Any, *, fill_holes: bool = True, min_size: int = 0) -> np.ndarray:
+@validated(device=False)
+def postprocess_mask(mask: ImageRef, *, fill_holes: bool = True, min_size: Pixels = 0) -> np.ndarray:
     """Clean a foreground mask: fill enclosed holes, drop small specks.
 
     Parameters
@@ -203,12 +207,8 @@ def postprocess_mask(mask: Any, *, fill_holes: bool = True, min_size: int = 0) -
     >>> bool(out[2, 2]), bool(out[6, 6])
     (True, False)
     """
-    check_array(mask, "mask")
     if mask.ndim != 2:
         raise ValueError(f"mask must be 2-D (M, N), got shape {tuple(mask.shape)}")
-    if not isinstance(fill_holes, (bool, np.bool_)):
-        raise TypeError(f"fill_holes must be True or False, got {fill_holes!r}")
-    check_number("min_size", min_size, low=0, integer=True)
     mask = np.asarray(_backend.materialize(mask)) != 0
     if fill_holes:
         mask = ndi.binary_fill_holes(mask)
@@ -221,7 +221,8 @@ def postprocess_mask(mask: Any, *, fill_holes: bool = True, min_size: int = 0) -
     return mask
 
 
-def alpha_matte(image: Any, trimap: Any, *, method: Literal["cf", "lkm"] = "cf") -> np.ndarray:
+@validated(device=False)
+def alpha_matte(image: ImageRef, trimap: ImageRef, *, method: MattingMethod = "cf") -> np.ndarray:
     """Soft opacity of the subject in the trimap's unknown band (PyMatting).
 
     The image is scaled to [0, 1] (its min and max) for the solver only;
@@ -257,7 +258,6 @@ def alpha_matte(image: Any, trimap: Any, *, method: Literal["cf", "lkm"] = "cf")
     >>> bool(np.abs(alpha - truth).max() < 0.05)
     True
     """
-    check_choice("method", method, ("cf", "lkm"))
     pymatting = _pymatting()
     image = _host_image(image)
     trimap = _host_plane(trimap, "trimap", image.shape[:2]).astype(np.float64)
@@ -292,11 +292,12 @@ def _white(image: np.ndarray) -> float:
     return float(image.max())
 
 
+@validated(device=False)
 def extract_subject(
-    image: Any,
-    alpha: Any,
+    image: ImageRef,
+    alpha: ImageRef,
     *,
-    background: Literal["transparent", "white", "black"] = "transparent",
+    background: Background = "transparent",
     estimate_foreground: bool = False,
 ) -> np.ndarray:
     """Composite the subject over a new background.
@@ -336,9 +337,6 @@ def extract_subject(
     """
     image = _host_image(image)
     alpha = _host_plane(alpha, "alpha", image.shape[:2]).astype(np.float64)
-    check_choice("background", background, BACKGROUNDS)
-    if not isinstance(estimate_foreground, (bool, np.bool_)):
-        raise TypeError(f"estimate_foreground must be True or False, got {estimate_foreground!r}")
     if alpha.min() < 0 or alpha.max() > 1:
         raise ValueError("alpha values must lie in [0, 1]")
     colour = image if image.ndim == 2 else image[..., :3]
@@ -375,19 +373,20 @@ def _estimated_foreground(values: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return foreground[..., 0] if values.ndim == 2 else foreground
 
 
+@validated(device=False)
 def remove_background(
-    image: Any,
+    image: ImageRef,
     *,
-    mask: Any = None,
+    mask: ImageRef | None = None,
     foreground: float | None = None,
     background: float | None = None,
-    erode_size: int = 10,
-    dilate_size: int | None = None,
+    erode_size: Pixels = 10,
+    dilate_size: Pixels | None = None,
     fill_holes: bool = True,
-    min_size: int = 0,
+    min_size: Pixels = 0,
     mask_only: bool = False,
-    method: Literal["cf", "lkm"] = "cf",
-    new_background: Literal["transparent", "white", "black"] = "transparent",
+    method: MattingMethod = "cf",
+    new_background: Background = "transparent",
     estimate_foreground: bool = False,
 ) -> dict:
     """The whole background-removal chain: mask -> trimap -> alpha -> subject.
@@ -437,9 +436,7 @@ def remove_background(
     if mask is None:
         if foreground is None:
             raise ValueError("give a mask or a foreground threshold (foreground=...)")
-        check_number("foreground", foreground)
         low = foreground if background is None else background
-        check_number("background", low)
         gray = _gray(host)
         dark = low > foreground
         rough = gray <= foreground if dark else gray >= foreground

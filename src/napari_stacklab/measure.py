@@ -19,10 +19,8 @@ import numpy as np
 from . import _backend
 from ._backend import get_namespace, skimage_module
 from ._validation import check_array, float_dtype
-from .lift import iter_frame_indices, map_frames
-from .morphology import frame_spacing
-from .registry import ImageRef, Range, operation
-from .segment import Mode, frame_ndim_for
+from .frames import Mode, frame_ndim_for, frame_spacing, iter_frame_indices
+from .registry import ImageRef, Range, operation, validated
 
 __all__ = [
     "Table",
@@ -255,7 +253,7 @@ def _stack_points(image: Any, frame_ndim: int, per_frame) -> np.ndarray:
     batch_shape = tuple(image.shape[: image.ndim - frame_ndim])
     found = []
     for index in iter_frame_indices(batch_shape):
-        points = per_frame(_backend.materialize(image[index]) if _backend.is_dask(image) else image[index])
+        points = per_frame(_backend.compute_here(image[index]))
         prefix = np.broadcast_to(np.asarray(index, np.float64), (len(points), len(index)))
         found.append(np.hstack([prefix, points]))
     return np.concatenate(found) if found else np.empty((0, image.ndim))
@@ -318,7 +316,6 @@ def _prepare_template(image: Any, *, template: Any, pad_input: bool) -> dict:
         raise ValueError(f"template must be 2-D, got shape {tuple(template.shape)}")
     if any(t > s for t, s in zip(template.shape, image.shape[-2:])):
         raise ValueError(f"template {tuple(template.shape)} is larger than a frame {tuple(image.shape[-2:])}")
-    template = _backend.materialize(template) if _backend.is_dask(template) else template
     return {"template": template, "pad_input": pad_input}
 
 

@@ -16,16 +16,16 @@ Sizes are in pixels. To give an area in physical units, pass ``spacing``
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Annotated, Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal, get_args
 
 import numpy as np
 
 from ._backend import get_namespace, skimage_module
 from ._validation import float_dtype
-from .lift import map_frames
-from .registry import Range, operation
-from .segment import Mode, check_connectivity, frame_ndim_for
+from .frames import Mode, check_connectivity, frame_spacing, mode_ndim
+from .registry import Range, operation, validated
 
 __all__ = [
     "erosion",
@@ -50,11 +50,13 @@ __all__ = [
 
 Footprint = Literal["disk", "square", "diamond", "ball", "cube", "octahedron"]
 #: Footprint name -> dimensionality of the frames it applies to.
-FOOTPRINTS = {"disk": 2, "square": 2, "diamond": 2, "ball": 3, "cube": 3, "octahedron": 3}
+FOOTPRINTS = dict(zip(get_args(Footprint), (2, 2, 2, 3, 3, 3)))
 PositiveSpacing = Annotated[float | tuple[float, ...], Range(0, None, low_inclusive=False)]
+Radius = Annotated[int, Range(1, 100)]
 
 
-def footprint_array(footprint: str, radius: int) -> np.ndarray:
+@validated(device=False)
+def footprint_array(footprint: Footprint, radius: Annotated[int, Range(0, None)]) -> np.ndarray:
     """The boolean structuring element ``footprint`` of ``radius`` (side ``2 * radius + 1``).
 
     Examples
@@ -62,24 +64,22 @@ def footprint_array(footprint: str, radius: int) -> np.ndarray:
     >>> footprint_array("diamond", 1).astype(int).tolist()
     [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
     """
-    if footprint not in FOOTPRINTS:
-        raise ValueError(f"footprint must be one of {tuple(FOOTPRINTS)}, got {footprint!r}")
+    return _footprint(footprint, radius).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _footprint(footprint: str, radius: int) -> np.ndarray:
+    """:func:`footprint_array`, made once per shape and read-only (kernels build it for every frame)."""
     if footprint in ("square", "cube"):
-        return np.ones((2 * radius + 1,) * FOOTPRINTS[footprint], dtype=bool)
-    import skimage.morphology
+        element = np.ones((2 * radius + 1,) * FOOTPRINTS[footprint], dtype=bool)
+    else:
+        element = getattr(skimage_module(np.empty(0), "morphology"), footprint)(radius).astype(bool)
+    element.flags.writeable = False
+    return element
 
-    return getattr(skimage.morphology, footprint)(radius).astype(bool)
 
-
-def frame_spacing(spacing: Any, frame_ndim: int) -> tuple[float, ...] | None:
-    """Pixel size along the frame axes from a scalar, a per-frame-axis or a per-array-axis spacing."""
-    if spacing is None:
-        return None
-    if not isinstance(spacing, tuple):
-        return (float(spacing),) * frame_ndim
-    if len(spacing) < frame_ndim:
-        raise ValueError(f"spacing must give at least {frame_ndim} values (one per frame axis), got {spacing}")
-    return tuple(float(s) for s in spacing[-frame_ndim:])
+def _footprint_ndim(footprint: str, **_: Any) -> int:
+    return FOOTPRINTS[footprint]
 
 
 def _as_mask(frame: Any) -> Any:
@@ -91,33 +91,15 @@ def _labels_or_mask(dtype: Any, **_: Any) -> np.dtype:
 
 
 # --------------------------------------------------------------------------- neighbourhood operations
-def _neighbourhood_frame(frame: Any, *, skimage_name: str, binary: bool, footprint: np.ndarray) -> Any:
-    morphology = skimage_module(frame, "morphology")
-    if binary:
-        return getattr(morphology, skimage_name)(_as_mask(frame), footprint)
-    return getattr(morphology, skimage_name)(frame, footprint)
-
-
 def _declare_neighbourhood(name: str, func: str, binary: bool, passes: int, what: str, example: str) -> Callable:
     """Declare one erosion/dilation/opening/closing operation (grey or binary)."""
     kind = "mask" if binary else "image"
     out_rule = "bool" if binary else "same"
     dtype_doc = "bool (non-zero input pixels are foreground)" if binary else "same dtype as the input"
 
-    def kernel(image, *, footprint: Footprint = "disk", radius: Annotated[int, Range(1, 100)] = 1):
-        frame_ndim = FOOTPRINTS[footprint]
-        if image.ndim < frame_ndim:
-            raise ValueError(f"footprint={footprint!r} needs {frame_ndim}-D frames, got shape {tuple(image.shape)}")
-        return map_frames(
-            _neighbourhood_frame,
-            image,
-            frame_ndim=frame_ndim,
-            depth=passes * radius,
-            dtype=np.dtype(bool) if binary else image.dtype,
-            skimage_name=func,
-            binary=binary,
-            footprint=footprint_array(footprint, radius),
-        )
+    def kernel(image, *, footprint: Footprint = "disk", radius: Radius = 1):
+        frame = _as_mask(image) if binary else image
+        return getattr(skimage_module(image, "morphology"), func)(frame, _footprint(footprint, radius))
 
     kernel.__name__ = kernel.__qualname__ = name
     kernel.__module__ = __name__
@@ -143,7 +125,13 @@ def _declare_neighbourhood(name: str, func: str, binary: bool, passes: int, what
     --------
 {example}
     """
-    return operation(menu="segment" if binary else "filter", output=kind, dtype=out_rule, lift=False)(kernel)
+    return operation(
+        menu="segment" if binary else "filter",
+        output=kind,
+        dtype=out_rule,
+        frame_ndim=_footprint_ndim,
+        halo=lambda radius, **_: passes * radius,
+    )(kernel)
 
 
 _EX_GREY = """    >>> import numpy as np
@@ -191,15 +179,8 @@ binary_closing = _declare_neighbourhood(
 )
 
 
-def _gradient_frame(frame: Any, *, footprint: np.ndarray) -> Any:
-    morphology = skimage_module(frame, "morphology")
-    if frame.dtype == bool:
-        return morphology.dilation(frame, footprint) ^ morphology.erosion(frame, footprint)
-    return morphology.dilation(frame, footprint) - morphology.erosion(frame, footprint)
-
-
-@operation(menu="filter", dtype="same", lift=False)
-def morphological_gradient(image, *, footprint: Footprint = "disk", radius: Annotated[int, Range(1, 100)] = 1):
+@operation(menu="filter", dtype="same", frame_ndim=_footprint_ndim, halo=lambda radius, **_: radius)
+def morphological_gradient(image, *, footprint: Footprint = "disk", radius: Radius = 1):
     """Morphological gradient: dilation minus erosion, bright on object edges.
 
     Parameters
@@ -224,26 +205,15 @@ def morphological_gradient(image, *, footprint: Footprint = "disk", radius: Anno
     >>> morphological_gradient(step, footprint="square")[1].tolist()
     [0, 0, 5, 5, 0, 0]
     """
-    frame_ndim = FOOTPRINTS[footprint]
-    if image.ndim < frame_ndim:
-        raise ValueError(f"footprint={footprint!r} needs {frame_ndim}-D frames, got shape {tuple(image.shape)}")
-    return map_frames(
-        _gradient_frame,
-        image,
-        frame_ndim=frame_ndim,
-        depth=radius,
-        dtype=image.dtype,
-        footprint=footprint_array(footprint, radius),
-    )
+    morphology = skimage_module(image, "morphology")
+    element = _footprint(footprint, radius)
+    if image.dtype == bool:
+        return morphology.dilation(image, element) ^ morphology.erosion(image, element)
+    return morphology.dilation(image, element) - morphology.erosion(image, element)
 
 
 # --------------------------------------------------------------------------- whole-object operations
-def _fill_holes_frame(frame: Any) -> Any:
-    _, ndi = get_namespace(frame)
-    return ndi.binary_fill_holes(_as_mask(frame))
-
-
-@operation(menu="segment", output="mask", dtype="bool", lift=False)
+@operation(menu="segment", output="mask", dtype="bool", frame_ndim=mode_ndim)
 def fill_holes(image, *, mode: Mode = "2d"):
     """Fill background regions that do not touch the frame border.
 
@@ -266,23 +236,25 @@ def fill_holes(image, *, mode: Mode = "2d"):
     >>> bool(fill_holes(ring).all())
     True
     """
-    return map_frames(_fill_holes_frame, image, frame_ndim=frame_ndim_for(image, mode), dtype=bool)
+    _, ndi = get_namespace(image)
+    return ndi.binary_fill_holes(_as_mask(image))
 
 
-def _size_in_pixels(max_size: float, spacing: tuple[float, ...] | None) -> int:
-    return int(math.floor(max_size / math.prod(spacing))) if spacing is not None else int(max_size)
+def _pixels(max_size: float, spacing: Any, frame_ndim: int) -> int:
+    """``max_size`` (pixels, or an area/volume in the units of ``spacing``) as a pixel count."""
+    pixel = frame_spacing(spacing, frame_ndim)
+    return int(math.floor(max_size / math.prod(pixel))) if pixel is not None else int(max_size)
 
 
-def _remove_small_objects_frame(frame: Any, *, max_size: int, connectivity: int) -> Any:
-    morphology = skimage_module(frame, "morphology")
-    if frame.dtype == bool:
-        return morphology.remove_small_objects(frame, max_size=max_size, connectivity=connectivity)
-    if frame.dtype.kind == "f":
-        return morphology.remove_small_objects(frame != 0, max_size=max_size, connectivity=connectivity).astype(np.int32)
-    return morphology.remove_small_objects(frame.astype(np.int32), max_size=max_size, connectivity=connectivity)
+def _check_sizes(image: Any, **params: Any) -> dict:
+    """Connectivity and spacing checked against the frame dimensionality, before any frame is computed."""
+    frame_ndim = mode_ndim(params["mode"])
+    check_connectivity(params["connectivity"], frame_ndim)
+    frame_spacing(params["spacing"], frame_ndim)
+    return params
 
 
-@operation(menu="segment", output="labels", dtype=_labels_or_mask, lift=False)
+@operation(menu="segment", output="labels", dtype=_labels_or_mask, frame_ndim=mode_ndim, prepare=_check_sizes)
 def remove_small_objects(
     image,
     *,
@@ -323,24 +295,16 @@ def remove_small_objects(
     >>> int(remove_small_objects(mask, max_size=4, spacing=0.5).sum())   # 4 um^2 = 16 pixels
     0
     """
-    frame_ndim = frame_ndim_for(image, mode)
-    check_connectivity(connectivity, frame_ndim)
-    pixels = _size_in_pixels(max_size, frame_spacing(spacing, frame_ndim))
-    return map_frames(
-        _remove_small_objects_frame,
-        image,
-        frame_ndim=frame_ndim,
-        dtype=_labels_or_mask(image.dtype),
-        max_size=pixels,
-        connectivity=connectivity,
-    )
+    morphology = skimage_module(image, "morphology")
+    pixels = _pixels(max_size, spacing, image.ndim)
+    if image.dtype == bool:
+        return morphology.remove_small_objects(image, max_size=pixels, connectivity=connectivity)
+    if image.dtype.kind == "f":
+        return morphology.remove_small_objects(image != 0, max_size=pixels, connectivity=connectivity).astype(np.int32)
+    return morphology.remove_small_objects(image.astype(np.int32), max_size=pixels, connectivity=connectivity)
 
 
-def _remove_small_holes_frame(frame: Any, *, max_size: int, connectivity: int) -> Any:
-    return skimage_module(frame, "morphology").remove_small_holes(_as_mask(frame), max_size=max_size, connectivity=connectivity)
-
-
-@operation(menu="segment", output="mask", dtype="bool", lift=False)
+@operation(menu="segment", output="mask", dtype="bool", frame_ndim=mode_ndim, prepare=_check_sizes)
 def remove_small_holes(
     image,
     *,
@@ -378,22 +342,12 @@ def remove_small_holes(
     >>> bool(remove_small_holes(mask, max_size=1).all())
     True
     """
-    frame_ndim = frame_ndim_for(image, mode)
-    check_connectivity(connectivity, frame_ndim)
-    pixels = _size_in_pixels(max_size, frame_spacing(spacing, frame_ndim))
-    return map_frames(
-        _remove_small_holes_frame, image, frame_ndim=frame_ndim, dtype=bool, max_size=pixels, connectivity=connectivity
+    return skimage_module(image, "morphology").remove_small_holes(
+        _as_mask(image), max_size=_pixels(max_size, spacing, image.ndim), connectivity=connectivity
     )
 
 
-def _clear_border_frame(frame: Any, *, buffer_size: int) -> Any:
-    segmentation = skimage_module(frame, "segmentation")
-    if frame.dtype == bool:
-        return segmentation.clear_border(frame, buffer_size=buffer_size)
-    return segmentation.clear_border(frame.astype(np.int32), buffer_size=buffer_size)
-
-
-@operation(menu="segment", output="labels", dtype=_labels_or_mask, lift=False)
+@operation(menu="segment", output="labels", dtype=_labels_or_mask, frame_ndim=mode_ndim)
 def clear_border(image, *, buffer_size: Annotated[int, Range(0, 1000)] = 0, mode: Mode = "2d"):
     """Remove objects touching the frame border (cells cut by the field of view).
 
@@ -418,20 +372,12 @@ def clear_border(image, *, buffer_size: Annotated[int, Range(0, 1000)] = 0, mode
     >>> clear_border(mask).nonzero()
     (array([2]), array([2]))
     """
-    return map_frames(
-        _clear_border_frame,
-        image,
-        frame_ndim=frame_ndim_for(image, mode),
-        dtype=_labels_or_mask(image.dtype),
-        buffer_size=buffer_size,
-    )
+    segmentation = skimage_module(image, "segmentation")
+    labels = image if image.dtype == bool else image.astype(np.int32)
+    return segmentation.clear_border(labels, buffer_size=buffer_size)
 
 
-def _skeletonize_frame(frame: Any) -> Any:
-    return skimage_module(frame, "morphology").skeletonize(_as_mask(frame))
-
-
-@operation(menu="segment", output="mask", dtype="bool", lift=False)
+@operation(menu="segment", output="mask", dtype="bool", frame_ndim=mode_ndim)
 def skeletonize(image, *, mode: Mode = "2d"):
     """One-pixel-wide centre lines of the foreground.
 
@@ -454,15 +400,15 @@ def skeletonize(image, *, mode: Mode = "2d"):
     >>> int(skeletonize(bar)[3].sum()), int(skeletonize(bar)[[0, 1, 5, 6]].sum())
     (8, 0)
     """
-    return map_frames(_skeletonize_frame, image, frame_ndim=frame_ndim_for(image, mode), dtype=bool)
+    return skimage_module(image, "morphology").skeletonize(_as_mask(image))
 
 
-def _distance_frame(frame: Any, *, sampling: tuple[float, ...] | None, out_dtype: np.dtype) -> Any:
-    _, ndi = get_namespace(frame)
-    return ndi.distance_transform_edt(_as_mask(frame), sampling=sampling).astype(out_dtype, copy=False)
+def _check_sampling(image: Any, **params: Any) -> dict:
+    frame_spacing(params["sampling"], mode_ndim(params["mode"]))
+    return params
 
 
-@operation(menu="segment", dtype="float", lift=False)
+@operation(menu="segment", dtype="float", frame_ndim=mode_ndim, prepare=_check_sampling)
 def distance_transform(image, *, sampling: PositiveSpacing | None = None, mode: Mode = "2d"):
     """Euclidean distance of every foreground pixel to the nearest background pixel.
 
@@ -489,13 +435,6 @@ def distance_transform(image, *, sampling: PositiveSpacing | None = None, mode: 
     >>> distance_transform(row, sampling=0.5).tolist()
     [[0.0, 0.5, 1.0, 1.5, 1.0, 0.5, 0.0]]
     """
-    frame_ndim = frame_ndim_for(image, mode)
-    dtype = float_dtype(image.dtype)
-    return map_frames(
-        _distance_frame,
-        image,
-        frame_ndim=frame_ndim,
-        dtype=dtype,
-        sampling=frame_spacing(sampling, frame_ndim),
-        out_dtype=dtype,
-    )
+    _, ndi = get_namespace(image)
+    distance = ndi.distance_transform_edt(_as_mask(image), sampling=frame_spacing(sampling, image.ndim))
+    return distance.astype(float_dtype(image.dtype), copy=False)

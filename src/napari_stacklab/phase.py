@@ -31,16 +31,17 @@ from . import _backend
 from ._backend import get_namespace
 from ._validation import check_ndim, check_real, float_dtype
 from .lift import map_frames
-from .registry import ImageRef, Range, operation
+from .registry import ImageRef, PerFrame, Range, operation, validated
+from .statistics import value_range
 
 __all__ = [
     "PHASE_COLORMAP",
     "complex_split",
-    "find_sideband",
-    "hologram_wave",
-    "reconstruct_hologram",
-    "unwrap",
     "wrap",
+    "unwrap",
+    "reconstruct_hologram",
+    "hologram_wave",
+    "find_sideband",
 ]
 
 #: Colormap napari should use for wrapped-phase layers (cyclic).
@@ -75,35 +76,23 @@ def _complex_dtype(dtype: Any) -> np.dtype:
 # --- complex images -------------------------------------------------------------------
 
 
-def _amplitude(z: Any) -> Any:
+#: Parts of a complex image: name -> the array-module function that takes it out.
+_PARTS = {"amplitude": "abs", "phase": "angle", "real": "real", "imag": "imag"}
+
+
+def _parts(z: Any, names: tuple[str, ...]) -> dict:
+    """The named parts of ``z`` (:data:`_PARTS`), each in the real dtype of ``z``."""
     xp, _ = get_namespace(z)
-    return xp.abs(z).astype(_real_dtype(z.dtype), copy=False)
-
-
-def _angle(z: Any) -> Any:
-    xp, _ = get_namespace(z)
-    return xp.angle(z).astype(_real_dtype(z.dtype), copy=False)
-
-
-def _real(z: Any) -> Any:
-    xp, _ = get_namespace(z)
-    return xp.real(z).astype(_real_dtype(z.dtype), copy=False)
-
-
-def _imag(z: Any) -> Any:
-    xp, _ = get_namespace(z)
-    return xp.imag(z).astype(_real_dtype(z.dtype), copy=False)
-
-
-def _split(z: Any, parts: dict) -> dict:
     dtype = _real_dtype(z.dtype)
-    return {name: map_frames(func, z, dtype=dtype, vectorized=True) for name, func in parts.items()}
+    return {name: getattr(xp, _PARTS[name])(z).astype(dtype, copy=False) for name in names}
 
 
 @operation(
     menu="visualize",
     output="images",
-    lift=False,
+    parts=tuple(_PARTS),
+    dtype=lambda dtype, **_: _real_dtype(dtype),
+    vectorized=True,
     allow_complex=True,
     display={"phase": {"colormap": PHASE_COLORMAP}},
     title="Complex split (amplitude, phase, real, imag)",
@@ -131,7 +120,7 @@ def complex_split(image):
     >>> sorted(parts), parts["amplitude"].tolist(), parts["phase"].round(4).tolist()
     (['amplitude', 'imag', 'phase', 'real'], [[1.0, 2.0]], [[1.5708, 3.1416]])
     """
-    return _split(image, {"amplitude": _amplitude, "phase": _angle, "real": _real, "imag": _imag})
+    return _parts(image, tuple(_PARTS))
 
 
 def _wrap(phi: Any) -> Any:
@@ -304,37 +293,12 @@ def _unwrap_least_squares(phi: Any, mask: Any | None) -> Any:
     return solution
 
 
-def _unwrap_frame(frame: Any, *, method: str, mask: Any | None) -> Any:
-    dtype = float_dtype(frame.dtype)
-    phi = frame.astype(dtype, copy=False)
-    xp, _ = get_namespace(phi)
-    finite = xp.isfinite(phi)
-    if not bool(finite.all()):
-        # NaN/inf mean "no data": masked like the user's invalid pixels (skimage's
-        # path following never terminates on a NaN). Filled with 0 so no NaN reaches the solvers.
-        mask = finite if mask is None else mask & finite
-        phi = xp.where(finite, phi, 0).astype(dtype, copy=False)
-    if mask is not None and not bool(mask.any()):
-        return xp.full(phi.shape, xp.nan, dtype=dtype)
-    if method == "exact":
-        unwrap_phase = _backend.skimage_function(phi, "restoration", "unwrap_phase")
-        data = phi if mask is None else np.ma.masked_array(phi, mask=~mask)
-        out = unwrap_phase(data, rng=0)
-        if mask is not None:
-            out = out.filled(np.nan)
-        return xp.asarray(out).astype(dtype, copy=False)
-    out = _unwrap_least_squares(phi, mask)
-    if mask is not None:
-        out = xp.where(mask, out, xp.nan)
-    return out.astype(dtype, copy=False)
-
-
-@operation(menu="transform", lift=False, title="Unwrap phase")
+@operation(menu="transform", frame_ndim=lambda volume, **_: 3 if volume else 2, title="Unwrap phase")
 def unwrap(
     image,
     *,
     method: Literal["exact", "fast"] = "exact",
-    mask: ImageRef | None = None,
+    mask: Annotated[ImageRef, PerFrame] | None = None,
     volume: bool = False,
 ):
     """Unwrap a phase: remove its ``2 pi`` jumps.
@@ -386,35 +350,29 @@ def unwrap(
     >>> bool(np.allclose(out - out.mean(), true - true.mean(), atol=1e-6))
     True
     """
-    check_real(image)
-    frame_ndim = 3 if volume else 2
-    check_ndim(image, frame_ndim)
+    dtype = float_dtype(image.dtype)
+    phi = image.astype(dtype, copy=False)
+    mask = None if mask is None else mask != 0
+    xp, _ = get_namespace(phi)
+    finite = xp.isfinite(phi)
+    if not bool(finite.all()):
+        # NaN/inf mean "no data": masked like the user's invalid pixels (skimage's
+        # path following never terminates on a NaN). Filled with 0 so no NaN reaches the solvers.
+        mask = finite if mask is None else mask & finite
+        phi = xp.where(finite, phi, 0).astype(dtype, copy=False)
+    if mask is not None and not bool(mask.any()):
+        return xp.full(phi.shape, xp.nan, dtype=dtype)
     if method == "exact":
-        # No GPU implementation: fail now (the registry reruns on the CPU), not in a lazy graph.
-        _backend.skimage_function(image, "restoration", "unwrap_phase")
-    frame_shape = tuple(image.shape[-frame_ndim:])
-    per_frame = {}
+        unwrap_phase = _backend.skimage_function(phi, "restoration", "unwrap_phase")
+        data = phi if mask is None else np.ma.masked_array(phi, mask=~mask)
+        out = unwrap_phase(data, rng=0)
+        if mask is not None:
+            out = out.filled(np.nan)
+        return xp.asarray(out).astype(dtype, copy=False)
+    out = _unwrap_least_squares(phi, mask)
     if mask is not None:
-        if tuple(mask.shape) == tuple(image.shape) and image.ndim > frame_ndim:
-            per_frame["mask"] = mask != 0  # one mask per frame (lazy stays lazy)
-            mask = None
-        elif tuple(mask.shape) == frame_shape:
-            xp, _ = get_namespace(image)
-            mask = xp.asarray(_backend.materialize(mask)).astype(bool)
-        else:
-            raise ValueError(
-                f"mask must have the frame shape {frame_shape} (used for every frame) or the image's shape "
-                f"{tuple(image.shape)} (one per frame), got {tuple(mask.shape)}"
-            )
-    return map_frames(
-        _unwrap_frame,
-        image,
-        frame_ndim=frame_ndim,
-        dtype=float_dtype(image.dtype),
-        method=method,
-        per_frame=per_frame,
-        **({} if per_frame else {"mask": mask}),
-    )
+        out = xp.where(mask, out, xp.nan)
+    return out.astype(dtype, copy=False)
 
 
 # --- off-axis holography --------------------------------------------------------------
@@ -427,8 +385,10 @@ def _frequencies(shape: tuple, xp: Any) -> tuple:
     return fy[:, None], fx[None, :]
 
 
-@_backend.with_device("hologram")
-def find_sideband(hologram: Any, *, exclude_radius: float | None = None) -> tuple[float, float]:
+@validated
+def find_sideband(
+    hologram: ImageRef, *, exclude_radius: Annotated[float, Range(0, None)] | None = None
+) -> tuple[float, float]:
     """Position ``(ky, kx)`` of the strongest sideband, in FFT pixels from the zero frequency.
 
     The hologram's mean is removed and a Tukey window (cosine taper over 15 %
@@ -475,7 +435,7 @@ def _find_sideband(hologram: Any, *, exclude_radius: float | None, name: str) ->
     check_real(hologram, name)
     xp, _ = get_namespace(hologram)
     frame = xp.asarray(_backend.materialize(hologram)).astype(np.float64)
-    low, high = (float(v) for v in _backend.materialize(xp.stack([frame.min(), frame.max()])))
+    low, high = value_range(frame)
     if low == high:
         raise ValueError(
             f"no sideband found: the {name} is constant ({low:g} everywhere), it has no fringes"
@@ -530,6 +490,7 @@ def _reference_divided(
 
 
 def _resolve_hologram(image: Any, **params: Any) -> dict:
+    """The sideband and aperture, found once; the aperture and the reference's wave, made once."""
     reference = params["reference"]
     frame_shape = tuple(image.shape[-2:])
     if reference is not None:
@@ -546,41 +507,40 @@ def _resolve_hologram(image: Any, **params: Any) -> dict:
         params["sideband"] = _find_sideband(sample, exclude_radius=exclude, name=name)
     elif len(params["sideband"]) != 2:
         raise ValueError(f"sideband must be (ky, kx), got {params['sideband']!r}")
+    params["sideband"] = tuple(params["sideband"])
     if params["aperture_radius"] is None:
         params["aperture_radius"] = math.hypot(*params["sideband"]) / 3
-    return params
+    xp, _ = get_namespace(image)
+    aperture = _aperture(frame_shape, params["aperture_radius"], params["aperture_smoothness"], xp, np.float64)
+    return {**params, "_aperture": aperture, "_reference_wave": _reference_wave(reference, params["sideband"], aperture)}
 
 
-def _wave(hologram: Any, *, sideband, aperture_radius, aperture_smoothness, reference) -> Any:
-    xp, _ = get_namespace(hologram)
-    aperture = _aperture(
-        tuple(hologram.shape[-2:]), aperture_radius, aperture_smoothness, xp, np.float64
-    )
-    reference_wave = None
-    if reference is not None:
-        reference_frame = xp.asarray(_backend.materialize(reference))
-        reference_wave = _demodulate(reference_frame, sideband=sideband, aperture=aperture)
-        # Rounding leaves ~1e-16 of a flat reference's intensity in the sideband: not fringes.
-        floor = _NO_FRINGES * float(_backend.materialize(xp.abs(reference_frame).max()))
-        if not bool(xp.all(xp.abs(reference_wave) > floor)):
-            raise ValueError(
-                f"reference has no fringes at sideband {tuple(sideband)}: its wave is zero "
-                "at some pixels, so the object wave cannot be divided by it"
-            )
-    return map_frames(
-        _reference_divided,
-        hologram,
-        dtype=_complex_dtype(hologram.dtype),
-        sideband=tuple(sideband),
-        aperture=aperture,
-        reference_wave=reference_wave,
-    )
+def _reference_wave(reference: Any, sideband: tuple, aperture: Any) -> Any:
+    """The wave of the reference hologram (``None`` without one); refused where it has no fringes."""
+    if reference is None:
+        return None
+    xp, _ = get_namespace(aperture)
+    reference_frame = xp.asarray(_backend.materialize(reference))
+    wave = _demodulate(reference_frame, sideband=sideband, aperture=aperture)
+    # Rounding leaves ~1e-16 of a flat reference's intensity in the sideband: not fringes.
+    floor = _NO_FRINGES * float(_backend.materialize(xp.abs(reference_frame).max()))
+    if not bool(xp.all(xp.abs(wave) > floor)):
+        raise ValueError(
+            f"reference has no fringes at sideband {tuple(sideband)}: its wave is zero "
+            "at some pixels, so the object wave cannot be divided by it"
+        )
+    return wave
+
+
+Sideband = tuple[float, float] | None
+ApertureRadius = Annotated[float, Range(0, None, low_inclusive=False)] | None
+ApertureSmoothness = Annotated[float, Range(0, 1, 0.05)]
 
 
 @operation(
     menu="transform",
     output="images",
-    lift=False,
+    parts=("amplitude", "phase"),
     prepare=_resolve_hologram,
     display={"phase": {"colormap": PHASE_COLORMAP}},
     title="Reconstruct off-axis hologram",
@@ -588,10 +548,12 @@ def _wave(hologram: Any, *, sideband, aperture_radius, aperture_smoothness, refe
 def reconstruct_hologram(
     image,
     *,
-    sideband: tuple[float, float] | None = None,
-    aperture_radius: Annotated[float, Range(0, None, low_inclusive=False)] | None = None,
-    aperture_smoothness: Annotated[float, Range(0, 1, 0.05)] = 0.1,
+    sideband: Sideband = None,
+    aperture_radius: ApertureRadius = None,
+    aperture_smoothness: ApertureSmoothness = 0.1,
     reference: ImageRef | None = None,
+    _aperture: Any = None,
+    _reference_wave: Any = None,
 ):
     """Off-axis hologram -> amplitude and phase of the object wave.
 
@@ -639,25 +601,18 @@ def reconstruct_hologram(
     >>> round(float(out["phase"][64, 64]), 2), round(float(out["amplitude"][64, 64]), 2)
     (1.0, 1.0)
     """
-    check_real(image)
-    wave = _wave(
-        image,
-        sideband=sideband,
-        aperture_radius=aperture_radius,
-        aperture_smoothness=aperture_smoothness,
-        reference=reference,
-    )
-    return _split(wave, {"amplitude": _amplitude, "phase": _angle})
+    wave = _reference_divided(image, sideband=sideband, aperture=_aperture, reference_wave=_reference_wave)
+    return _parts(wave, ("amplitude", "phase"))
 
 
-@_backend.with_device("image", "reference")
+@validated
 def hologram_wave(
-    image: Any,
+    image: ImageRef,
     *,
-    sideband: tuple[float, float] | None = None,
-    aperture_radius: float | None = None,
-    aperture_smoothness: float = 0.1,
-    reference: Any = None,
+    sideband: Sideband = None,
+    aperture_radius: ApertureRadius = None,
+    aperture_smoothness: ApertureSmoothness = 0.1,
+    reference: ImageRef | None = None,
 ) -> Any:
     """The complex object wave of an off-axis hologram (see :func:`reconstruct_hologram`).
 
@@ -677,18 +632,20 @@ def hologram_wave(
     >>> wave.dtype, round(float(np.angle(wave[32, 32])), 3)
     (dtype('complex128'), 0.5)
     """
-    op = reconstruct_hologram.operation
     check_ndim(image, 2)
     check_real(image)
-    params = op.resolve(
+    params = _resolve_hologram(
         image,
-        op.bind(
-            {
-                "sideband": sideband,
-                "aperture_radius": aperture_radius,
-                "aperture_smoothness": aperture_smoothness,
-                "reference": reference,
-            }
-        ),
+        sideband=sideband,
+        aperture_radius=aperture_radius,
+        aperture_smoothness=aperture_smoothness,
+        reference=reference,
     )
-    return _wave(image, **params)
+    return map_frames(
+        _reference_divided,
+        image,
+        dtype=_complex_dtype(image.dtype),
+        sideband=params["sideband"],
+        aperture=params["_aperture"],
+        reference_wave=params["_reference_wave"],
+    )

@@ -19,8 +19,9 @@ import numpy as np
 
 from . import _backend
 from ._backend import get_namespace, skimage_module
-from ._validation import as_float, check_ndim, check_number, check_numeric, float_dtype
-from .registry import ImageRef, PerFrame, Range, operation
+from ._validation import as_float, check_ndim, check_numeric, float_dtype
+from .frames import BoundaryMode, WarpMode
+from .registry import ImageRef, PerFrame, Range, operation, validated
 
 __all__ = [
     "subtract_background",
@@ -36,8 +37,6 @@ __all__ = [
     "line_profile",
     "output_scale",
 ]
-
-WarpMode = Literal["constant", "edge", "symmetric", "reflect", "wrap"]
 
 
 
@@ -184,14 +183,12 @@ def remove_hot_pixels(
 
 
 def _prepare_mask(image, **params):
-    """A frame-shaped mask is read once; a mask per frame stays as it is (lazy ones lazy), checked per frame."""
+    """A frame-shaped mask (read once by the engine) must leave pixels to fill from; a mask per frame is checked per frame."""
     mask = params["mask"]
     check_numeric(mask, "mask", allow_complex=True)
     if tuple(mask.shape) == tuple(image.shape[-2:]):
-        xp, _ = get_namespace(image)
-        mask = xp.asarray(_backend.materialize(mask))
         _check_fillable(mask != 0)
-    return {**params, "mask": mask}
+    return params
 
 
 def _check_fillable(mask):
@@ -617,15 +614,15 @@ def warp_polar(
 # --------------------------------------------------------------------------- line profile (not an operation)
 
 
-@_backend.with_device("image")
+@validated
 def line_profile(
-    image: Any,
+    image: ImageRef,
     src: Sequence[float],
     dst: Sequence[float],
     *,
-    linewidth: int = 1,
-    order: int = 1,
-    mode: str = "reflect",
+    linewidth: Annotated[int, Range(1, None)] = 1,
+    order: Annotated[int, Range(0, 5)] = 1,
+    mode: BoundaryMode = "reflect",
 ) -> Any:
     """Intensity along a line from ``src`` to ``dst`` (both ends included).
 
@@ -659,8 +656,6 @@ def line_profile(
     [1.0, 2.0, 3.0, 4.0]
     """
     check_ndim(image, 2, max_ndim=2)
-    check_number("linewidth", linewidth, low=1, integer=True)
-    check_number("order", order, low=0, high=5, integer=True)
     src = np.asarray(src, dtype=float)
     dst = np.asarray(dst, dtype=float)
     for name, point in (("src", src), ("dst", dst)):

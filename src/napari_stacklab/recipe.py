@@ -24,7 +24,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from . import __version__, registry
+from . import __version__, catalog, engine, registry
 from .io._image import Image
 
 __all__ = ["Recipe", "RECIPE_VERSION", "PROVENANCE_KEY", "provenance"]
@@ -33,27 +33,24 @@ RECIPE_VERSION = 1
 #: Key under which output layers / images record how they were made.
 PROVENANCE_KEY = "stacklab"
 
-_ARRAY_OUTPUTS = ("image", "labels", "mask")
-
-
-def _normalize_step(step: Any, index: int) -> dict:
+def _normalize_step(step: Any, index: int) -> tuple[dict, engine.Bound]:
     if not isinstance(step, dict) or "op" not in step:
         raise ValueError(f"recipe step {index} must be a mapping with an 'op' key, got {step!r}")
     extra = set(step) - {"op", "params"}
     if extra:
         raise ValueError(f"recipe step {index} ({step['op']!r}) has unknown keys {sorted(extra)}")
     try:
-        op = registry.get(step["op"])
+        op = catalog.get(step["op"])
     except KeyError as exc:
         raise ValueError(f"recipe step {index}: {exc.args[0]}") from None
     params = step.get("params") or {}
     if not isinstance(params, dict):
         raise ValueError(f"recipe step {index} ({op.name!r}): params must be a mapping, got {params!r}")
     try:
-        op.bind(params, recorded=True)
+        bound = op.bind(params, recorded=True)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"recipe step {index} ({op.name!r}): {exc}") from None
-    return {"op": op.name, "params": dict(params)}
+    return {"op": op.name, "params": dict(params)}, bound
 
 
 @dataclass
@@ -78,13 +75,19 @@ class Recipe:
     """
 
     steps: list = field(default_factory=list)
+    #: The steps validated once, when the recipe is made (image parameters still name their layers).
+    _bound: list = field(default_factory=list, init=False, repr=False, compare=False)
+    _bound_from: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self.steps = [_normalize_step(step, i) for i, step in enumerate(self.steps)]
-        for i, step in enumerate(self.steps[:-1]):
-            if registry.get(step["op"]).output not in _ARRAY_OUTPUTS:
+        normalized = [_normalize_step(step, i) for i, step in enumerate(self.steps)]
+        self.steps = [step for step, _ in normalized]
+        self._bound = [bound for _, bound in normalized]
+        self._bound_from = [dict(step, params=dict(step["params"])) for step in self.steps]
+        for i, bound in enumerate(self._bound[:-1]):
+            if bound.operation.output not in registry.ARRAY_OUTPUTS:
                 raise ValueError(
-                    f"recipe step {i} ({step['op']!r}) returns a {registry.get(step['op']).output}, "
+                    f"recipe step {i} ({bound.operation.name!r}) returns a {bound.operation.output}, "
                     "so it can only be the last step"
                 )
 
@@ -147,11 +150,13 @@ class Recipe:
         """
         data = image.data if isinstance(image, Image) else image
         frame = _frame_of(image) if isinstance(image, Image) else None
+        if self.steps != self._bound_from:  # steps edited after the recipe was made: validate them again
+            self.__post_init__()
         op = None
-        for step in self.steps:
+        for bound in self._bound:
             in_shape = tuple(data.shape)
-            op = registry.get(step["op"])
-            data = op.func(data, device=device, **_with_inputs(op, step["params"], inputs or {}))
+            op = bound.operation
+            data = engine.run(op, data, _with_inputs(op, bound, inputs or {}), device=device)
             if frame is not None and hasattr(data, "shape"):
                 frame = op.output_frame(in_shape, tuple(data.shape), frame)
         if not isinstance(image, Image):
@@ -176,10 +181,11 @@ def _frame_of(image: Image) -> dict:
             "axis_labels": image.axis_labels}
 
 
-def _with_inputs(op: registry.Operation, params: dict, inputs: dict) -> dict:
-    params = dict(params)
+def _with_inputs(op: registry.Operation, bound: engine.Bound, inputs: dict) -> engine.Bound:
+    """The step's bound parameters with the arrays its recorded layer names refer to."""
+    images = {}
     for p in op.image_params:
-        ref = params.get(p.name)
+        ref = bound.get(p.name)
         if isinstance(ref, dict) and "layer" in ref:
             if ref["layer"] not in inputs:
                 raise ValueError(
@@ -187,8 +193,8 @@ def _with_inputs(op: registry.Operation, params: dict, inputs: dict) -> dict:
                     f"pass it as inputs={{{ref['layer']!r}: array}}"
                 )
             found = inputs[ref["layer"]]
-            params[p.name] = found.data if isinstance(found, Image) else found
-    return params
+            images[p.name] = found.data if isinstance(found, Image) else found
+    return op.with_images(bound, images)
 
 
 def provenance(metadata: dict | None, steps: Iterable[dict], source: str) -> dict:

@@ -1,6 +1,6 @@
-"""The operation registry: every operation declared once, four faces derived.
+"""The operation schema: every operation declared once, four faces derived.
 
-An operation is declared by decorating its function with :func:`operation`::
+An operation is declared by decorating its frame kernel with :func:`operation`::
 
     @operation(menu="filter", halo=lambda sigma, truncate, **_: ceil(truncate * sigma))
     def gaussian(image, *, sigma: Annotated[float, Range(0, 100)] = 1.0, truncate: float = 4.0):
@@ -9,31 +9,34 @@ An operation is declared by decorating its function with :func:`operation`::
         return ndi.gaussian_filter(image.astype(float_dtype(image.dtype)), sigma, truncate=truncate)
 
 The decorated body is the *frame kernel*: it sees one frame (2-D by default).
-The decorator returns the public function, which validates every parameter
-against its declared type, range and choices, optionally moves data to a
-device, computes global statistics once (``prepare``) and lifts the kernel
-over the batch axes with :func:`napari_stacklab.lift.map_frames` (lazy for
-dask input). The :class:`Operation` record it files here is what the napari
-widgets, recipes, the CLI and the manifest are generated from.
+Its type hints are the parameters' declaration (:class:`Param`: kind, range,
+choices); the decorator's arguments are the operation's (:class:`Operation`:
+frame dimensionality, halo, output dtype and frame shape, each a number or a
+function of the parameters). The decorator files the record and returns the
+public function, which hands the call to :func:`napari_stacklab.engine.run`.
+The napari widgets, recipes, the CLI and the manifest are generated from the
+records (:mod:`napari_stacklab.catalog` lists them all).
+
+Public functions that are not operations (they take two images, return a
+transform or a tuple) are decorated with :func:`validated`: the same hints,
+the same checks and the same ``device=`` keyword.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import numbers
 import types
 import typing
-import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, get_args
 
 import numpy as np
 
-from . import _backend
-from ._validation import check_array, check_choice, check_ndim, check_number, check_numeric, float_dtype
-from .lift import map_frames
+from . import _backend, engine
+from ._validation import check_array, check_choice, check_number, float_dtype
 
 __all__ = [
     "ImageRef",
@@ -42,10 +45,11 @@ __all__ = [
     "Param",
     "Operation",
     "operation",
-    "get",
-    "operations",
+    "validated",
+    "declared",
     "MENUS",
-    "FAMILIES",
+    "OUTPUT_KINDS",
+    "ARRAY_OUTPUTS",
 ]
 
 #: napari Layers-menu ids by short name.
@@ -60,12 +64,16 @@ MENUS = {
     "data": "napari/layers/data",
 }
 
-#: Modules whose import declares operations (``napari_stacklab.<name>``).
-FAMILIES = ("filters", "segment", "stem", "morphology", "measure", "denoise", "phase", "register", "preprocess")
-
-OUTPUT_KINDS = ("image", "labels", "mask", "images", "table", "transform", "points", "value")
-"""What an operation returns. ``"images"`` is a dict ``{name: array}`` (e.g.
-amplitude and phase), each shown as its own layer ``"<input> <op> <name>"``."""
+#: Outputs that are one array aligned with the input, shown as one layer (and chainable in a recipe).
+ArrayOutput = Literal["image", "labels", "mask"]
+#: What an operation returns. ``"images"`` is a dict ``{name: array}`` (e.g. amplitude and
+#: phase), each shown as its own layer ``"<input> <op> <name>"``.
+OutputKind = Literal["image", "labels", "mask", "images", "table", "points", "value"]
+#: Which input axes an output keeps: all, the leading batch axes, or the trailing frame axes.
+Keeps = Literal["all", "batch", "frame"]
+ARRAY_OUTPUTS = get_args(ArrayOutput)
+OUTPUT_KINDS = get_args(OutputKind)
+KEEPS = get_args(Keeps)
 
 _REGISTRY: dict[str, "Operation"] = {}
 
@@ -113,6 +121,7 @@ class Param:
     optional: bool = False
     per_axis: bool = False  # a number, or a sequence of numbers (one per frame axis)
     per_frame: bool = False  # an ImageRef of the frame shape or of the input's shape (see PerFrame)
+    many: bool = False  # a sequence of ImageRef (a set of images)
 
     @property
     def label(self) -> str:
@@ -125,8 +134,7 @@ class Param:
                 return None
             raise TypeError(f"{self.name} must not be None")
         if self.kind is ImageRef:
-            check_array(value, self.name)
-            return value
+            return self._check_images(value) if self.many else _checked_array(value, self.name)
         if self.choices is not None:
             check_choice(self.name, value, self.choices)
             return value
@@ -158,12 +166,22 @@ class Param:
         check_number(self.name, value, low=self.low, high=self.high, low_inclusive=self.low_inclusive, integer=integer)
         return value
 
+    def _check_images(self, value: Any) -> list:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{self.name} must be a list of arrays, got {type(value).__name__}")
+        return [_checked_array(item, f"{self.name}[{i}]") for i, item in enumerate(value)]
+
+
+def _checked_array(value: Any, name: str) -> Any:
+    check_array(value, name)
+    return value
+
 
 def _param_from_hint(name: str, hint: Any, default: Any) -> Param:
     """Read kind, range, choices and optionality from a (possibly Annotated/Optional) hint."""
     limits = Range()
     optional = default is None
-    per_axis = per_frame = False
+    per_axis = per_frame = many = False
     while True:
         origin = typing.get_origin(hint)
         if origin is typing.Annotated:
@@ -177,7 +195,10 @@ def _param_from_hint(name: str, hint: Any, default: Any) -> Param:
             sequences = [a for a in kept if typing.get_origin(a) in (tuple, list)]
             per_axis = per_axis or bool(sequences) and len(kept) > len(sequences)
             scalars = [a for a in kept if a not in sequences]
-            hint = scalars[0] if scalars else kept[0]
+            # several kinds of value (an index or a name): not one kind to check, the function checks it
+            hint = object if len(scalars) > 1 else (scalars[0] if scalars else kept[0])
+        elif origin in (list, tuple, Sequence) and typing.get_args(hint)[:1] == (ImageRef,):
+            hint, many = ImageRef, True
         else:
             break
     choices = None
@@ -202,6 +223,7 @@ def _param_from_hint(name: str, hint: Any, default: Any) -> Param:
         optional=optional,
         per_axis=per_axis,
         per_frame=per_frame,
+        many=many,
     )
 
 
@@ -221,17 +243,25 @@ def _dtype_rule(rule: Any) -> Callable[..., np.dtype]:
 
 @dataclass(frozen=True)
 class Operation:
-    """The single declaration of an operation, from which every face is derived."""
+    """The single declaration of an operation, from which every face is derived.
+
+    Frame dimensionality, halo, output dtype and output frame shape are
+    declared as numbers or as functions of the parameters (``frame_ndim``,
+    ``halo``, ``out_dtype``, ``frame_shape``); the ``*_for`` methods evaluate
+    them for given parameters. Kernel parameters whose names start with ``_``
+    are not public: ``prepare`` derives them (a footprint array, detector
+    weights) and the kernel receives them.
+    """
 
     name: str
     family: str
     title: str
     menu: str
-    frame_ndim: int
-    output: str
+    output: OutputKind
     params: tuple[Param, ...]
     kernel: Callable = field(repr=False)
     func: Callable = field(repr=False, compare=False, default=None)
+    frame_rule: int | Callable[..., int] = field(repr=False, default=2)
     halo: Callable[..., Any] | None = field(repr=False, default=None)
     prepare: Callable[..., dict] | None = field(repr=False, default=None)
     out_dtype: Callable[..., np.dtype] = field(repr=False, default=None)
@@ -239,8 +269,9 @@ class Operation:
     vectorized: bool = False
     lifted: bool = True
     allow_complex: bool = False
-    keeps: str = "all"
+    keeps: Keeps = "all"
     resamples: bool = False
+    parts: tuple[str, ...] = ()
     display: dict = field(default_factory=dict, compare=False)
     summary: str = ""
 
@@ -251,25 +282,53 @@ class Operation:
     def __call__(self, image: Any, **params: Any) -> Any:
         return self.func(image, **params)
 
-    def apply(self, image: Any, resolved: dict, *, device: str | None = None) -> Any:
-        """Run with parameters already returned by :meth:`resolve` (global statistics not recomputed).
-
-        A widget resolves once (and shows the values, e.g. the threshold),
-        then previews planes and builds the whole-stack graph from the same values.
-        """
-        return _run(self, image, device, resolved, resolved=True)
-
     def param(self, name: str) -> Param:
         for p in self.params:
             if p.name == name:
                 return p
         raise KeyError(f"operation {self.name!r} has no parameter {name!r}")
 
-    def bind(self, params: dict | None = None, *, recorded: bool = False) -> dict:
+    @property
+    def defaults(self) -> dict:
+        """The declared default of every parameter (``inspect.Parameter.empty`` when required)."""
+        return {p.name: p.default for p in self.params}
+
+    @property
+    def frame_ndim(self) -> int:
+        """Frame dimensionality with the default parameters (:meth:`frame_ndim_for` for others)."""
+        return self.frame_ndim_for(self.defaults)
+
+    def frame_ndim_for(self, params: Mapping) -> int:
+        """Number of axes of the frame the kernel sees with ``params`` (a 3-D footprint: volumes)."""
+        rule = self.frame_rule
+        return int(rule(**{**self.defaults, **params}) if callable(rule) else rule)
+
+    @property
+    def frame_parameters(self) -> tuple[str, ...]:
+        """The parameters that decide the frame dimensionality (``mode``, ``footprint``, ...)."""
+        if not callable(self.frame_rule):
+            return ()
+        rule = inspect.signature(self.frame_rule).parameters.values()
+        return tuple(p.name for p in rule if p.kind is not inspect.Parameter.VAR_KEYWORD)
+
+    def halo_for(self, params: Mapping) -> Any:
+        """Pixels of context the kernel needs per frame axis (``None``: whole frames)."""
+        return self.halo(**params) if self.halo is not None else None
+
+    def frame_shape_for(self, in_frame: tuple, params: Mapping) -> tuple | None:
+        """Output frame shape for an input frame of ``in_frame`` (``None``: unchanged)."""
+        return tuple(self.frame_shape(tuple(in_frame), **params)) if self.frame_shape is not None else None
+
+    def dtype_for(self, in_dtype: Any, params: Mapping) -> np.dtype:
+        """Output dtype for input of ``in_dtype`` (computed on native byte order, float16 as float32)."""
+        return np.dtype(self.out_dtype(engine.computable_dtype(in_dtype), **params))
+
+    def bind(self, params: Mapping | None = None, *, recorded: bool = False) -> engine.Bound:
         """Complete ``params`` with defaults and validate each one (raises naming the parameter).
 
         With ``recorded=True`` (a recipe step), image parameters hold the
-        ``{"layer": name}`` reference a recipe records instead of an array.
+        ``{"layer": name}`` reference a recipe records instead of an array;
+        :meth:`with_images` puts the arrays in.
         """
         params = dict(params or {})
         known = {p.name for p in self.params}
@@ -289,17 +348,21 @@ class Operation:
                 bound[p.name] = value
                 continue
             bound[p.name] = p.check(value)
-        return bound
+        return engine.Bound(self, bound)
 
-    def resolve(self, image: Any, params: dict) -> dict:
+    def with_images(self, bound: engine.Bound, images: Mapping) -> engine.Bound:
+        """``bound`` (bound as a recorded step) with the arrays for its image parameters, each checked."""
+        return bound.replace(**{name: self.param(name).check(array) for name, array in images.items()})
+
+    def resolve(self, image: Any, params: Mapping) -> engine.Bound:
         """Parameters with global statistics (a threshold, a reference) computed once."""
-        return self.prepare(image, **params) if self.prepare is not None else params
+        bound = params if isinstance(params, engine.Bound) else self.bind(params)
+        if bound.resolved:
+            return bound
+        found = self.prepare(image, **bound) if self.prepare is not None else bound
+        return engine.Bound(self, found, resolved=True)
 
-    def dtype_for(self, in_dtype: Any, params: dict) -> np.dtype:
-        """Output dtype for input of ``in_dtype`` (computed on native byte order, float16 as float32)."""
-        return np.dtype(self.out_dtype(computable_dtype(in_dtype), **params))
-
-    def step(self, params: dict, refs: dict | None = None) -> dict:
+    def step(self, params: Mapping, refs: dict | None = None) -> dict:
         """The recipe step for ``params``; image parameters are recorded by the name in ``refs``."""
         refs = refs or {}
         recorded = {}
@@ -319,21 +382,23 @@ class Operation:
         """Parameters that take a second image."""
         return tuple(p for p in self.params if p.kind is ImageRef)
 
-    def output_frame(self, in_shape: tuple, out_shape: tuple, frame: dict) -> dict:
+    def output_frame(self, in_shape: tuple, out_shape: tuple, frame: dict, frame_ndim: int | None = None) -> dict:
         """Physical frame (scale, translate, units, axis_labels) of a result of shape ``out_shape``.
 
         ``frame`` holds the input's per-axis ``scale``, ``translate``, ``units``
         and ``axis_labels``. The output keeps the input axes named by
         :attr:`keeps` (all, the leading batch axes, or the trailing frame
-        axes); axes it adds are unitless pixel axes; when :attr:`resamples`,
-        a frame axis that changed length gets the pixel size ``scale * in / out``
-        with the first pixel centre moved accordingly.
+        axes of ``frame_ndim``, by default :attr:`frame_ndim`); axes it adds
+        are unitless pixel axes; when :attr:`resamples`, a frame axis that
+        changed length gets the pixel size ``scale * in / out`` with the first
+        pixel centre moved accordingly.
         """
+        frame_ndim = self.frame_ndim if frame_ndim is None else frame_ndim
         n_in, n_out = len(in_shape), len(out_shape)
         kept = {
             "all": list(range(n_in)),
-            "batch": list(range(n_in - self.frame_ndim)),
-            "frame": list(range(n_in - self.frame_ndim, n_in)),
+            "batch": list(range(n_in - frame_ndim)),
+            "frame": list(range(n_in - frame_ndim, n_in)),
         }[self.keeps][-n_out:] if n_out else []
         out = {key: [tuple(frame[key])[i] for i in kept] for key in ("scale", "translate", "units", "axis_labels")}
         if self.resamples and len(kept) == n_out:
@@ -369,11 +434,20 @@ def _summary(doc: str | None) -> str:
     return (doc or "").strip().split("\n\n")[0].replace("\n", " ").strip()
 
 
+def _family_of(module: str) -> str:
+    """``napari_stacklab.<family>[._private_module]`` -> ``family``."""
+    parts = module.split(".")
+    return (parts[1] if len(parts) > 1 and parts[0] == "napari_stacklab" else parts[-1]).lstrip("_")
+
+
+_DEVICE = inspect.Parameter("device", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="str | None")
+
+
 def operation(
     *,
     menu: str,
-    frame_ndim: int = 2,
-    output: str = "image",
+    frame_ndim: int | Callable[..., int] = 2,
+    output: OutputKind = "image",
     halo: Callable[..., Any] | None = None,
     prepare: Callable[..., dict] | None = None,
     dtype: Any = "float",
@@ -381,11 +455,13 @@ def operation(
     vectorized: bool = False,
     lift: bool = True,
     allow_complex: bool = False,
-    keeps: Literal["all", "batch", "frame"] = "all",
+    keeps: Keeps = "all",
     resamples: bool = False,
+    parts: Sequence[str] = (),
     display: dict | None = None,
     title: str | None = None,
     name: str | None = None,
+    family: str | None = None,
 ) -> Callable[[Callable], Callable]:
     """Declare an operation; return its public, validated, lifted function.
 
@@ -393,9 +469,11 @@ def operation(
     ----------
     menu : str
         Short napari Layers-menu name (see :data:`MENUS`) or a full menu id.
-    frame_ndim : int
-        Number of axes of the frame the kernel sees (2 or 3).
-    output : {"image", "labels", "mask", "table", "transform", "points", "value"}
+    frame_ndim : int or callable
+        Number of axes of the frame the kernel sees (2 or 3), or
+        ``frame_ndim(**params) -> int`` when a parameter decides it (a 3-D
+        footprint, ``mode="3d"``).
+    output : {"image", "labels", "mask", "images", "table", "points", "value"}
         What the operation returns; decides the napari layer type.
     halo : callable, optional
         ``halo(**params) -> int`` pixels of context the kernel needs; lets dask
@@ -404,15 +482,18 @@ def operation(
         ``prepare(image, **params) -> params``: computes global statistics once
         over the whole input (or a chosen plane) before the lazy graph is built.
     dtype : {"float", "same", "bool", "labels"} or dtype or callable
-        Output dtype rule (``"float"``: float32, or float64 for float64 input).
+        Output dtype rule (``"float"``: float32, or float64 for float64 input),
+        or ``dtype(in_dtype, **params) -> dtype``.
     frame_shape : callable, optional
         ``frame_shape(in_frame_shape, **params) -> out_frame_shape`` for kernels
-        that change the frame size.
+        that change the frame size, or its number of axes (``()``: one value
+        per frame, as a virtual detector gives).
     vectorized : bool
         The kernel handles leading batch axes itself.
     lift : bool
-        ``False`` for operations that are not frame maps (registration, tables):
-        the function receives the whole input and does its own lifting.
+        ``False`` for operations that are not frame maps (tables, point
+        lists, reductions across frames): the function receives the whole
+        input and does its own lifting.
     allow_complex : bool
         Accept complex input.
     keeps : {"all", "batch", "frame"}
@@ -422,38 +503,42 @@ def operation(
     resamples : bool
         A change of frame size resamples the same field of view (resize, bin),
         so the pixel size changes; ``False`` for ops that pad or crop (rotate).
+    parts : sequence of str
+        For ``output="images"``: the names of the arrays the kernel returns
+        (``{name: frame}``), in layer order.
     display : dict, optional
         Suggested napari layer settings per output: ``{"": {...}}`` for a single
         output, ``{"phase": {"colormap": "twilight"}}`` for an ``images`` output.
+    family : str, optional
+        The family the operation is listed under (default: its module's).
     """
-    if keeps not in ("all", "batch", "frame"):
-        raise ValueError(f"keeps must be 'all', 'batch' or 'frame', got {keeps!r}")
-    if output not in OUTPUT_KINDS:
-        raise ValueError(f"output must be one of {OUTPUT_KINDS}, got {output!r}")
+    check_choice("keeps", keeps, KEEPS)
+    check_choice("output", output, OUTPUT_KINDS)
+    if lift and output == "images" and not parts:
+        raise ValueError("a lifted operation with output='images' names its parts (parts=...)")
 
     def decorate(kernel: Callable) -> Callable:
         op_name = name or kernel.__name__
-        # napari_stacklab.<family>[._private_module]
-        parts = kernel.__module__.split(".")
-        family = (parts[1] if len(parts) > 1 and parts[0] == "napari_stacklab" else parts[-1]).lstrip("_")
         signature = inspect.signature(kernel)
         hints = typing.get_type_hints(kernel, include_extras=True)
         parameters = list(signature.parameters.values())
         if not parameters or any(p.kind is not inspect.Parameter.KEYWORD_ONLY for p in parameters[1:]):
             raise TypeError(f"operation {op_name!r}: the image comes first, every other parameter keyword-only")
-        parameters[0] = parameters[0].replace(kind=inspect.Parameter.POSITIONAL_ONLY)
+        public_params = [parameters[0].replace(kind=inspect.Parameter.POSITIONAL_ONLY)] + [
+            p for p in parameters[1:] if not p.name.startswith("_")
+        ]
         params = tuple(
-            _param_from_hint(p.name, hints.get(p.name, type(p.default)), p.default) for p in parameters[1:]
+            _param_from_hint(p.name, hints.get(p.name, type(p.default)), p.default) for p in public_params[1:]
         )
         op = Operation(
             name=op_name,
-            family=family,
+            family=family or _family_of(kernel.__module__),
             title=title or op_name.replace("_", " ").capitalize(),
             menu=menu,
-            frame_ndim=frame_ndim,
             output=output,
             params=params,
             kernel=kernel,
+            frame_rule=frame_ndim,
             halo=halo,
             prepare=prepare,
             out_dtype=_dtype_rule(dtype),
@@ -463,18 +548,16 @@ def operation(
             allow_complex=allow_complex,
             keeps=keeps,
             resamples=resamples,
+            parts=tuple(parts),
             display=dict(display or {}),
             summary=_summary(kernel.__doc__),
         )
 
         @functools.wraps(kernel)
         def public(image: Any, /, *, device: str | None = None, **params: Any) -> Any:
-            return _run(op, image, device, params)
+            return engine.run(op, image, params, device=device)
 
-        public.__signature__ = signature.replace(
-            parameters=parameters
-            + [inspect.Parameter("device", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="str | None")]
-        )
+        public.__signature__ = signature.replace(parameters=public_params + [_DEVICE])
         public.operation = op
         object.__setattr__(op, "func", public)
         if op_name in _REGISTRY and _REGISTRY[op_name].kernel.__qualname__ != kernel.__qualname__:
@@ -485,184 +568,82 @@ def operation(
     return decorate
 
 
-def _run(op: Operation, image: Any, device: str | None, params: dict, resolved: bool = False) -> Any:
-    check_array(image)
-    check_ndim(image, op.frame_ndim)
-    check_numeric(image, allow_complex=op.allow_complex)
-    params = op.bind(params)
-    _check_per_frame(op, image, params)
-    image = _computable(image)
-    image = _backend.to_device(image, device)
-    resolve = (lambda _image, given: given) if resolved else op.resolve
-    if not _backend.on_gpu(image):
-        return _build(op, image, resolve(image, _follow(op, params, image)))
-    try:
-        resolved_params = resolve(image, _follow(op, params, image))
-        if _backend.is_dask(image):
-            _probe_gpu(op, image, resolved_params)
-        return _build(op, image, resolved_params)
-    except _backend.gpu_failure_types() as exc:
-        warnings.warn(
-            f"{op.name}: the GPU could not run it ({exc}); running on the CPU instead.",
-            _backend.GPUFallbackWarning,
-            stacklevel=3,
-        )
-        host = _backend.to_numpy(image)
-        return _build(op, host, resolve(host, _follow(op, params, host)))
+def declared() -> Mapping[str, Operation]:
+    """The operations declared so far, by name, in declaration order.
 
-
-def _block_fallback(op: Operation) -> Callable:
-    """``op.kernel`` for the blocks of a lazy GPU graph: a block that runs out of GPU memory is computed on the CPU.
-
-    The probe before a lazy graph is built uses a tiny input, so memory runs
-    out only when real blocks are computed. Such a block is retried on the host
-    (with a :class:`GPUFallbackWarning`) and its result copied back, so the
-    graph still yields device chunks and no work is lost.
+    Only the families already imported have declared theirs; use
+    :mod:`napari_stacklab.catalog` for every operation.
     """
-    oom = _backend.gpu_failure_types()
-
-    def run(block: Any, **params: Any) -> Any:
-        try:
-            return op.kernel(block, **params)
-        except oom as exc:
-            _backend.free_gpu_memory()
-            why = "the GPU could not run" if isinstance(exc, _backend.NoGPUImplementation) else "did not fit on the GPU"
-            warnings.warn(
-                f"{op.name}: a block of shape {tuple(block.shape)} {why} ({exc}); it was computed on the CPU.",
-                _backend.GPUFallbackWarning,
-                stacklevel=2,
-            )
-            host_params = {k: _backend.to_numpy(v) if _backend.on_gpu(v) else v for k, v in params.items()}
-            return _backend.to_device(op.kernel(_backend.to_numpy(block), **host_params), "gpu")
-
-    return run
+    return types.MappingProxyType(_REGISTRY)
 
 
-def _probe_gpu(op: Operation, image: Any, params: dict) -> None:
-    """A lazy graph fails only when computed: run the kernel on a tiny device array now.
+def validated(func: Callable | None = None, *, device: bool = True) -> Callable:
+    """Validate a public function's arguments from its type hints; give it ``device=``.
 
-    Only a GPU failure (no GPU implementation, out of memory) is let through, so
-    that the caller falls back to the CPU before building the graph; anything
-    else a toy input provokes is left for the real computation to report.
+    For public functions that are not operations: the hints are read as an
+    operation's are (``Annotated[int, Range(1, None)]``, ``Literal`` choices,
+    ``ImageRef`` for an array, ``Sequence[ImageRef]`` for a set of arrays), and
+    every argument given is checked and coerced the same way, naming the
+    parameter in the error. Arguments without a hint, or hinted ``Any``, are
+    left to the function.
+
+    With ``device=True`` the function gains the keyword ``device`` that every
+    operation has (``"auto"``, ``"cpu"`` or ``"gpu"``; default: where the data
+    are): its image arguments are moved there before it runs. Host-only
+    functions say ``device=False``.
+
+    Examples
+    --------
+    >>> from typing import Annotated
+    >>> @validated
+    ... def repeat(image: ImageRef, *, times: Annotated[int, Range(1, None)] = 2):
+    ...     return [image] * times
+    >>> import numpy as np
+    >>> len(repeat(np.zeros(3), times=3))
+    3
+    >>> repeat(np.zeros(3), times=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: times must be >= 1, got 0
     """
-    tiny = _backend.tiny_like(image, op.frame_ndim if op.lifted else image.ndim)
-    probe_params = {k: _backend.tiny_like(v, v.ndim) if _backend.is_dask(v) else v for k, v in params.items()}
-    if op.lifted:  # images aligned with the input shrink with it (one frame of a per-frame stack)
-        _, stacked = _split_per_frame(op, image, params)
-        for p in op.image_params:
-            value = stacked[p.name][(0,) * (image.ndim - op.frame_ndim)] if p.name in stacked else params.get(p.name)
-            if p.per_frame and hasattr(value, "shape"):
-                probe_params[p.name] = _backend.tiny_like(value, op.frame_ndim)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = op.kernel(tiny, **probe_params)
-            for leaf in result.values() if isinstance(result, dict) else (result,):
-                if _backend.is_dask(leaf):
-                    _backend.materialize(leaf)  # a toy result: computing it is what probes the GPU
-    except _backend.gpu_failure_types():
-        raise
-    except Exception:  # noqa: BLE001 - a toy input's own complaint is not a GPU failure
-        return
-
-
-def _check_per_frame(op: Operation, image: Any, params: dict) -> None:
-    """A :class:`PerFrame` image has the frame shape or the input's shape; anything else is refused by name."""
-    frame = tuple(image.shape[image.ndim - op.frame_ndim :])
-    for p in op.image_params:
-        value = params.get(p.name)
-        if p.per_frame and hasattr(value, "shape") and tuple(value.shape) not in (frame, tuple(image.shape)):
-            stack = f" or the image's shape {tuple(image.shape)} (one per frame)" if image.ndim > op.frame_ndim else ""
-            raise ValueError(
-                f"{p.name} must have the frame shape {frame}{' (used for every frame)' if stack else ''}{stack}, "
-                f"got {tuple(value.shape)}"
-            )
-
-
-def _split_per_frame(op: Operation, image: Any, params: dict) -> tuple[dict, dict]:
-    """``params`` without the :class:`PerFrame` images given one per frame, and those images."""
-    stacked = {
-        p.name: params[p.name] for p in op.image_params
-        if p.per_frame and image.ndim > op.frame_ndim and tuple(getattr(params.get(p.name), "shape", ())) == tuple(image.shape)
+    if func is None:
+        return functools.partial(validated, device=device)
+    signature = inspect.signature(func)
+    hints = typing.get_type_hints(func, include_extras=True)
+    checks = {
+        name: _param_from_hint(name, hints[name], p.default)
+        for name, p in signature.parameters.items()
+        if name in hints and hints[name] is not Any
     }
-    return {k: v for k, v in params.items() if k not in stacked}, stacked
+    images = tuple(name for name, p in checks.items() if p.kind is ImageRef)
 
+    def checked(args: tuple, kwargs: dict) -> inspect.BoundArguments:
+        bound = signature.bind(*args, **kwargs)
+        for name, value in bound.arguments.items():
+            if name in checks:
+                bound.arguments[name] = checks[name].check(value)
+        return bound
 
-def _follow(op: Operation, params: dict, image: Any) -> dict:
-    """``params`` with every image parameter (a reference, a mask) moved to the device ``image`` is on."""
-    moved = dict(params)
-    for p in op.image_params:
-        if moved.get(p.name) is not None:
-            moved[p.name] = _backend.like(moved[p.name], image)
-    return moved
+    if not device:
+        @functools.wraps(func)
+        def public(*args: Any, **kwargs: Any) -> Any:
+            bound = checked(args, kwargs)
+            return func(*bound.args, **bound.kwargs)
 
+        return public
 
-def _computable(image: Any) -> Any:
-    """``image`` in a dtype every NumPy/SciPy kernel accepts (a lazy cast for dask, never in place).
+    @functools.wraps(func)
+    def public_on_device(*args: Any, device: str | None = None, **kwargs: Any) -> Any:
+        bound = checked(args, kwargs)
+        target = _backend.resolve_device(device)
+        if target is not None:
+            for name in images:
+                value = bound.arguments.get(name)
+                if isinstance(value, list):
+                    bound.arguments[name] = [_backend.to_device(item, target) for item in value]
+                elif value is not None:
+                    bound.arguments[name] = _backend.to_device(value, target)
+        return func(*bound.args, **bound.kwargs)
 
-    Big-endian data are byte-swapped to native order (kernels return native
-    arrays, so the declared output dtype must be native too), and float16 is
-    promoted to float32: scipy.ndimage's rank filters and morphology refuse it.
-    """
-    dtype = computable_dtype(image.dtype)
-    return image if dtype == image.dtype else image.astype(dtype)
-
-
-def computable_dtype(dtype: Any) -> np.dtype:
-    """The dtype :func:`_computable` turns ``dtype`` into: native byte order, float16 as float32."""
-    dtype = np.dtype(dtype)
-    if dtype.kind == "f" and dtype.itemsize == 2:
-        return np.dtype(np.float32)
-    return dtype if dtype.isnative else dtype.newbyteorder("=")
-
-
-def _build(op: Operation, image: Any, params: dict) -> Any:
-    """Apply the operation with resolved parameters (lazily for dask input)."""
-    if not op.lifted:
-        return op.kernel(image, **params)
-    depth = op.halo(**params) if op.halo is not None else None
-    frame_shape = (
-        op.frame_shape(tuple(image.shape[-op.frame_ndim :]), **params) if op.frame_shape is not None else None
-    )
-    kernel = op.kernel
-    if _backend.is_dask(image) and _backend.on_gpu(image):
-        kernel = _block_fallback(op)
-    params, per_frame = _split_per_frame(op, image, params)
-    return map_frames(
-        kernel,
-        image,
-        frame_ndim=op.frame_ndim,
-        depth=depth,
-        dtype=op.dtype_for(image.dtype, params),
-        frame_shape=frame_shape,
-        vectorized=op.vectorized,
-        per_frame=per_frame,
-        **params,
-    )
-
-
-def _load_families() -> None:
-    for family in FAMILIES:
-        importlib.import_module(f"napari_stacklab.{family}")
-
-
-def get(name: str) -> Operation:
-    """The registered operation called ``name`` (raises ``KeyError`` listing the known names)."""
-    _load_families()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"no operation named {name!r}; known operations: {sorted(_REGISTRY)}") from None
-
-
-def operations() -> list[Operation]:
-    """Every registered operation: by family (in :data:`FAMILIES` order), then in declaration order.
-
-    The order does not depend on which modules happened to be imported first,
-    so the generated manifest and menus are stable.
-    """
-    _load_families()
-    rank = {family: i for i, family in enumerate(FAMILIES)}
-    declared = {name: i for i, name in enumerate(_REGISTRY)}
-    return sorted(_REGISTRY.values(), key=lambda op: (rank.get(op.family, len(rank)), op.kernel.__module__,
-                                                      declared[op.name]))
+    public_on_device.__signature__ = signature.replace(parameters=[*signature.parameters.values(), _DEVICE])
+    return public_on_device

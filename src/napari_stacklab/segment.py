@@ -10,16 +10,16 @@ lazily) or on volumes (``mode="3d"``). Labels are ``int32``.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 
 from . import _backend
 from ._backend import get_namespace, skimage_module
-from ._validation import check_choice, check_ndim, check_real, float_dtype
-from .filters import stack_range
-from .lift import frame_at, map_frames
-from .registry import ImageRef, Range, operation
+from ._validation import check_ndim, check_real, float_dtype
+from .frames import BoundaryMode, Mode, check_connectivity, frame_at, mode_ndim
+from .registry import ImageRef, PerFrame, Range, operation, validated
+from .statistics import histogram, stack_range
 
 __all__ = [
     "threshold",
@@ -34,58 +34,14 @@ __all__ = [
     "expand_labels",
 ]
 
+#: Automatic threshold methods (scikit-image's ``threshold_<method>``).
+AutoThreshold = Literal["otsu", "li", "yen", "triangle", "isodata", "mean", "minimum"]
+ThresholdMethod = Literal[AutoThreshold, "manual"]
 #: Automatic threshold methods, by name -> ``skimage.filters`` function.
-THRESHOLD_METHODS = {
-    "otsu": "threshold_otsu",
-    "li": "threshold_li",
-    "yen": "threshold_yen",
-    "triangle": "threshold_triangle",
-    "isodata": "threshold_isodata",
-    "mean": "threshold_mean",
-    "minimum": "threshold_minimum",
-}
-#: Methods whose scikit-image function accepts a histogram (``hist=``).
-_HIST_METHODS = ("otsu", "yen", "isodata", "minimum")
-_NBINS = 256
-_MAX_INTEGER_BINS = 2**16
-
-ThresholdMethod = Literal["otsu", "li", "yen", "triangle", "isodata", "mean", "minimum", "manual"]
-Mode = Literal["2d", "3d"]
+THRESHOLD_METHODS = {method: f"threshold_{method}" for method in get_args(AutoThreshold)}
 
 
 # --------------------------------------------------------------------------- helpers
-def frame_ndim_for(image: Any, mode: str) -> int:
-    """Frame dimensionality for ``mode`` ("2d" planes or "3d" volumes), checked against ``image``."""
-    check_choice("mode", mode, ("2d", "3d"))
-    frame_ndim = 2 if mode == "2d" else 3
-    if image.ndim < frame_ndim:
-        raise ValueError(f"mode={mode!r} needs an image with at least {frame_ndim} axes, got shape {tuple(image.shape)}")
-    return frame_ndim
-
-
-def check_connectivity(connectivity: int | None, frame_ndim: int) -> None:
-    if connectivity is not None and not 1 <= connectivity <= frame_ndim:
-        raise ValueError(f"connectivity must be between 1 and {frame_ndim} for {frame_ndim}-D frames, got {connectivity}")
-
-
-def _histogram(sample: Any) -> tuple[np.ndarray, np.ndarray] | float:
-    """Histogram ``(counts, centers)`` of a dask array, or its value if constant.
-
-    Integer data with at most 65536 distinct levels get one bin per level (the
-    histogram scikit-image itself uses for integer images); other data 256 bins.
-    """
-    da = _backend.dask_module()
-    low, high = _backend.materialize(da.stack([sample.min(), sample.max()]).astype(np.float64))
-    if low == high:
-        return float(low)
-    if np.dtype(sample.dtype).kind in "iub" and high - low < _MAX_INTEGER_BINS:
-        counts, edges = da.histogram(sample, bins=int(high - low) + 1, range=(low - 0.5, high + 0.5))
-    else:
-        counts, edges = da.histogram(sample, bins=_NBINS, range=(low, high))
-    counts = _backend.materialize(counts)
-    return counts, (edges[:-1] + edges[1:]) / 2
-
-
 def _triangle_from_hist(counts: np.ndarray, centers: np.ndarray) -> float:
     """scikit-image's triangle algorithm on a histogram (it has no ``hist=`` argument)."""
     counts = counts.astype(np.float64)
@@ -129,7 +85,10 @@ def _li_from_hist(counts: np.ndarray, centers: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------- global thresholds
-def threshold_value(image: Any, *, method: str = "otsu", plane: int | None = None) -> float:
+@validated
+def threshold_value(
+    image: ImageRef, *, method: AutoThreshold = "otsu", plane: Annotated[int, Range(None, None)] | None = None
+) -> float:
     """Compute an automatic threshold once, over the whole stack or one plane.
 
     Parameters
@@ -166,7 +125,6 @@ def threshold_value(image: Any, *, method: str = "otsu", plane: int | None = Non
     """
     check_ndim(image, 2)
     check_real(image)
-    check_choice("method", method, THRESHOLD_METHODS)
     sample = frame_at(image, plane)
     try:
         return _threshold_of(sample, method)
@@ -180,15 +138,15 @@ def _threshold_of(sample: Any, method: str) -> float:
         return float(_backend.materialize(func(sample)))
     if method == "mean":
         return float(_backend.materialize(sample.mean(dtype=np.float64)))
-    hist = _histogram(sample)
-    if isinstance(hist, float):
-        return hist
+    hist = histogram(sample, levels=True)
+    if hist.constant:
+        return float(hist.centers[0])
     if method == "triangle":
-        return _triangle_from_hist(*hist)
+        return _triangle_from_hist(hist.counts, hist.centers)
     if method == "li":
-        return _li_from_hist(*hist)
+        return _li_from_hist(hist.counts, hist.centers)
     func = getattr(skimage_module(np.empty(0), "filters"), THRESHOLD_METHODS[method])
-    return float(func(hist=hist))
+    return float(func(hist=(hist.counts, hist.centers)))
 
 
 def _resolve_threshold(image: Any, *, method: str, value: float | None, plane: int | None) -> dict:
@@ -246,10 +204,10 @@ def _resolve_multiotsu(image: Any, *, classes: int, plane: int | None, threshold
         return {"classes": classes, "plane": plane, "thresholds": tuple(float(t) for t in thresholds)}
     sample = frame_at(image, plane)
     if _backend.is_dask(sample):
-        hist = _histogram(sample)
-        if isinstance(hist, float):
-            raise ValueError(f"the image is constant ({hist}); it cannot be split into {classes} classes")
-        found = skimage_module(np.empty(0), "filters").threshold_multiotsu(classes=classes, hist=hist)
+        hist = histogram(sample, levels=True)
+        if hist.constant:
+            raise ValueError(f"the image is constant ({hist.centers[0]}); it cannot be split into {classes} classes")
+        found = skimage_module(np.empty(0), "filters").threshold_multiotsu(classes=classes, hist=(hist.counts, hist.centers))
     else:
         found = skimage_module(sample, "filters").threshold_multiotsu(sample, classes=classes)
     return {"classes": classes, "plane": plane, "thresholds": tuple(float(t) for t in _backend.materialize(found))}
@@ -320,7 +278,7 @@ def threshold_local(
     block_size: Annotated[int, Range(3, 1001)] = 35,
     method: Literal["gaussian", "mean", "median"] = "gaussian",
     offset: float = 0.0,
-    mode: Literal["reflect", "nearest", "mirror", "wrap", "constant"] = "reflect",
+    mode: BoundaryMode = "reflect",
 ):
     """Adaptive mask: pixels brighter than their neighbourhood's weighted mean minus ``offset``.
 
@@ -451,12 +409,12 @@ def threshold_sauvola(
 
 
 # --------------------------------------------------------------------------- labels
-def _label_frame(frame: Any, *, connectivity: int | None) -> Any:
-    labels = skimage_module(frame, "measure").label(frame != 0, connectivity=connectivity)
-    return labels.astype(np.int32, copy=False)
+def _check_connectivity(image: Any, **params: Any) -> dict:
+    check_connectivity(params["connectivity"], mode_ndim(params["mode"]))
+    return params
 
 
-@operation(menu="segment", output="labels", dtype="labels", lift=False)
+@operation(menu="segment", output="labels", dtype="labels", frame_ndim=mode_ndim, prepare=_check_connectivity)
 def label(
     image,
     *,
@@ -490,9 +448,8 @@ def label(
     >>> label(mask).tolist()
     [[1, 1, 0, 0], [0, 0, 0, 2], [3, 0, 0, 2]]
     """
-    frame_ndim = frame_ndim_for(image, mode)
-    check_connectivity(connectivity, frame_ndim)
-    return map_frames(_label_frame, image, frame_ndim=frame_ndim, dtype=np.int32, connectivity=connectivity)
+    labels = skimage_module(image, "measure").label(image != 0, connectivity=connectivity)
+    return labels.astype(np.int32, copy=False)
 
 
 def _markers_from_peaks(surface: Any, min_distance: int, labels: Any | None) -> Any:
@@ -504,39 +461,11 @@ def _markers_from_peaks(surface: Any, min_distance: int, labels: Any | None) -> 
     return ndi.label(peaks)[0]
 
 
-def _watershed_frame(frame: Any, markers: Any = None, *, landscape: str, min_distance: int, compactness: float, watershed_line: bool) -> Any:
-    xp, ndi = get_namespace(frame)
-    if landscape == "distance":
-        mask = frame != 0
-        distance = ndi.distance_transform_edt(mask)
-        if markers is None:
-            markers = _markers_from_peaks(distance, min_distance, ndi.label(mask)[0])
-        surface = -distance
-    else:
-        mask = None
-        surface = frame
-        if markers is None:
-            markers = _markers_from_peaks(-frame.astype(float_dtype(frame.dtype)), min_distance, None)
-    labels = skimage_module(frame, "segmentation").watershed(
-        surface, markers, mask=mask, compactness=compactness, watershed_line=watershed_line
-    )
-    return labels.astype(np.int32, copy=False)
-
-
-def _watershed_pairs(block: Any, marker_block: Any, frame_ndim: int, params: dict) -> Any:
-    """Eager watershed of every frame of ``block`` with the matching frame of ``marker_block``."""
-    xp, _ = get_namespace(block)
-    out = xp.empty(block.shape, dtype=np.int32)
-    for index in np.ndindex(*block.shape[: block.ndim - frame_ndim]):
-        out[index] = _watershed_frame(block[index], marker_block[index], **params)
-    return out
-
-
-@operation(menu="segment", output="labels", dtype="labels", lift=False)
+@operation(menu="segment", output="labels", dtype="labels", frame_ndim=mode_ndim)
 def watershed(
     image,
     *,
-    markers: ImageRef | None = None,
+    markers: Annotated[ImageRef, PerFrame] | None = None,
     landscape: Literal["distance", "intensity"] = "distance",
     min_distance: Annotated[int, Range(1, 1000)] = 5,
     compactness: Annotated[float, Range(0, None)] = 0.0,
@@ -582,24 +511,22 @@ def watershed(
     >>> int(watershed(mask, min_distance=8).max())
     2
     """
-    frame_ndim = frame_ndim_for(image, mode)
-    params = {"landscape": landscape, "min_distance": min_distance, "compactness": compactness, "watershed_line": watershed_line}
-    if markers is None or markers.ndim == frame_ndim:
-        if markers is not None and tuple(markers.shape) != tuple(image.shape[-frame_ndim:]):
-            raise ValueError(f"markers must have the shape of a frame or of image, got {tuple(markers.shape)} for image {tuple(image.shape)}")
-        if markers is not None:
-            markers = _backend.materialize(markers) if _backend.is_dask(markers) else markers
-        return map_frames(_watershed_frame, image, frame_ndim=frame_ndim, dtype=np.int32, markers=markers, **params)
-    if tuple(markers.shape) != tuple(image.shape):
-        raise ValueError(f"markers must have the shape of a frame or of image, got {tuple(markers.shape)} for image {tuple(image.shape)}")
-    if not (_backend.is_dask(image) or _backend.is_dask(markers)):
-        return _watershed_pairs(image, markers, frame_ndim, params)
-    whole = {axis: -1 for axis in range(image.ndim - frame_ndim, image.ndim)}
-    image = _backend.as_dask(image).rechunk(whole)
-    markers = _backend.as_dask(markers).rechunk(image.chunks)
-    return image.map_blocks(
-        _watershed_pairs, markers, frame_ndim, params, dtype=np.int32, meta=_backend.empty_like_meta(image, np.int32)
+    xp, ndi = get_namespace(image)
+    if landscape == "distance":
+        mask = image != 0
+        distance = ndi.distance_transform_edt(mask)
+        if markers is None:
+            markers = _markers_from_peaks(distance, min_distance, ndi.label(mask)[0])
+        surface = -distance
+    else:
+        mask = None
+        surface = image
+        if markers is None:
+            markers = _markers_from_peaks(-image.astype(float_dtype(image.dtype)), min_distance, None)
+    labels = skimage_module(image, "segmentation").watershed(
+        surface, markers, mask=mask, compactness=compactness, watershed_line=watershed_line
     )
+    return labels.astype(np.int32, copy=False)
 
 
 @operation(menu="segment", output="labels", dtype="labels", halo=lambda distance, **_: math.ceil(distance) + 1)

@@ -150,16 +150,30 @@ def _detect(data: Any, weights: Any) -> Any:
     )
 
 
-def _detector_image(data: Any, *, inner: float, outer: float | None, center: Center, mask: Any) -> Any:
-    _scan_axes(data)
-    shape = tuple(data.shape[-2:])
+def _with_detector(image: Any, params: dict, *, inner: float, outer: float | None, center: Center, mask: Any) -> dict:
+    """``params`` with the detector's weights ``(1, Ky, Kx)`` in the compute dtype, made once."""
+    _scan_axes(image)
+    shape = tuple(image.shape[-2:])
     if mask is not None:
-        weights = _host_mask(mask, shape, data)
+        weights = _host_mask(mask, shape, image)
     else:
         if outer is None:
             raise ValueError("virtual_detector needs an outer radius (outer=...) or a mask (mask=...)")
-        weights = detector_mask(shape, inner=inner, outer=outer, center=center, like=data)
-    return _detect(data, weights[None])[..., 0]
+        weights = detector_mask(shape, inner=inner, outer=outer, center=center, like=image)
+    return {**params, "_weights": weights[None].astype(float_dtype(image.dtype))}
+
+
+def _detector_sums(image: Any, weights: Any) -> Any:
+    """The detector image of a block of patterns: one value per pattern."""
+    return _weighted_sums(image, weights=weights)[..., 0]
+
+
+def _one_value(frame_shape: tuple, **_: Any) -> tuple:
+    return ()
+
+
+#: A virtual detector: one value per pattern, the patterns of a chunk contracted at once.
+_DETECTOR = dict(menu="project", keeps="batch", vectorized=True, frame_shape=_one_value)
 
 
 # --- pattern statistics over the scan ------------------------------------------------------
@@ -216,7 +230,12 @@ std_pattern = _pattern_op("std_pattern", "std", "Standard deviation of the", "fl
 # --- virtual detectors ---------------------------------------------------------------------
 
 
-@operation(menu="project", lift=False, keeps="batch")
+def _virtual_detector(image: Any, **params: Any) -> dict:
+    return _with_detector(image, params, inner=params["inner"], outer=params["outer"], center=params["center"],
+                          mask=params["mask"])
+
+
+@operation(**_DETECTOR, prepare=_virtual_detector)
 def virtual_detector(
     image,
     *,
@@ -224,6 +243,7 @@ def virtual_detector(
     outer: Radius | None = None,
     center: Center = None,
     mask: ImageRef | None = None,
+    _weights: Any = None,
 ):
     """Virtual detector image: the counts inside a disk, an annulus or any mask, per scan position.
 
@@ -254,11 +274,15 @@ def virtual_detector(
     >>> virtual_detector(scan, inner=0, outer=1).tolist()[0]
     [5.0, 5.0, 5.0, 5.0]
     """
-    return _detector_image(image, inner=inner, outer=outer, center=center, mask=mask)
+    return _detector_sums(image, _weights)
 
 
-@operation(menu="project", lift=False, keeps="batch")
-def virtual_bright_field(image, *, radius: Radius = 4.0, center: Center = None):
+def _bright_field(image: Any, **params: Any) -> dict:
+    return _with_detector(image, params, inner=0.0, outer=params["radius"], center=params["center"], mask=None)
+
+
+@operation(**_DETECTOR, prepare=_bright_field)
+def virtual_bright_field(image, *, radius: Radius = 4.0, center: Center = None, _weights: Any = None):
     """Virtual bright-field image: counts in a disk around the direct beam.
 
     Parameters
@@ -282,11 +306,18 @@ def virtual_bright_field(image, *, radius: Radius = 4.0, center: Center = None):
     >>> virtual_bright_field(scan, radius=1).tolist()
     [[10.0, 0.0], [0.0, 0.0]]
     """
-    return _detector_image(image, inner=0.0, outer=radius, center=center, mask=None)
+    return _detector_sums(image, _weights)
 
 
-@operation(menu="project", lift=False, keeps="batch")
-def annular_dark_field(image, *, inner: Radius = 8.0, outer: Radius = 32.0, center: Center = None):
+def _dark_field(image: Any, **params: Any) -> dict:
+    return _with_detector(image, params, inner=params["inner"], outer=params["outer"], center=params["center"],
+                          mask=None)
+
+
+@operation(**_DETECTOR, prepare=_dark_field)
+def annular_dark_field(
+    image, *, inner: Radius = 8.0, outer: Radius = 32.0, center: Center = None, _weights: Any = None
+):
     """Annular dark-field image: counts in the ring ``inner <= r <= outer``.
 
     Parameters
@@ -310,7 +341,7 @@ def annular_dark_field(image, *, inner: Radius = 8.0, outer: Radius = 32.0, cent
     >>> annular_dark_field(scan, inner=3, outer=4).tolist()
     [[24.0, 24.0]]
     """
-    return _detector_image(image, inner=inner, outer=outer, center=center, mask=None)
+    return _detector_sums(image, _weights)
 
 
 # --- centre of mass and DPC ----------------------------------------------------------------
@@ -497,23 +528,44 @@ def dpc(
 # --- radial profile ------------------------------------------------------------------------
 
 
-def _radial_sums(block: Any, *, order: Any, starts: Any, counts: Any, n_bins: int, filled: Any) -> Any:
-    """Mean of ``block (..., Ky, Kx)`` over each non-empty radial bin -> ``(..., n_bins)`` (NaN when empty)."""
-    xp, _ = get_namespace(block)
-    batch = block.shape[:-2]
-    flat = block.reshape(-1, block.shape[-2] * block.shape[-1])[:, order].astype(counts.dtype)
-    means = xp.add.reduceat(flat, starts, axis=1) / counts
-    out = xp.full((flat.shape[0], n_bins), xp.nan, dtype=counts.dtype)
-    out[:, filled] = means
-    return out.reshape(batch + (n_bins,))
+def _rings(image: Any, **params: Any) -> dict:
+    """The rings of the profile, found once: pixel order by ring, ring starts, pixel counts, filled rings."""
+    shape = tuple(image.shape[-2:])
+    cy, cx = _center(params["center"], shape)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    bins = (np.hypot(yy - cy, xx - cx) / params["bin_width"]).astype(np.int64).ravel()
+    n_bins = int(bins.max()) + 1
+    order = np.argsort(bins, kind="stable")
+    counts = np.bincount(bins, minlength=n_bins)
+    filled = np.flatnonzero(counts)
+    xp, _ = get_namespace(image)
+    return {
+        **params,
+        "_n_bins": n_bins,
+        "_order": xp.asarray(order),
+        "_starts": xp.asarray(np.searchsorted(bins[order], filled)),
+        "_counts": xp.asarray(counts[filled].astype(float_dtype(image.dtype))),
+        "_filled": xp.asarray(filled),
+    }
 
 
-@operation(menu="measure", lift=False, keeps="batch")
+@operation(
+    menu="measure",
+    keeps="batch",
+    vectorized=True,
+    prepare=_rings,
+    frame_shape=lambda frame_shape, _n_bins, **_: (_n_bins,),
+)
 def radial_profile(
     image,
     *,
     center: Center = None,
     bin_width: Annotated[float, Range(0.1, 1e4)] = 1.0,
+    _n_bins: int = 0,
+    _order: Any = None,
+    _starts: Any = None,
+    _counts: Any = None,
+    _filled: Any = None,
 ):
     """Azimuthal average of each pattern: mean intensity in rings of width ``bin_width`` around ``center``.
 
@@ -542,26 +594,10 @@ def radial_profile(
     >>> np.round(radial_profile(pattern)[:3], 2).tolist()
     [0.0, 1.21, 2.33]
     """
-    shape = tuple(image.shape[-2:])
-    cy, cx = _center(center, shape)
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    bins = (np.hypot(yy - cy, xx - cx) / bin_width).astype(np.int64).ravel()
-    n_bins = int(bins.max()) + 1
-    order = np.argsort(bins, kind="stable")
-    counts = np.bincount(bins, minlength=n_bins)
-    filled = np.flatnonzero(counts)
-    starts = np.searchsorted(bins[order], filled)
     xp, _ = get_namespace(image)
-    dtype = float_dtype(image.dtype)
-    return reduce_frames(
-        _radial_sums,
-        image,
-        out_shape=(n_bins,),
-        dtype=dtype,
-        vectorized=True,
-        order=xp.asarray(order),
-        starts=xp.asarray(starts),
-        counts=xp.asarray(counts[filled].astype(dtype)),
-        n_bins=n_bins,
-        filled=xp.asarray(filled),
-    )
+    batch = image.shape[:-2]
+    flat = image.reshape(-1, image.shape[-2] * image.shape[-1])[:, _order].astype(_counts.dtype)
+    means = xp.add.reduceat(flat, _starts, axis=1) / _counts
+    out = xp.full((flat.shape[0], _n_bins), xp.nan, dtype=_counts.dtype)
+    out[:, _filled] = means
+    return out.reshape(batch + (_n_bins,))

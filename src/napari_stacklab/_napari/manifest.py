@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from .. import registry
+from .. import catalog, registry
 from . import _contrib
 
 MANIFEST_PATH = Path(__file__).resolve().parents[3] / "napari.yaml"
@@ -41,7 +41,7 @@ def build_manifest() -> dict:
 
     entries = [
         (op.name, f"{_contrib.PACKAGE}._napari.widgets:{widget_factory_name(op.name)}", op.title, op.menu_id)
-        for op in registry.operations()
+        for op in catalog.operations()
     ] + [
         (tool["id"], tool["python_name"], tool["title"], registry.MENUS.get(tool["menu"], tool["menu"]))
         for tool in _contrib.TOOLS

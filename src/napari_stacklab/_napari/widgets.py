@@ -36,12 +36,12 @@ from napari.qt.threading import thread_worker
 from napari.utils import notifications, progress
 from qtpy.QtCore import QEvent, QObject, QTimer
 
-from .. import _backend, registry
-from ..lift import frame_chunks
+from .. import _backend, catalog, engine, registry
+from ..frames import frame_chunks
 from . import _layers
 from .manifest import widget_factory_name
 
-__all__ = ["OperationWidget", "apply_resolved", "compute_all"]
+__all__ = ["OperationWidget", "compute_all"]
 
 #: Milliseconds the preview waits for parameter or plane changes to settle.
 PREVIEW_DELAY_MS = 150
@@ -50,15 +50,10 @@ MAX_PROGRESS_STEPS = 100
 _AUTO = "auto"
 _INT_LIMIT = 2**31 - 1
 _FLOAT_LIMIT = 1e12
-_PREVIEW_OUTPUTS = (*_layers.ARRAY_OUTPUTS, "images", "points", "value", "transform")
+_PREVIEW_OUTPUTS = (*registry.ARRAY_OUTPUTS, "images", "points", "value")
 
 
 # --- the computation (no napari objects: it runs in a worker thread) ----------------------------
-def apply_resolved(op: registry.Operation, image: Any, resolved: dict, device: str | None = None) -> Any:
-    """Run ``op`` with parameters already resolved by ``op.resolve`` (global statistics not recomputed)."""
-    return op.apply(image, resolved, device=device)
-
-
 def _block_groups(array: Any) -> list[list[tuple]]:
     """The array's block indices in C order, grouped into at most MAX_PROGRESS_STEPS batches."""
     blocks = list(np.ndindex(*array.numblocks))
@@ -74,19 +69,26 @@ def _block_slices(chunks: tuple, index: tuple) -> tuple:
     return tuple(slices)
 
 
-def compute_all(op: registry.Operation, data: Any, params: dict, device: str | None = None) -> Iterator:
+def _lazy(op: registry.Operation, data: Any, params: engine.Bound) -> Any:
+    """``data`` as a dask array with whole frames (of the dimensionality ``params`` give) per chunk."""
+    if _backend.is_dask(data):
+        return data
+    return _backend.as_dask(data, chunks=frame_chunks(data.ndim, op.frame_ndim_for(params)))
+
+
+def compute_all(op: registry.Operation, data: Any, params: engine.Bound, device: str | None = None) -> Iterator:
     """Generator for a worker: resolve, build the lazy graph, compute it block batch by batch.
 
-    Yields ``("resolved", params)``, then ``("total", n)``, then ``("step", 1)``
-    after each batch (the points where a cancel takes effect); returns the
-    result with every dask array computed to a NumPy array.
+    ``params`` are bound already (``op.bind``). Yields ``("resolved", params)``,
+    then ``("total", n)``, then ``("step", 1)`` after each batch (the points
+    where a cancel takes effect); returns the result with every dask array
+    computed to a NumPy array.
     """
     import dask
 
     resolved = op.resolve(data, params)
     yield ("resolved", resolved)
-    lazy_in = data if _backend.is_dask(data) else _backend.as_dask(data, chunks=frame_chunks(data.ndim, op.frame_ndim))
-    result = apply_resolved(op, lazy_in, resolved, device)
+    result = engine.run(op, _lazy(op, data, resolved), resolved, device=device)
     leaves = dict(result) if isinstance(result, dict) else {None: result}
     plans = {key: _block_groups(value) for key, value in leaves.items() if _backend.is_dask(value)}
     yield ("total", sum(len(groups) for groups in plans.values()))
@@ -320,7 +322,7 @@ class OperationWidget(Container):
         if operation.output not in _PREVIEW_OUTPUTS:
             self.preview.enabled = False
             self.preview.tooltip = "a table is made for the whole input; use Run on all"
-        if operation.output not in (*_layers.ARRAY_OUTPUTS, "images"):
+        if operation.output not in (*registry.ARRAY_OUTPUTS, "images"):
             self.lazy.enabled = False
 
         self.run_button.changed.connect(self.run)
@@ -419,19 +421,19 @@ class OperationWidget(Container):
         if self.preview.enabled and (self.preview.value or self._preview_names):
             self._timer.start()
 
-    def _plane_index(self, layer: Any) -> tuple:
-        """Index of the frame the viewer shows, over the layer's batch axes."""
-        n_batch = layer.ndim - self.operation.frame_ndim
+    def _plane_index(self, layer: Any, params: engine.Bound) -> tuple:
+        """Index of the frame the viewer shows, over the layer's batch axes (frames as ``params`` make them)."""
+        n_batch = layer.ndim - self.operation.frame_ndim_for(params)
         if n_batch <= 0:
             return ()
         point = np.asarray(layer.world_to_data(self.viewer.dims.point), dtype=float)
         shape = _layer_data(layer).shape
         return tuple(int(np.clip(np.round(c), 0, s - 1)) for c, s in zip(point[:n_batch], shape[:n_batch]))
 
-    def _resolved(self, job: _Job) -> dict:
+    def _resolved(self, job: _Job) -> engine.Bound:
         """Resolved parameters, cached so scrolling planes never recomputes global statistics."""
         if self.operation.prepare is None:
-            return dict(job.params)
+            return self.operation.resolve(job.data, job.params)
         key = (id(job.data), repr({k: (id(v) if hasattr(v, "shape") else v) for k, v in job.params.items()}))
         if self._resolve_cache is None or self._resolve_cache[0] != key:
             resolved = self.operation.resolve(job.data, job.params)
@@ -451,14 +453,14 @@ class OperationWidget(Container):
             return
         try:
             job = self._job()
-            index = self._plane_index(job.layer)
-            resolved = dict(self._resolved(job))
-            for p in self.operation.image_params:
-                ref = resolved.get(p.name)
-                if ref is not None and ref.ndim == job.data.ndim:
-                    resolved[p.name] = _backend.materialize(ref[index])
+            resolved = self._resolved(job)
+            index = self._plane_index(job.layer, resolved)
+            planes = {
+                p.name: _backend.materialize(resolved[p.name][index]) for p in self.operation.image_params
+                if getattr(resolved.get(p.name), "ndim", None) == job.data.ndim
+            }
             plane = _backend.materialize(job.data[index])
-            result = _materialized(apply_resolved(self.operation, plane, resolved, job.device))
+            result = _materialized(engine.run(self.operation, plane, resolved.replace(**planes), device=job.device))
             names = self._publish(job, result, preview=True, in_shape=tuple(plane.shape))
         except Exception as exc:  # shown in the widget; a preview must never break the viewer
             self._say(f"preview: {exc}")
@@ -511,10 +513,8 @@ class OperationWidget(Container):
         try:
             resolved = self.operation.resolve(job.data, job.params)
             self._show_resolved(job.params, resolved)
-            data = job.data
-            if not _backend.is_dask(data):
-                data = _backend.as_dask(data, chunks=frame_chunks(data.ndim, self.operation.frame_ndim))
-            result = _on_host(apply_resolved(self.operation, data, resolved, job.device))
+            data = _lazy(self.operation, job.data, resolved)
+            result = _on_host(engine.run(self.operation, data, resolved, device=job.device))
             self._publish(job, result)
         except Exception as exc:
             self._fail(exc)
@@ -591,7 +591,7 @@ class OperationWidget(Container):
     def _show_resolved(self, params: dict, resolved: dict) -> None:
         changed = {
             k: v for k, v in resolved.items()
-            if not hasattr(v, "shape") and params.get(k, object()) != v
+            if k in params and not hasattr(v, "shape") and params[k] != v
         }
         if changed:
             values = ", ".join(f"{k} = {_short(v)}" for k, v in changed.items())
@@ -608,7 +608,7 @@ class OperationWidget(Container):
         in_shape = tuple(job.data.shape) if in_shape is None else in_shape
         name = self._output_name(job.layer)
         metadata = {} if preview else _layers.recorded_metadata(job.layer, self._step(job))
-        if op.output in (*_layers.ARRAY_OUTPUTS, "images"):
+        if op.output in (*registry.ARRAY_OUTPUTS, "images"):
             tuples = _layers.array_layers(op, result, job.layer, name, metadata, in_shape)
         elif op.output == "points":
             tuples = [_layers.points_layer(result, job.layer, name, metadata)]
@@ -643,11 +643,6 @@ class OperationWidget(Container):
     def _show_value(self, job: _Job, result: Any, preview: bool) -> None:
         text = f"{self.operation.name} = {_short(result)}"
         self.info.value = f"{text} (current plane)" if preview else text
-        if self.operation.output == "transform" and not preview:
-            job.layer.metadata = {
-                **job.layer.metadata,
-                "stacklab_transform": {"step": self._step(job), "transform": result},
-            }
 
 
 def _layer_data(layer: Any) -> Any:
@@ -689,7 +684,7 @@ def _factory(op: registry.Operation) -> type:
     """A dock-widget class for ``op``; napari passes the viewer as ``napari_viewer``."""
 
     def __init__(self, napari_viewer: Any) -> None:
-        OperationWidget.__init__(self, registry.get(op.name), napari_viewer)
+        OperationWidget.__init__(self, catalog.get(op.name), napari_viewer)
 
     name = widget_factory_name(op.name)
     return type(name, (OperationWidget,), {
@@ -701,7 +696,7 @@ def _factory(op: registry.Operation) -> type:
 
 
 def __getattr__(name: str) -> Any:
-    for op in registry.operations():
+    for op in catalog.operations():
         if widget_factory_name(op.name) == name:
             if name not in _FACTORIES:
                 _FACTORIES[name] = _factory(op)
@@ -710,4 +705,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *(widget_factory_name(op.name) for op in registry.operations())])
+    return sorted([*globals(), *(widget_factory_name(op.name) for op in catalog.operations())])

@@ -1,0 +1,73 @@
+"""The bilateral filter: listed under both :mod:`~napari_stacklab.filters` and :mod:`~napari_stacklab.denoise`.
+
+Declared once here, in neither family, so that the two families stay
+independent of each other; both export this one operation.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from ._backend import skimage_module
+from ._validation import as_float
+from .frames import WarpMode
+from .registry import Range, operation
+
+
+@operation(menu="filter", family="filters")
+def bilateral(
+    image,
+    *,
+    sigma_spatial: Annotated[float, Range(0.1, 50)] = 1.0,
+    sigma_color: Annotated[float, Range(0, None, low_inclusive=False)] | None = None,
+    bins: Annotated[int, Range(16, 1_000_000)] = 10000,
+    mode: WarpMode = "constant",
+):
+    """Edge-preserving bilateral smoothing of each frame.
+
+    Each pixel becomes a weighted mean of its neighbours, weighted by distance
+    (``sigma_spatial``) *and* by grey-value difference (``sigma_color``), so
+    noise is smoothed but edges stay sharp. Runs
+    ``skimage.restoration.denoise_bilateral`` on each whole frame; the frame
+    is scaled to [0, 1] internally (scikit-image needs it) and scaled back,
+    so the output keeps the input's counts.
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N)``
+        Image or stack; leading axes are filtered independently.
+    sigma_spatial : float
+        Spatial standard deviation in pixels (window ``max(5, 2*ceil(3*sigma)+1)``).
+    sigma_color : float, optional
+        Grey-value standard deviation **in the units of the image** (counts);
+        ``None`` uses the standard deviation of each frame.
+    bins : int
+        Number of discrete grey-value weights (precision of the colour kernel).
+    mode : str
+        How the frame is extended past its border.
+
+    Returns
+    -------
+    array, shape ``(..., M, N)``
+        float32 (float64 for float64 input), in the units of the input.
+        Frames are never split (no halo): it is a whole-frame operation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> step = np.zeros((8, 8), np.uint16); step[:, 4:] = 1000
+    >>> out = bilateral(step, sigma_spatial=1, sigma_color=50)
+    >>> out.dtype, round(float(out[0, 0])), round(float(out[0, 7]))
+    (dtype('float32'), 0, 1000)
+    """
+    frame = as_float(image)
+    low, high = float(frame.min()), float(frame.max())
+    if high == low:
+        return frame
+    span = high - low
+    scaled = (frame - low) / span
+    color = None if sigma_color is None else sigma_color / span
+    out = skimage_module(image, "restoration").denoise_bilateral(
+        scaled, sigma_color=color, sigma_spatial=sigma_spatial, bins=bins, mode=mode
+    )
+    return (out * span + low).astype(frame.dtype, copy=False)

@@ -1,0 +1,346 @@
+"""Intensity mappings of each frame: contrast stretch, gamma, gain, log, CLAHE, histogram equalisation and matching, saturation."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from .._backend import get_namespace, skimage_module
+from .._validation import as_float, float_dtype
+from ..registry import ImageRef, Range, operation
+from ..statistics import stack_percentiles, value_range
+
+
+def _zero_halo(**_):
+    return 0
+
+
+def _resolve_percentiles(image, **params):
+    if params["high"] <= params["low"]:
+        raise ValueError(f"high must be larger than low, got {params['high']} <= {params['low']}")
+    vmin, vmax = params["vmin"], params["vmax"]
+    if vmin is None or vmax is None:
+        found = stack_percentiles(image, [params["low"], params["high"]], plane=params["plane"])
+        vmin = float(found[0]) if vmin is None else vmin
+        vmax = float(found[1]) if vmax is None else vmax
+    return {**params, "vmin": vmin, "vmax": vmax}
+
+
+@operation(menu="filter", prepare=_resolve_percentiles, halo=_zero_halo, vectorized=True)
+def rescale_percentile(
+    image,
+    *,
+    low: Annotated[float, Range(0, 100)] = 1.0,
+    high: Annotated[float, Range(0, 100)] = 99.8,
+    plane: Annotated[int, Range(None, None)] | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+):
+    """Contrast stretch: map the ``low``/``high`` percentiles to 0 and 1, clipped.
+
+    Here rescaling **is** the point: the output is a normalised float image in
+    [0, 1], not counts. The percentiles are computed **once** over the whole
+    stack (or one frame, ``plane``) before the lazy graph is built, so every
+    frame gets the same mapping and scrolling never rescans the stack.
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N)``
+        Image or stack.
+    low, high : float
+        Percentiles (0-100) mapped to 0 and 1.
+    plane : int, optional
+        Compute the percentiles from this frame only (C-order index over the
+        batch axes); ``None`` uses every pixel.
+    vmin, vmax : float, optional
+        Explicit values mapped to 0 and 1 (skip the percentile computation).
+
+    Returns
+    -------
+    array, shape ``(..., M, N)``
+        float32 (float64 for float64 input) in [0, 1]; pixel-wise (no halo).
+        Dask input: percentiles from a 65536-bin histogram (see
+        :func:`stack_percentiles`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.arange(101, dtype=np.uint16).reshape(1, 101)
+    >>> out = rescale_percentile(img, low=10, high=90)
+    >>> float(out[0, 10]), float(out[0, 50]), float(out[0, 100])
+    (0.0, 0.5, 1.0)
+    """
+    xp, _ = get_namespace(image)
+    frame = as_float(image)
+    span = vmax - vmin if vmax != vmin else 1.0
+    return xp.clip((frame - vmin) / span, 0, 1).astype(frame.dtype, copy=False)
+
+
+def _resolve_vmax(image, **params):
+    if params["vmax"] is None:
+        params = {**params, "vmax": max(abs(v) for v in value_range(image)) or 1.0}
+    return params
+
+
+@operation(menu="filter", prepare=_resolve_vmax, halo=_zero_halo, vectorized=True)
+def adjust_gamma(
+    image,
+    *,
+    gamma: Annotated[float, Range(0, 20, low_inclusive=False)] = 1.0,
+    vmax: Annotated[float, Range(0, None, low_inclusive=False)] | None = None,
+):
+    """Gamma correction that keeps the range: ``vmax * (image / vmax) ** gamma``.
+
+    ``gamma < 1`` brightens dark regions, ``gamma > 1`` darkens them; 0 and
+    ``vmax`` are fixed points, so counts keep their scale.
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N)``
+        Image or stack.
+    gamma : float
+        Exponent (> 0).
+    vmax : float, optional
+        Value that maps to itself; ``None`` uses the maximum of ``|image|``
+        over the whole stack, computed once.
+
+    Returns
+    -------
+    array, shape ``(..., M, N)``
+        float32 (float64 for float64 input); pixel-wise (no halo). Negative
+        values keep their sign (``-vmax * (|x| / vmax) ** gamma``). For
+        images in [0, 1] with ``vmax=1`` this is ``skimage.exposure.adjust_gamma``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.array([[0, 25, 100]], np.uint8)
+    >>> adjust_gamma(img, gamma=0.5).tolist()
+    [[0.0, 50.0, 100.0]]
+    """
+    xp, _ = get_namespace(image)
+    frame = as_float(image)
+    return (xp.sign(frame) * vmax * (xp.abs(frame) / vmax) ** gamma).astype(frame.dtype, copy=False)
+
+
+@operation(menu="filter", halo=_zero_halo, vectorized=True)
+def adjust_gain(
+    image,
+    *,
+    gain: Annotated[float, Range(-1e6, 1e6)] = 1.0,
+    offset: Annotated[float, Range(-1e12, 1e12)] = 0.0,
+):
+    """Linear brightness change: ``gain * image + offset``.
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N)``
+        Image or stack.
+    gain : float
+        Multiplier (contrast).
+    offset : float
+        Added after the gain, in the units of the image (brightness).
+
+    Returns
+    -------
+    array, shape ``(..., M, N)``
+        float32 (float64 for float64 input), not clipped; pixel-wise (no halo).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> adjust_gain(np.array([[250]], np.uint8), gain=2, offset=-10).tolist()
+    [[490.0]]
+    """
+    return (as_float(image) * gain + offset).astype(float_dtype(image.dtype), copy=False)
+
+
+@operation(menu="filter", halo=_zero_halo, vectorized=True)
+def adjust_log(image, *, gain: Annotated[float, Range(-1e6, 1e6)] = 1.0):
+    """Logarithmic display transform: ``gain * log(1 + max(image, 0))``.
+
+    Compresses a large dynamic range (diffraction patterns, FFT amplitudes)
+    so that faint and bright features are visible together.
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N)``
+        Image or stack of non-negative counts; negative values are treated as 0.
+    gain : float
+        Multiplier applied after the logarithm.
+
+    Returns
+    -------
+    array, shape ``(..., M, N)``
+        float32 (float64 for float64 input); pixel-wise (no halo).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out = adjust_log(np.array([[0, np.e - 1, -5]]))
+    >>> [round(float(v), 6) for v in out[0]]
+    [0.0, 1.0, 0.0]
+    """
+    xp, _ = get_namespace(image)
+    frame = as_float(image)
+    return (gain * xp.log1p(xp.maximum(frame, 0))).astype(frame.dtype, copy=False)
+
+
+@operation(menu="filter")
+def clahe(
+    image,
+    *,
+    clip_limit: Annotated[float, Range(0, 1)] = 0.01,
+    kernel_size: Annotated[int, Range(2, 10000)] | None = None,
+    nbins: Annotated[int, Range(2, 65536)] = 256,
+):
+    """Contrast-limited adaptive histogram equalisation (CLAHE) of each frame.
+
+    Equalises contrast locally, tile by tile, with the histogram clipped at
+    ``clip_limit`` so that noise is not amplified. Runs
+    ``skimage.exposure.equalize_adapthist`` on each **whole** frame (tiles
+    are interpolated across the frame, so frames are never split: no seams).
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N)``
+        Image or stack.
+    clip_limit : float
+        Normalised clip limit in [0, 1]; higher gives more contrast.
+    kernel_size : int, optional
+        Tile size in pixels (the "tile grid" is ``frame size / kernel_size``);
+        ``None`` uses 1/8 of the frame size.
+    nbins : int
+        Histogram bins per tile.
+
+    Returns
+    -------
+    array, shape ``(..., M, N)``
+        float32 (float64 for float64 input) in [0, 1]: an equalised display
+        image, not counts (each frame is stretched by its own min and max).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.random.default_rng(0).integers(100, 200, (32, 32)).astype(np.uint16)
+    >>> out = clahe(img, clip_limit=0.02, kernel_size=8)
+    >>> out.dtype, float(out.min()) >= 0, float(out.max()) <= 1
+    (dtype('float32'), True, True)
+    """
+    frame = as_float(image)
+    low, high = frame.min(), frame.max()
+    span = high - low
+    if float(span) == 0:
+        return frame * 0
+    out = skimage_module(image, "exposure").equalize_adapthist(
+        (frame - low) / span, kernel_size=kernel_size, clip_limit=clip_limit, nbins=nbins
+    )
+    return out.astype(frame.dtype, copy=False)
+
+
+@operation(menu="filter")
+def equalize_hist(image, *, nbins: Annotated[int, Range(2, 65536)] = 256):
+    """Global histogram equalisation of each frame.
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N)``
+        Image or stack; each frame is equalised with its own histogram.
+    nbins : int
+        Number of histogram bins.
+
+    Returns
+    -------
+    array, shape ``(..., M, N)``
+        float32 (float64 for float64 input) in [0, 1] (the cumulative
+        histogram): a display image, not counts. Frames are never split.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out = equalize_hist(np.array([[0, 0, 10, 1000]], np.uint16), nbins=4)
+    >>> out.shape, float(out.max())
+    ((1, 4), 1.0)
+    """
+    out = skimage_module(image, "exposure").equalize_hist(image, nbins=nbins)
+    return out.astype(float_dtype(image.dtype), copy=False)
+
+
+def _reference_histogram(image, **params):
+    reference = params["reference"]
+    if reference.ndim != 2:  # a stack, a line, a volume: only its histogram matters (a 2-D row for scikit-image)
+        reference = reference.reshape(1, -1)
+    return {**params, "reference": reference}
+
+
+@operation(menu="filter", prepare=_reference_histogram)
+def match_histograms(image, *, reference: ImageRef):
+    """Give each frame the grey-value histogram of a reference image.
+
+    Use it to equalise brightness and contrast across a set of images or
+    over a time lapse with bleaching (match every frame to the first).
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N)``
+        Image or stack; each frame is matched independently.
+    reference : array
+        The image whose histogram every frame receives (any shape: a frame, a
+        whole stack whose pooled histogram is used, ...); read into memory once.
+
+    Returns
+    -------
+    array, shape ``(..., M, N)``
+        float32 (float64 for float64 input) in the units of ``reference``
+        (``skimage.exposure.match_histograms``). Frames are never split.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> dim = np.array([[0, 1], [2, 3]], np.uint8)
+    >>> match_histograms(dim, reference=np.array([[10, 20], [30, 40]])).tolist()
+    [[10.0, 20.0], [30.0, 40.0]]
+    """
+    out = skimage_module(image, "exposure").match_histograms(image, reference)
+    return out.astype(float_dtype(image.dtype), copy=False)
+
+
+def _check_rgb(image, **params):
+    if image.shape[-1] != 3:
+        raise ValueError(f"image must be RGB with 3 channels last, got shape {tuple(image.shape)}")
+    return params
+
+
+@operation(menu="filter", frame_ndim=3, prepare=_check_rgb, vectorized=True)
+def adjust_saturation(image, *, factor: Annotated[float, Range(0, 100)] = 1.0):
+    """Colour saturation of RGB images: multiply the HSV saturation by ``factor``.
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N, 3)``
+        RGB image or stack of RGB images, **channel last** (the frame is
+        ``(M, N, 3)``: ``frame_ndim=3``). Values are non-negative (uint8
+        0-255, or float in any range: hue and saturation do not depend on scale).
+    factor : float
+        0 gives grey, 1 leaves the image unchanged, > 1 makes colours more
+        vivid (saturation is clipped to 1).
+
+    Returns
+    -------
+    array, shape ``(..., M, N, 3)``
+        float32 (float64 for float64 input) in the units of the input
+        (value = brightest channel is unchanged). Pixel-wise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rgb = np.array([[[200, 100, 100]]], np.uint8)
+    >>> adjust_saturation(rgb, factor=0).tolist()
+    [[[200.0, 200.0, 200.0]]]
+    """
+    xp, _ = get_namespace(image)
+    color = skimage_module(image, "color")
+    frame = as_float(image)
+    scale = xp.maximum(frame.max(axis=-1, keepdims=True), xp.finfo(frame.dtype).tiny)
+    hsv = color.rgb2hsv(frame / scale)
+    hsv[..., 1] = xp.clip(hsv[..., 1] * factor, 0, 1)
+    return (color.hsv2rgb(hsv) * scale).astype(frame.dtype, copy=False)

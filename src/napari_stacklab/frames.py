@@ -1,0 +1,124 @@
+"""Frames: the 2-D planes or 3-D volumes an operation works on, and the axes around them.
+
+A *frame* is what a kernel sees (a plane of a time lapse, a volume of a time
+series, one diffraction pattern of a scan); every leading axis is a *batch*
+axis. These helpers answer the questions every family asks about frames,
+without computing anything: which frame is shown, how to chunk a stack into
+whole frames, how many axes a ``mode`` means, the pixel size along the frame
+axes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Sequence, get_args
+
+import numpy as np
+
+from ._validation import check_choice
+
+__all__ = [
+    "BoundaryMode",
+    "WarpMode",
+    "Mode",
+    "MODES",
+    "mode_ndim",
+    "frame_ndim_for",
+    "check_connectivity",
+    "frame_spacing",
+    "frame_at",
+    "frame_chunks",
+    "iter_frame_indices",
+]
+
+#: How a frame is extended past its border by ``scipy.ndimage`` filters.
+BoundaryMode = Literal["reflect", "nearest", "mirror", "wrap", "constant"]
+#: How a frame is extended past its border by scikit-image's warps and padding (``numpy.pad`` names).
+WarpMode = Literal["constant", "edge", "symmetric", "reflect", "wrap"]
+
+#: Frames are planes ``(M, N)`` or volumes ``(P, M, N)``.
+Mode = Literal["2d", "3d"]
+MODES = get_args(Mode)
+
+
+def mode_ndim(mode: str, **_: Any) -> int:
+    """Number of frame axes of ``mode``: 2 for ``"2d"``, 3 for ``"3d"``.
+
+    Usable as an operation's ``frame_ndim`` rule (it ignores other parameters).
+
+    Examples
+    --------
+    >>> mode_ndim("3d")
+    3
+    """
+    check_choice("mode", mode, MODES)
+    return 2 if mode == "2d" else 3
+
+
+def frame_ndim_for(image: Any, mode: str) -> int:
+    """Frame dimensionality for ``mode``, checked against ``image``'s number of axes."""
+    frame_ndim = mode_ndim(mode)
+    if image.ndim < frame_ndim:
+        raise ValueError(f"mode={mode!r} needs an image with at least {frame_ndim} axes, got shape {tuple(image.shape)}")
+    return frame_ndim
+
+
+def check_connectivity(connectivity: int | None, frame_ndim: int) -> None:
+    """Raise ``ValueError`` unless ``connectivity`` is ``None`` or between 1 and ``frame_ndim``."""
+    if connectivity is not None and not 1 <= connectivity <= frame_ndim:
+        raise ValueError(f"connectivity must be between 1 and {frame_ndim} for {frame_ndim}-D frames, got {connectivity}")
+
+
+def frame_spacing(spacing: Any, frame_ndim: int) -> tuple[float, ...] | None:
+    """Pixel size along the frame axes from a scalar, a per-frame-axis or a per-array-axis spacing.
+
+    Examples
+    --------
+    >>> frame_spacing(0.5, 2), frame_spacing((2.0, 0.3, 0.2), 2)
+    ((0.5, 0.5), (0.3, 0.2))
+    """
+    if spacing is None:
+        return None
+    if not isinstance(spacing, (tuple, list)):
+        return (float(spacing),) * frame_ndim
+    if len(spacing) < frame_ndim:
+        raise ValueError(f"spacing must give at least {frame_ndim} values (one per frame axis), got {spacing}")
+    return tuple(float(s) for s in spacing[-frame_ndim:])
+
+
+def iter_frame_indices(batch_shape: Sequence[int]):
+    """Indices of every frame of a stack whose batch axes have ``batch_shape``."""
+    return np.ndindex(*batch_shape)
+
+
+def frame_at(image: Any, plane: int | None, frame_ndim: int = 2) -> Any:
+    """Frame number ``plane`` of a stack (C order over the batch axes), or all of ``image`` for ``None``.
+
+    Global statistics (a threshold, a noise level, percentiles) are computed
+    once from this sample: the whole stack, or one chosen plane.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> stack = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)
+    >>> bool((frame_at(stack, 4) == stack[1, 1]).all()), frame_at(stack, None).shape
+    (True, (2, 3, 4, 5))
+    """
+    if plane is None or image.ndim == frame_ndim:
+        return image
+    batch_shape = image.shape[: image.ndim - frame_ndim]
+    n_frames = int(np.prod(batch_shape))
+    if not -n_frames <= plane < n_frames:
+        raise ValueError(f"plane must index one of the {n_frames} frames, got {plane}")
+    return image[np.unravel_index(plane % n_frames, batch_shape)]
+
+
+def frame_chunks(ndim: int, frame_ndim: int) -> dict:
+    """dask ``chunks`` keeping whole frames per chunk and letting dask size the batch axes.
+
+    Examples
+    --------
+    >>> frame_chunks(4, 2)
+    {0: 'auto', 1: 'auto', 2: -1, 3: -1}
+    """
+    n_batch = max(ndim - frame_ndim, 0)
+    return {axis: ("auto" if axis < n_batch else -1) for axis in range(ndim)}
