@@ -296,12 +296,6 @@ def dask_module() -> ModuleType:
     return da
 
 
-def stack_like(frames: list, like: Any) -> Any:
-    """Stack equally shaped eager frames with the namespace of ``like``."""
-    xp, _ = get_namespace(like)
-    return xp.stack(frames)
-
-
 _DEVICE_DOC = """    device : {"auto", "cpu", "gpu"}, optional
         Where to compute; default: where the data already is. ``"gpu"`` without
         a usable GPU runs on the CPU with a ``GPUFallbackWarning``.

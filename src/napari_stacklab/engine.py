@@ -195,14 +195,12 @@ def _build(op: "Operation", image: Any, params: Bound, frame_ndim: int) -> Any:
     if not op.lifted:
         return op.kernel(image, **params)
     how = plan(op, image, params, frame_ndim)
-    kernel = op.kernel
-    if op.parts:
-        kernel = _stacked_parts(kernel, op.parts, how.frame_shape or tuple(image.shape[image.ndim - frame_ndim:]))
+    kernel, frame_shape = op.kernel, how.frame_shape
+    if op.parts:  # the parts travel as one array, on an axis before the frame axes, and are split after
+        out_frame = frame_shape or tuple(image.shape[image.ndim - frame_ndim:])
+        kernel, frame_shape = _stacked_parts(kernel, op.parts, len(out_frame)), (len(op.parts), *out_frame)
     if _backend.is_dask(image) and _backend.on_gpu(image):
         kernel = _backend.on_host_after_gpu_failure(kernel, op.name)
-    frame_shape = how.frame_shape
-    if op.parts:
-        frame_shape = (len(op.parts),) + (frame_shape or tuple(image.shape[image.ndim - frame_ndim:]))
     result = map_frames(
         kernel,
         image,
@@ -216,17 +214,16 @@ def _build(op: "Operation", image: Any, params: Bound, frame_ndim: int) -> Any:
     )
     if not op.parts:
         return result
-    out_ndim = len(frame_shape) - 1
-    return {part: result[(Ellipsis, i) + (slice(None),) * out_ndim] for i, part in enumerate(op.parts)}
+    frame_axes = (slice(None),) * (len(frame_shape) - 1)
+    return {part: result[(Ellipsis, i, *frame_axes)] for i, part in enumerate(op.parts)}
 
 
-def _stacked_parts(kernel: Any, parts: tuple, out_frame: tuple) -> Any:
-    """A kernel returning ``{part: frame}`` as one array with the parts on an axis before the frame axes."""
+def _stacked_parts(kernel: Any, parts: tuple, out_ndim: int) -> Any:
+    """A kernel returning ``{part: frame}`` as one array, the parts on an axis before the ``out_ndim`` frame axes."""
 
     def stacked(frame: Any, **params: Any) -> Any:
         found = kernel(frame, **params)
-        xp = _backend.array_module(found[parts[0]])
-        return xp.stack([found[part] for part in parts], axis=-(len(out_frame) + 1))
+        return _backend.array_module(found[parts[0]]).stack([found[part] for part in parts], axis=-(out_ndim + 1))
 
     return stacked
 

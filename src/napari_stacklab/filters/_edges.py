@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import numpy as np
 
@@ -15,7 +15,8 @@ from ..statistics import stack_range
 from ._smoothing import _max_sigma
 
 EdgeAxis = Literal["magnitude", "y", "x"]
-_AXES = {"magnitude": None, "y": 0, "x": 1}
+#: The axis scikit-image differentiates along for each choice (``None``: the magnitude).
+_AXES = dict(zip(get_args(EdgeAxis), (None, 0, 1)))
 
 
 def _edge(image, name, axis, mode):
