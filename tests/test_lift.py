@@ -155,3 +155,20 @@ def test_map_frames_per_frame_arrays_follow_their_frame_and_chunks(depth):
     np.testing.assert_allclose(lazy.compute(), expected)
     with pytest.raises(ValueError, match="mask given frame by frame must have the shape of the data"):
         map_frames(fill, stack, per_frame={"mask": masks[0]}, size=3)
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_kernels_may_drop_or_add_frame_axes(stack, lazy):
+    """One value per frame (a reduction) and parts stacked before the frame (a new axis), eager or lazy."""
+    data = da.from_array(stack, chunks=(2, 1, 7, 9)) if lazy else stack
+    sums = map_frames(lambda f: f.sum(axis=(-2, -1)), data, frame_shape=(), dtype=stack.dtype, vectorized=True)
+    assert sums.shape == stack.shape[:2]
+    np.testing.assert_allclose(np.asarray(sums), stack.sum(axis=(-2, -1)), rtol=1e-5)
+    both = map_frames(lambda f: np.stack([f, -f]), data, frame_shape=(2,) + stack.shape[2:], dtype=stack.dtype)
+    assert both.shape == stack.shape[:2] + (2,) + stack.shape[2:]
+    np.testing.assert_array_equal(np.asarray(both)[:, :, 1], -stack)
+
+
+def test_dropping_frame_axes_needs_them_last(stack):
+    with pytest.raises(ValueError, match="frame axes last"):
+        map_frames(lambda f: f.sum(), stack, frame_axes=(0, 1), frame_shape=())

@@ -121,6 +121,26 @@ def test_preview_shows_current_plane_and_follows_dims(qtbot, viewer, stack):
     assert widget.input.choices == (viewer.layers["cells"],)
 
 
+def test_preview_takes_its_frame_from_the_parameters(qtbot, viewer, stack):
+    """A 3-D footprint previews on the volume shown (``frame_ndim`` follows ``footprint``), a 2-D one on the plane."""
+    volumes = np.stack([stack > 1500, stack[:, ::-1] > 2000])  # (t, z, y, x)
+    viewer.add_labels(volumes.astype(np.uint8), name="masks", scale=(1.0, *SCALE))
+    widget = open_widget(viewer, "Binary closing", layer="masks")
+    widget.set_params(footprint="ball", radius=1)
+    viewer.dims.current_step = (1, 2, 0, 0)
+    widget.preview.value = True
+    widget.update_preview()
+    preview = viewer.layers["masks binary_closing (preview)"]
+    np.testing.assert_array_equal(preview.data, sl.morphology.binary_closing(volumes[1], footprint="ball", radius=1))
+    assert preview.data.shape == volumes.shape[1:] and tuple(preview.scale) == SCALE
+
+    widget.set_params(footprint="disk")  # a plane now: the preview layer is made again with 2 axes
+    name = "masks binary_closing (preview)"
+    qtbot.waitUntil(lambda: viewer.layers[name].data.shape == volumes.shape[2:], timeout=5000)
+    expected = sl.morphology.binary_closing(volumes[1, 2], footprint="disk", radius=1)
+    np.testing.assert_array_equal(viewer.layers[name].data, expected)
+
+
 def test_rerun_replaces_and_chains_accumulate_steps(qtbot, viewer, stack):
     widget = open_widget(viewer, "Gaussian")
     widget.set_params(sigma=1.0)

@@ -1,14 +1,18 @@
 """The registry contract, checked on every declared operation."""
 
 import inspect
+from typing import Any, Literal, Sequence
 
 import dask.array as da
 import numpy as np
 import pytest
 
 from napari_stacklab import catalog, registry
+from napari_stacklab import phase as sl_phase
+from napari_stacklab import preprocess as sl_preprocess
+from napari_stacklab import segment as sl_segment
 from napari_stacklab.filters import gaussian
-from napari_stacklab.registry import ImageRef, Range, operation
+from napari_stacklab.registry import ImageRef, Range, operation, validated
 
 
 def test_names_are_unique_and_functions_reach_their_record():
@@ -166,3 +170,55 @@ def test_operation_order_does_not_depend_on_import_order():
         return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
 
     assert names("stem") == names("filters") == names("register")
+
+
+def test_validated_checks_hints_like_an_operation_and_adds_device():
+    @validated
+    def combine(images: Sequence[ImageRef], *, weight: Annotated[float, Range(0, 1)] = 0.5,
+                how: Literal["sum", "max"] = "sum", label: Any = None):
+        return images, weight, how, label
+
+    a, b = np.zeros((2, 2)), np.ones((2, 2))
+    images, weight, how, label = combine([a, b], weight=1, label=object)
+    assert images[1] is b and weight == 1.0 and isinstance(weight, float) and how == "sum" and label is object
+    assert list(inspect.signature(combine).parameters)[-1] == "device"
+    with pytest.raises(ValueError, match="weight must be <= 1"):
+        combine([a], weight=2)
+    with pytest.raises(ValueError, match="how must be one of"):
+        combine([a], how="mean")
+    with pytest.raises(TypeError, match="images must be a list of arrays"):
+        combine(a)
+    with pytest.raises(TypeError, match=r"images\[1\] must be an array"):
+        combine([a, "b"])
+    with pytest.raises(ValueError, match="device must be one of"):
+        combine([a], device="tpu")
+    on_cpu, *_ = combine([a], device="cpu")
+    assert on_cpu[0] is a
+
+
+def test_validated_host_only_functions_take_no_device():
+    @validated(device=False)
+    def scale(image: ImageRef, *, factor: Annotated[int, Range(1, None)] = 2):
+        return image * factor
+
+    assert "device" not in inspect.signature(scale).parameters
+    np.testing.assert_array_equal(scale(np.ones(2), factor=3), [3, 3])
+    with pytest.raises(TypeError, match="factor must be an integer"):
+        scale(np.ones(2), factor=1.5)
+    with pytest.raises(TypeError, match="image must be an array"):
+        scale([1, 2])
+
+
+def test_public_functions_outside_the_registry_are_validated_from_their_hints():
+    """equalize, matting, phase helpers, line profiles, thresholds: the same messages as operations."""
+    image = np.random.default_rng(0).random((32, 32))
+    with pytest.raises(ValueError, match="linewidth must be >= 1"):
+        sl_preprocess.line_profile(image, (1, 1), (5, 5), linewidth=0)
+    with pytest.raises(ValueError, match="method must be one of"):
+        sl_segment.threshold_value(image, method="manual")
+    with pytest.raises(ValueError, match="exclude_radius must be >= 0"):
+        sl_phase.find_sideband(image, exclude_radius=-1)
+    for func in (sl_preprocess.line_profile, sl_segment.threshold_value, sl_phase.find_sideband,
+                 sl_phase.hologram_wave):
+        assert "device" in inspect.signature(func).parameters, func.__name__
+
