@@ -28,7 +28,8 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -72,7 +73,7 @@ class Bound(Mapping):
         state = "resolved" if self.resolved else "bound"
         return f"<{state} {getattr(self.operation, 'name', '?')} {self._values!r}>"
 
-    def replace(self, **changes: Any) -> "Bound":
+    def replace(self, **changes: Any) -> Bound:
         """A copy with some values replaced (already checked by the caller)."""
         return Bound(self.operation, {**self._values, **changes}, resolved=self.resolved)
 
@@ -113,7 +114,7 @@ def _computable(image: Any) -> Any:
     return image if dtype == image.dtype else image.astype(dtype)
 
 
-def run(op: "Operation", image: Any, params: Mapping | None = None, *, device: str | None = None) -> Any:
+def run(op: Operation, image: Any, params: Mapping | None = None, *, device: str | None = None) -> Any:
     """Run ``op`` on ``image`` with ``params`` on ``device`` (default: where ``image`` is).
 
     ``params`` is a plain mapping (validated here), a :class:`Bound`
@@ -141,7 +142,7 @@ def run(op: "Operation", image: Any, params: Mapping | None = None, *, device: s
         return _build(op, host, _resolved(op, host, bound, frame_ndim), frame_ndim)
 
 
-def _check_frames(op: "Operation", image: Any, params: Mapping, frame_ndim: int) -> None:
+def _check_frames(op: Operation, image: Any, params: Mapping, frame_ndim: int) -> None:
     """``image`` holds at least one frame; when a parameter made the frames 3-D, the error names it."""
     deciding = {name: params[name] for name in op.frame_parameters if name in params}
     if image.ndim < frame_ndim and deciding:
@@ -150,13 +151,13 @@ def _check_frames(op: "Operation", image: Any, params: Mapping, frame_ndim: int)
     check_ndim(image, frame_ndim)
 
 
-def _resolved(op: "Operation", image: Any, bound: Bound, frame_ndim: int) -> Bound:
+def _resolved(op: Operation, image: Any, bound: Bound, frame_ndim: int) -> Bound:
     """``bound`` with its images on ``image``'s device and, unless done already, ``prepare`` run."""
     placed = _place_images(op, image, bound, frame_ndim)
     return placed if placed.resolved else op.resolve(image, placed)
 
 
-def _place_images(op: "Operation", image: Any, bound: Bound, frame_ndim: int) -> Bound:
+def _place_images(op: Operation, image: Any, bound: Bound, frame_ndim: int) -> Bound:
     """Every array parameter moved to where ``image`` is.
 
     For a lifted operation an image parameter not given one per frame (a
@@ -174,7 +175,7 @@ def _place_images(op: "Operation", image: Any, bound: Bound, frame_ndim: int) ->
     return bound.replace(**moved) if moved else bound
 
 
-def plan(op: "Operation", image: Any, params: Mapping, frame_ndim: int | None = None) -> Plan:
+def plan(op: Operation, image: Any, params: Mapping, frame_ndim: int | None = None) -> Plan:
     """The :class:`Plan` of a lifted operation for resolved ``params`` on ``image``."""
     frame_ndim = op.frame_ndim_for(params) if frame_ndim is None else frame_ndim
     per_frame = _stacked(op, image, params, frame_ndim)
@@ -190,7 +191,7 @@ def plan(op: "Operation", image: Any, params: Mapping, frame_ndim: int | None = 
     )
 
 
-def _build(op: "Operation", image: Any, params: Bound, frame_ndim: int) -> Any:
+def _build(op: Operation, image: Any, params: Bound, frame_ndim: int) -> Any:
     """The result of the kernel on every frame (lazily for dask input)."""
     if not op.lifted:
         return op.kernel(image, **params)
@@ -228,7 +229,7 @@ def _stacked_parts(kernel: Any, parts: tuple, out_ndim: int) -> Any:
     return stacked
 
 
-def _probe_gpu(op: "Operation", image: Any, params: Bound, frame_ndim: int) -> None:
+def _probe_gpu(op: Operation, image: Any, params: Bound, frame_ndim: int) -> None:
     """A lazy graph fails only when computed: run the kernel on a tiny device array now.
 
     Only a GPU failure (no GPU implementation, out of memory) is let through, so
@@ -256,7 +257,7 @@ def _probe_gpu(op: "Operation", image: Any, params: Bound, frame_ndim: int) -> N
         return
 
 
-def _check_per_frame(op: "Operation", image: Any, params: Mapping, frame_ndim: int) -> None:
+def _check_per_frame(op: Operation, image: Any, params: Mapping, frame_ndim: int) -> None:
     """A ``PerFrame`` image has the frame shape or the input's shape; anything else is refused by name."""
     frame = tuple(image.shape[image.ndim - frame_ndim:])
     for p in op.image_params:
@@ -269,7 +270,7 @@ def _check_per_frame(op: "Operation", image: Any, params: Mapping, frame_ndim: i
             )
 
 
-def _stacked(op: "Operation", image: Any, params: Mapping, frame_ndim: int) -> dict:
+def _stacked(op: Operation, image: Any, params: Mapping, frame_ndim: int) -> dict:
     """The ``PerFrame`` images given one per frame (with the input's whole shape)."""
     if image.ndim <= frame_ndim:
         return {}

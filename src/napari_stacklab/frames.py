@@ -10,7 +10,8 @@ axes.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence, get_args
+from typing import Any, Literal, get_args
+from collections.abc import Sequence
 
 import numpy as np
 

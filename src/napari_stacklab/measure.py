@@ -9,7 +9,6 @@ Points layer with the image's scale.
 from __future__ import annotations
 
 import csv
-import math
 import os
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -20,7 +19,7 @@ from . import _backend
 from ._backend import get_namespace, skimage_module
 from ._validation import check_array, float_dtype
 from .frames import Mode, frame_ndim_for, frame_spacing, iter_frame_indices
-from .registry import ImageRef, Range, operation, validated
+from .registry import ImageRef, Range, operation
 
 __all__ = [
     "Table",

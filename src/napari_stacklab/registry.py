@@ -31,7 +31,8 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, get_args
+from typing import Any, Literal, get_args
+from collections.abc import Callable
 
 import numpy as np
 
@@ -75,7 +76,7 @@ ARRAY_OUTPUTS = get_args(ArrayOutput)
 OUTPUT_KINDS = get_args(OutputKind)
 KEEPS = get_args(Keeps)
 
-_REGISTRY: dict[str, "Operation"] = {}
+_REGISTRY: dict[str, Operation] = {}
 
 
 class ImageRef:

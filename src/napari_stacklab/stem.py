@@ -24,7 +24,7 @@ import numpy as np
 
 from . import _backend
 from ._backend import get_namespace
-from ._validation import check_same_shape, float_dtype
+from ._validation import float_dtype
 from .lift import map_frames, reduce_frames
 from .registry import ImageRef, Range, operation
 

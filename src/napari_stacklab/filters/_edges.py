@@ -90,7 +90,7 @@ def laplace(image, *, mode: BoundaryMode = "reflect"):
     >>> float(laplace(spot)[2, 2])
     -4.0
     """
-    xp, ndi = get_namespace(image)
+    _, ndi = get_namespace(image)
     return ndi.laplace(as_float(image), mode=mode)
 
 
@@ -130,7 +130,7 @@ def gaussian_laplace(
     >>> tuple(int(i) for i in np.unravel_index(out.argmin(), out.shape))
     (7, 7)
     """
-    xp, ndi = get_namespace(image)
+    _, ndi = get_namespace(image)
     return ndi.gaussian_laplace(as_float(image), sigma, mode=mode, truncate=truncate)
 
 
@@ -188,7 +188,7 @@ def difference_of_gaussians(
     >>> float(abs(difference_of_gaussians(flat, low_sigma=1, high_sigma=3)).max())
     0.0
     """
-    xp, ndi = get_namespace(image)
+    _, ndi = get_namespace(image)
     frame = as_float(image)
     return ndi.gaussian_filter(frame, low_sigma, mode=mode, truncate=truncate) - ndi.gaussian_filter(
         frame, high_sigma, mode=mode, truncate=truncate

@@ -62,7 +62,7 @@ def gaussian(
     >>> out.dtype, round(float(out.sum()))
     (dtype('float32'), 1000)
     """
-    xp, ndi = get_namespace(image)
+    _, ndi = get_namespace(image)
     return ndi.gaussian_filter(image.astype(float_dtype(image.dtype), copy=False), sigma, truncate=truncate, mode=mode)
 
 
@@ -96,7 +96,7 @@ def median(
     >>> int(median(img, size=3).max())
     0
     """
-    xp, ndi = get_namespace(image)
+    _, ndi = get_namespace(image)
     return ndi.median_filter(image, size=size, mode=mode)
 
 
@@ -131,7 +131,7 @@ def mean_filter(
     >>> float(mean_filter(img, size=3)[2, 2])
     1.0
     """
-    xp, ndi = get_namespace(image)
+    _, ndi = get_namespace(image)
     return ndi.uniform_filter(as_float(image), size=size, mode=mode)
 
 
@@ -165,7 +165,7 @@ def minimum_filter(
     >>> int(minimum_filter(img, size=3)[1, 1])
     1
     """
-    xp, ndi = get_namespace(image)
+    _, ndi = get_namespace(image)
     return ndi.minimum_filter(image, size=size, mode=mode)
 
 
@@ -199,7 +199,7 @@ def maximum_filter(
     >>> int(maximum_filter(img, size=3).sum())
     81
     """
-    xp, ndi = get_namespace(image)
+    _, ndi = get_namespace(image)
     return ndi.maximum_filter(image, size=size, mode=mode)
 
 
@@ -236,7 +236,7 @@ def percentile_filter(
     >>> int(percentile_filter(img, percentile=100, size=3)[2, 2])
     18
     """
-    xp, ndi = get_namespace(image)
+    _, ndi = get_namespace(image)
     return ndi.percentile_filter(image, percentile, size=size, mode=mode)
 
 
@@ -274,7 +274,7 @@ def unsharp_mask(
     >>> bool(out[0, 3] > 100 and out[0, 2] < 0)
     True
     """
-    xp, ndi = get_namespace(image)
+    _, ndi = get_namespace(image)
     frame = as_float(image)
     blurred = ndi.gaussian_filter(frame, radius, mode="reflect", truncate=4.0)
     return frame + amount * (frame - blurred)
