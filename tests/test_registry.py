@@ -197,9 +197,12 @@ def test_validated_checks_hints_like_an_operation_and_adds_device():
 
 
 def test_validated_host_only_functions_take_no_device():
+    class Offset:
+        value = 1
+
     @validated(device=False)
-    def scale(image: ImageRef, *, factor: Annotated[int, Range(1, None)] = 2):
-        return image * factor
+    def scale(image: ImageRef, *, factor: Annotated[int, Range(1, None)] = 2, offset: Offset | None = None):
+        return image * factor + (offset.value if offset else 0)
 
     assert "device" not in inspect.signature(scale).parameters
     np.testing.assert_array_equal(scale(np.ones(2), factor=3), [3, 3])
@@ -207,6 +210,9 @@ def test_validated_host_only_functions_take_no_device():
         scale(np.ones(2), factor=1.5)
     with pytest.raises(TypeError, match="image must be an array"):
         scale([1, 2])
+    np.testing.assert_array_equal(scale(np.ones(2), offset=Offset()), [3, 3])
+    with pytest.raises(TypeError, match="offset must be of type Offset, got int"):
+        scale(np.ones(2), offset=1)
 
 
 def test_public_functions_outside_the_registry_are_validated_from_their_hints():

@@ -157,6 +157,8 @@ class Param:
             for item in value:
                 check_number(self.name, item, low=self.low, high=self.high, low_inclusive=self.low_inclusive)
             return tuple(value)
+        if self.kind is not object and not isinstance(value, self.kind):  # a record, say a Transform
+            raise TypeError(f"{self.name} must be of type {self.kind.__name__}, got {type(value).__name__}")
         return value
 
     def _check_number(self, value: Any, integer: bool) -> Any:
