@@ -164,12 +164,12 @@ def _place_images(op: Operation, image: Any, bound: Bound, frame_ndim: int) -> B
     reference, a template, a frame-shaped mask) is read into memory here,
     once, instead of in every block of the graph.
     """
-    stacked = _stacked(op, image, bound, frame_ndim) if op.lifted else {}
+    read_once = {p.name for p in op.image_params} - set(_stacked(op, image, bound, frame_ndim)) if op.lifted else set()
     moved = {}
     for name, value in bound.items():
         if not hasattr(value, "shape"):
             continue
-        if op.lifted and name not in stacked and name in {p.name for p in op.image_params}:
+        if name in read_once:
             value = _backend.compute_here(value)
         moved[name] = _backend.like(value, image)
     return bound.replace(**moved) if moved else bound
