@@ -7,8 +7,9 @@ detector (the *frame*); every leading axis is a scan (batch) axis.
 Every operation here reduces over one kind of axis and never loads the scan
 whole: on dask input (a lazily read file) it returns a dask array whose
 chunks are whole diffraction frames, reduced block by block with one matrix
-contraction per block (:func:`napari_stacklab.lift.reduce_frames`), so a virtual
-detector image of a 100 GB scan costs one streaming pass. NumPy and CuPy input
+contraction per block (the lift's :func:`~napari_stacklab.lift.map_frames` with
+one value per pattern), so a virtual detector image of a 100 GB scan costs one
+streaming pass. NumPy and CuPy input
 give NumPy and CuPy output. Counts are never rescaled.
 
 Coordinates on the detector are ``(ky, kx)`` in detector pixels; the default

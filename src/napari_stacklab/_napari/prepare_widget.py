@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSlider, Label, PushButton, SpinBox
 
-from .. import registry
+from .. import catalog
 from ..recipe import provenance
 from ._layers import add_or_replace, spatial_kwargs
 
@@ -57,7 +57,7 @@ def prepare_steps(
 def run_steps(data: Any, steps: list[dict], rgb: bool) -> Any:
     """Apply ``steps``; for RGB data the 2-D steps run on each colour channel."""
     for step in steps:
-        op = registry.get(step["op"])
+        op = catalog.get(step["op"])
         if rgb and op.frame_ndim == 2:
             data = np.moveaxis(op(np.moveaxis(data, -1, 0), **step["params"]), 0, -1)
         else:
