@@ -27,7 +27,7 @@ from . import _backend
 from ._backend import get_namespace
 from ._validation import float_dtype
 from .lift import map_frames, reduce_frames
-from .registry import ImageRef, Range, operation
+from .registry import ImageRef, Range, operation, validated
 
 __all__ = [
     "sum_pattern",
@@ -75,12 +75,13 @@ def _host_mask(mask: Any, detector_shape: tuple, like: Any) -> Any:
     return mask > 0 if mask.dtype.kind in "biu" else mask
 
 
+@validated(device=False)
 def detector_mask(
     detector_shape: tuple[int, int],
     *,
-    inner: float = 0.0,
-    outer: float,
-    center: tuple[float, float] | None = None,
+    inner: Radius = 0.0,
+    outer: Radius,
+    center: Center = None,
     like: Any = None,
 ) -> Any:
     """Boolean disk (``inner=0``) or annulus ``inner <= r <= outer`` on the detector.
