@@ -1,19 +1,24 @@
 """Open a large TIFF stack and show its middle plane: napari-stacklab vs tifffile.imread.
 
 Baseline: ``tifffile.imread(path)[middle]`` -- what a reader that loads the
-whole file does before napari can show one plane. Measured:
-``sl.io.imread(path)`` (lazy above ``io.LAZY_THRESHOLD_BYTES``: a read-only
-memory map, whole planes per dask chunk) followed by computing the middle
-plane, which is what napari does to display it.
+whole file does before napari can show one plane. Measured, each in a FRESH
+process (imports and a dask warm-up done before the clock starts):
 
-Each measurement runs in a fresh subprocess (imports and a dask warm-up done
-before the clock starts); the child reports its wall time and its peak resident memory
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``). The file is written once and
-cached under ``benchmarks/_data/`` (git-ignored); it is usually in the OS
-page cache when measured, for both contenders alike.
+- ``napari reader``: what napari does with the plugin -- ``napari_get_reader(path)``,
+  the layer data it returns (view chunks: one 8 MiB plane per chunk), then the
+  middle plane computed;
+- ``sl.io.imread``: the headless default (batch chunks of 64 MiB), middle plane.
 
-    python benchmarks/bench_open_tiff.py              # 2 GiB, 256 x 2048 x 2048 uint16
-    python benchmarks/bench_open_tiff.py --size-gib 0.25 --repeat 3
+Each child reports its wall time, the bytes it read from the file while
+opening and showing the plane (``rchar`` of ``/proc/self/io``: every byte read
+by a system call, page cache or not; and the reader's own count), and its peak
+resident memory. The file is an uncompressed ImageJ stack of 2048 x 2048 uint16
+planes written once under ``/tmp`` (never in the repository); it is usually in
+the OS page cache when measured, for every contender alike.
+
+    python benchmarks/bench_open_tiff.py                # 1.25 GiB: 160 x 2048 x 2048 uint16
+    python benchmarks/bench_open_tiff.py --quick        # 0.31 GiB, one run each (smoke test)
+    python benchmarks/bench_open_tiff.py --frames 320 --repeat 5
 """
 
 from __future__ import annotations
@@ -23,56 +28,76 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-DATA_DIR = Path(__file__).resolve().parent / "_data"
+DATA_DIR = Path(tempfile.gettempdir()) / "stacklab_bench"
 PLANE = (2048, 2048)
 
+_PRELUDE = """
+import json, os, resource, sys, time
+import numpy as np, dask.array, tifffile
+import napari_stacklab as sl
+from napari_stacklab._napari.reader import napari_get_reader
+from napari_stacklab.io._lazy import RawArray
+dask.array.zeros(4, chunks=2).sum().compute()  # dask's scheduler warmed up, as in a running napari
+path = sys.argv[1]
+
+def rchar():
+    try:
+        with open("/proc/self/io") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("rchar"))
+    except OSError:
+        return -1
+
+def report(start, before, data, plane):
+    wall = time.perf_counter() - start
+    read = rchar() - before if before >= 0 else -1
+    graph = dict(data.__dask_graph__()) if hasattr(data, "__dask_graph__") else {}
+    counted = sum(v.bytes_read for v in graph.values() if isinstance(v, RawArray))
+    print(json.dumps({"wall": wall, "rchar": read, "reader_bytes": counted,
+                      "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                      "checksum": int(np.asarray(plane).sum(dtype=np.int64)),
+                      "chunk": [int(c[0]) for c in getattr(data, "chunks", ())]}))
+"""
+
 CHILD = {
-    "stacklab": """
-import json, resource, sys, time
-import numpy as np, dask.array, tifffile
-import napari_stacklab as sl
-dask.array.zeros(4, chunks=2).sum().compute()  # dask's scheduler warmed up, as in a running napari
-path = sys.argv[1]
-start = time.perf_counter()
-img = sl.io.imread(path)
-plane = np.asarray(img.data[img.shape[0] // 2])
-wall = time.perf_counter() - start
-print(json.dumps({"wall": wall, "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  "checksum": int(plane.sum(dtype=np.int64)), "lazy": type(img.data).__module__}))
+    "napari reader": _PRELUDE + """
+start, before = time.perf_counter(), rchar()
+((data, kwargs, kind),) = napari_get_reader(path)(path)
+plane = np.asarray(data[data.shape[0] // 2])
+report(start, before, data, plane)
 """,
-    "tifffile": """
-import json, resource, sys, time
-import numpy as np, dask.array, tifffile
-import napari_stacklab as sl
-dask.array.zeros(4, chunks=2).sum().compute()  # dask's scheduler warmed up, as in a running napari
-path = sys.argv[1]
-start = time.perf_counter()
+    "sl.io.imread": _PRELUDE + """
+start, before = time.perf_counter(), rchar()
+data = sl.io.imread(path).data
+plane = np.asarray(data[data.shape[0] // 2])
+report(start, before, data, plane)
+""",
+    "tifffile.imread": _PRELUDE + """
+start, before = time.perf_counter(), rchar()
 data = tifffile.imread(path)
 plane = np.asarray(data[data.shape[0] // 2])
-wall = time.perf_counter() - start
-print(json.dumps({"wall": wall, "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  "checksum": int(plane.sum(dtype=np.int64)), "lazy": type(data).__module__}))
+report(start, before, data, plane)
 """,
 }
+BASELINE = "tifffile.imread"
 
 
-def ensure_file(size_gib: float) -> Path:
-    """Write (once) an uncompressed ImageJ uint16 stack of about ``size_gib`` GiB."""
+def ensure_file(frames: int) -> Path:
+    """Write (once) an uncompressed ImageJ uint16 stack of ``frames`` 2048 x 2048 planes under /tmp."""
     import tifffile
 
-    frames = max(2, round(size_gib * 2**30 / (PLANE[0] * PLANE[1] * 2)))
     path = DATA_DIR / f"stack_{frames}x{PLANE[0]}x{PLANE[1]}_uint16.tif"
     if path.exists():
         return path
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     ramp = (np.arange(PLANE[0])[:, None] + np.arange(PLANE[1])[None, :]).astype(np.uint16)
     partial = path.with_suffix(".partial.tif")
-    print(f"writing {path.name} ({frames * ramp.nbytes / 2**30:.2f} GiB) once ...", flush=True)
+    print(f"writing {path} ({frames * ramp.nbytes / 2**30:.2f} GiB) once ...", flush=True)
     tifffile.imwrite(
         partial,
         (ramp + np.uint16(i) for i in range(frames)),
@@ -88,45 +113,53 @@ def ensure_file(size_gib: float) -> Path:
 
 def run_child(kind: str, path: Path) -> dict:
     start = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD[kind], str(path)], capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-c", CHILD[kind], str(path)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{kind} failed:\n{out.stderr[-3000:]}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["process_wall"] = time.perf_counter() - start
     return result
 
 
+def _mib(value: float) -> str:
+    return "n/a" if value < 0 else f"{value / 2**20:.1f} MiB"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size-gib", type=float, default=2.0, help="size of the test stack (default 2)")
+    parser.add_argument("--frames", type=int, default=160, help="2048 x 2048 uint16 planes (default 160: 1.25 GiB)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each contender (median reported)")
+    parser.add_argument("--quick", action="store_true", help="40 planes (0.31 GiB, above the lazy threshold), one run each")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.frames, args.repeat = 40, 1
 
-    path = ensure_file(args.size_gib)
-    results: dict[str, list[dict]] = {"stacklab": [], "tifffile": []}
+    path = ensure_file(args.frames)
+    results: dict[str, list[dict]] = {kind: [] for kind in CHILD}
     for _ in range(args.repeat):
-        for kind in results:  # alternate, so both see the same machine load and page cache
+        for kind in results:  # alternate, so all see the same machine load and page cache
             results[kind].append(run_child(kind, path))
     checksums = {r["checksum"] for runs in results.values() for r in runs}
     assert len(checksums) == 1, f"the contenders read different middle planes: {checksums}"
 
-    size = path.stat().st_size / 2**30
-    print(f"\nfile: {path.name} ({size:.2f} GiB); median of {args.repeat} runs, each in a fresh process")
-    print(f"{'':34s}{'read+middle plane':>18s}{'process wall':>14s}{'peak RSS':>12s}")
-    med = {}
+    size = path.stat().st_size
+    plane_bytes = PLANE[0] * PLANE[1] * 2
+    print(f"\nfile: {path} ({size / 2**30:.2f} GiB, {args.frames} planes of {plane_bytes / 2**20:.0f} MiB); "
+          f"median of {args.repeat} run(s), each in a fresh process")
+    header = f"{'':20s}{'open+plane':>12s}{'ratio':>8s}{'process':>10s}{'read (rchar)':>14s}{'reader count':>14s}"
+    print(header + f"{'peak RSS':>11s}  chunk")
+    base = statistics.median(r["wall"] for r in results[BASELINE])
     for kind, runs in results.items():
-        med[kind] = {key: statistics.median(r[key] for r in runs) for key in ("wall", "process_wall", "rss_kib")}
-        label = "stacklab sl.io.imread + plane" if kind == "stacklab" else "baseline tifffile.imread + plane"
-        print(
-            f"{label:34s}{med[kind]['wall']:>16.3f} s{med[kind]['process_wall']:>12.3f} s"
-            f"{med[kind]['rss_kib'] / 1024:>9.0f} MiB"
-        )
-    print(
-        "ratio stacklab / tifffile:        "
-        f"{med['stacklab']['wall'] / med['tifffile']['wall']:>16.4f}  "
-        f"{med['stacklab']['process_wall'] / med['tifffile']['process_wall']:>12.3f}  "
-        f"{med['stacklab']['rss_kib'] / med['tifffile']['rss_kib']:>10.3f}"
-    )
+        med = {key: statistics.median(r[key] for r in runs) for key in ("wall", "process_wall", "rchar",
+                                                                        "reader_bytes", "rss_kib")}
+        counted = _mib(med["reader_bytes"]) if kind != BASELINE else "-"
+        print(f"{kind:20s}{med['wall']:>10.4f} s{med['wall'] / base:>8.4f}{med['process_wall']:>8.2f} s"
+              f"{_mib(med['rchar']):>14s}{counted:>14s}{med['rss_kib'] / 1024:>8.0f} MiB  {runs[0]['chunk']}")
+    napari = statistics.median(r["wall"] for r in results["napari reader"])
+    print(f"\nratio napari reader / {BASELINE}: {napari / base:.4f} (goal <= 0.05); "
+          f"bytes read for the plane: {_mib(statistics.median(r['reader_bytes'] for r in results['napari reader']))}"
+          f" of pixels ({_mib(statistics.median(r['rchar'] for r in results['napari reader']))} in all, headers "
+          f"included), the plane being {_mib(plane_bytes)}")
 
 
 if __name__ == "__main__":

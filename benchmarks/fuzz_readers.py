@@ -14,6 +14,7 @@ Baseline: the seed files themselves, read the same way in the same run
 Usage::
 
     python benchmarks/fuzz_readers.py                 # 20000 examples, seed 0
+    python benchmarks/fuzz_readers.py --quick         # 500 examples (smoke run)
     python benchmarks/fuzz_readers.py -n 2000 --seed 3
 
 Exit status 1 when any failure was found; each distinct failure is printed
@@ -51,7 +52,10 @@ def main() -> int:
     parser.add_argument("-n", "--examples", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--slow", type=float, default=5.0, help="seconds after which a read is reported as slow")
+    parser.add_argument("--quick", action="store_true", help="500 examples: a smoke run")
     args = parser.parse_args()
+    if args.quick:
+        args.examples = 500
 
     logging.getLogger("tifffile").setLevel(logging.CRITICAL)  # tifffile logs every defect it skips
     warnings.simplefilter("ignore")

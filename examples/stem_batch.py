@@ -65,7 +65,9 @@ def run_cli(recipe: Path, inputs: list[Path], out_dir: Path) -> list[Path]:
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"stacklab run failed ({done.returncode}): {done.stderr.strip()}")
-    return [Path(line) for line in done.stdout.split()]
+    # one line per output: "wrote PATH", or "skipped PATH (already complete)" on a re-run
+    return [Path(line.split(" ", 1)[1].removesuffix(" (already complete)"))
+            for line in done.stdout.splitlines() if line.startswith(("wrote ", "skipped "))]
 
 
 def main(out_dir: str | Path, *, quick: bool = False) -> dict:

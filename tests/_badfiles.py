@@ -9,7 +9,9 @@ the end of the file, ... Nothing here allocates what a bad header claims.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import signal
 import struct
 import zlib
 
@@ -321,3 +323,19 @@ def check_read(path: str) -> str:
         except BaseException as exc:  # noqa: BLE001
             raise AssertionError(f"imread(lazy={lazy}) raised {type(exc).__module__}.{type(exc).__name__}: {exc}") from exc
     return outcome
+
+
+@contextlib.contextmanager
+def hang_guard(seconds: int):
+    """Fail (instead of blocking the suite) if what runs inside takes longer than ``seconds``."""
+
+    def hung(signum, frame):
+        raise TimeoutError(f"a read took more than {seconds} s (a hang)")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

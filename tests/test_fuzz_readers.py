@@ -12,9 +12,7 @@ examples.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import signal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -37,26 +35,10 @@ def fuzz_dir(tmp_path_factory):
     sl.io.MAX_EAGER_BYTES = saved
 
 
-@contextlib.contextmanager
-def _hang_guard(seconds: int):
-    """Fail (instead of blocking the suite) if one read takes longer than ``seconds``."""
-
-    def hung(signum, frame):
-        raise TimeoutError(f"a read took more than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def _fuzz_once(folder, name: str, edits: list) -> str:
     path = folder / f"{next(_COUNTER)}_{name}"
     path.write_bytes(bad.mutate(SEEDS[name], edits))
-    with _hang_guard(20):
+    with bad.hang_guard(20):
         return bad.check_read(str(path))
 
 

@@ -77,15 +77,14 @@ def test_hspy_round_trip_keeps_scale_units_offsets_and_laziness(tmp_path, scan4d
     np.testing.assert_array_equal(eager.data, scan4d)
 
 
-def test_large_scans_are_chunked_by_whole_frames(tmp_path, rng, monkeypatch):
+def test_large_scans_are_chunked_by_whole_frames(tmp_path, rng):
     pytest.importorskip("h5py")
     from rsciio.hspy import file_writer
 
-    monkeypatch.setattr(_em, "CHUNK_BYTES", 40 * 16 * 16 * 2)  # about 40 frames per chunk
     data = rng.integers(0, 100, (12, 10, 16, 16)).astype(np.uint16)
     path = tmp_path / "big.hspy"
     file_writer(str(path), _signal(data), chunks=(5, 3, 8, 8))  # stored chunks split the frames
-    (image,) = read_em(path)
+    image = sl.io.imread(path, lazy=True, chunk_bytes=40 * 16 * 16 * 2)  # about 40 frames per chunk
     _check_frame_chunks(image)
     assert max(image.data.chunks[0]) * max(image.data.chunks[1]) <= 40
     np.testing.assert_array_equal(image.data.compute(), data)

@@ -94,3 +94,32 @@ def test_sample_functions(key):
     ((data, kwargs, kind),) = getattr(samples, key)()
     assert kind == "image" and len(kwargs["scale"]) == data.ndim == len(kwargs["axis_labels"])
     assert kwargs["name"] == key
+
+
+def test_napari_layers_get_view_chunks_and_scripts_get_batch_chunks(tmp_path, monkeypatch):
+    """A plane shown in napari reads that plane (one chunk); headless reads group frames for throughput."""
+    stack = np.arange(12 * 512 * 512, dtype=np.uint32).reshape(12, 512, 512)  # 1 MiB planes
+    path = tmp_path / "big.tif"
+    tifffile.imwrite(path, stack, photometric="minisblack")
+    image = sl.io.imread(path, lazy=True)
+    assert image.data.chunks[0] == (12,), "batch chunks hold many planes (up to io.CHUNK_BYTES)"
+    layers = sl.io.imread_all(path, lazy=True, chunk_bytes=sl.io.VIEW_CHUNK_BYTES)
+    assert layers[0].data.chunks[0] == (1,) * 12
+    # what napari gets: lazy for a large file, one plane per chunk
+    monkeypatch.setattr(sl.io, "LAZY_THRESHOLD_BYTES", 1)
+    ((data, kwargs, kind),) = reader.read_layers(str(path))
+    assert data.chunks[0] == (1,) * 12 and data.chunks[1:] == ((512,), (512,))
+    np.testing.assert_array_equal(data[7].compute(), stack[7])
+    with pytest.raises(ValueError, match="chunk_bytes"):
+        sl.io.imread(path, chunk_bytes=0)
+
+
+def test_4d_scans_keep_whole_frames_in_every_chunk_budget(tmp_path):
+    scan = np.arange(6 * 7 * 16 * 16, dtype=np.uint16).reshape(6, 7, 16, 16)
+    path = tmp_path / "scan.npy"
+    np.save(path, scan)
+    for budget, frames in [(None, 42), (16 * 16 * 2 * 7, 7), (16 * 16 * 2 * 3, 3), (1, 1)]:
+        data = sl.io.imread(path, lazy=True, chunk_bytes=budget).data
+        assert data.chunks[2:] == ((16,), (16,))
+        assert max(data.chunks[0]) * max(data.chunks[1]) == frames
+        np.testing.assert_array_equal(data.compute(), scan)

@@ -1,10 +1,13 @@
+import os
+import time
+
 import dask.array as da
 import numpy as np
 import pytest
 import yaml
 
 import napari_stacklab as sl
-from napari_stacklab.recipe import PROVENANCE_KEY, Recipe, provenance
+from napari_stacklab.recipe import PROVENANCE_KEY, Recipe, RecipeWarning, provenance
 
 STEPS = [{"op": "gaussian", "params": {"sigma": 2}}, {"op": "threshold", "params": {"method": "otsu"}}]
 
@@ -105,3 +108,75 @@ def test_recipe_with_a_required_reference_image_loads_and_replays(camera_stack):
         rec.run(camera_stack[1])
     with pytest.raises(ValueError, match="reference must be recorded as"):
         Recipe(steps=[{"op": "match_histograms", "params": {"reference": "ref"}}])
+
+
+# ---------------------------------------------------------------- hostile or hand-written recipe files
+
+
+def _billion_laughs() -> str:
+    """About 700 bytes of YAML whose aliases expand to 10**9 strings."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi"):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 10) + "]")
+    lines += ["stacklab: 1", "steps: [{op: gaussian, params: {sigma: *i}}]"]
+    return "\n".join(lines) + "\n"
+
+
+def test_billion_laughs_fails_fast_and_small(tmp_path):
+    text = _billion_laughs()
+    assert len(text) < 800
+    path = tmp_path / "laughs.yaml"
+    path.write_text(text)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="too large for a recipe") as info:
+        Recipe.load(path)
+    assert time.perf_counter() - start < 2
+    assert len(str(info.value)) < 400 and str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("depth", [40, 5000])
+def test_deep_nesting_is_a_clear_error_not_a_recursion_error(depth):
+    document = "stacklab: 1\nsteps: " + "[" * depth + "]" * depth + "\n"
+    with pytest.raises(ValueError, match="nested too deeply"):
+        Recipe.from_yaml(document)
+    aliased = "x: &x " + "[" * 20 + "1" + "]" * 20 + "\ny: &y [*x]\nz: [[[[[[[[[[[[[[*y]]]]]]]]]]]]]]\nstacklab: 1\nsteps: []\n"
+    with pytest.raises(ValueError, match="nested too deeply"):
+        Recipe.from_yaml(aliased)
+
+
+def test_error_messages_quote_at_most_200_characters_of_a_value():
+    long_list = "[" + ", ".join(str(i) for i in range(3000)) + "]"
+    for document in (
+        f"stacklab: 1\nsteps: [{{op: gaussian, params: {long_list}}}]",
+        f"stacklab: 1\nsteps: [{long_list}]",
+        f"stacklab: {long_list}\nsteps: []",
+        f"stacklab: 1\nsteps: [{{op: gaussian, params: {{sigma: {long_list}}}}}]",
+        f"stacklab: 1\nsteps: [{{op: {'x' * 5000}}}]",
+    ):
+        with pytest.raises(ValueError) as info:
+            Recipe.from_yaml(document)
+        assert len(str(info.value)) < 500, str(info.value)[:600]
+
+
+def test_a_recipe_without_the_version_line_is_version_1_with_a_notice():
+    with pytest.warns(RecipeWarning, match="no 'stacklab: 1' line.*version 1"):
+        rec = Recipe.from_yaml("steps:\n  - op: gaussian\n    params: {sigma: 2}\n")
+    assert rec == Recipe(steps=[{"op": "gaussian", "params": {"sigma": 2}}])
+    with pytest.raises(ValueError, match="unsupported recipe format version"):
+        Recipe.from_yaml("stacklab: true\nsteps: []")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_recipe_load_refuses_special_and_huge_files(tmp_path):
+    fifo = tmp_path / "recipe.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="FIFO"):
+        Recipe.load(fifo)
+    huge = tmp_path / "huge.yaml"
+    huge.write_bytes(b"#" * (2**20 + 10))
+    with pytest.raises(ValueError, match="too large"):
+        Recipe.load(huge)
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ValueError, match="not UTF-8"):
+        Recipe.load(binary)

@@ -2,12 +2,15 @@
 
 They read ``.ndim``, ``.shape``, ``.dtype`` and ``.size`` and nothing else, so
 they cost nothing on NumPy, CuPy and dask arrays alike and never trigger a
-computation or a device transfer.
+computation or a device transfer. One more check guards files: ``check_regular`` refuses a
+FIFO or a device before anything opens it (readers and recipe files alike).
 """
 
 from __future__ import annotations
 
 import numbers
+import os
+import stat
 from typing import Any, Iterable
 
 import numpy as np
@@ -105,3 +108,25 @@ def float_dtype(dtype: Any) -> np.dtype:
 def as_float(image: Any) -> Any:
     """``image`` in the dtype operations compute in (:func:`float_dtype`); values are never rescaled."""
     return image.astype(float_dtype(image.dtype), copy=False)
+
+
+_SPECIAL = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+)
+
+
+def check_regular(path: Any) -> None:
+    """Refuse, naming ``path``, anything but a regular file or a folder, before it is opened.
+
+    Opening a FIFO blocks until someone writes to it, and a device can stream forever:
+    ``stacklab info pipe.tif`` would hang instead of saying what is wrong.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file or folder") from None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = next((name for test, name in _SPECIAL if test(mode)), "not a regular file")
+    raise ValueError(f"{path}: is {kind}, not a file of image data; refusing to open it (it could wait forever)")

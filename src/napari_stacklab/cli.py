@@ -5,38 +5,71 @@
     stacklab run RECIPE INPUT... -o OUT [--format zarr|tiff] [--scheduler local|ADDRESS] [--device auto|cpu|gpu]
     stacklab info FILE...
     stacklab ops [NAME]
-    stacklab convert INPUT OUTPUT.tif
+    stacklab convert INPUT OUTPUT.tif [--overwrite]
     stacklab demo [--sample timelapse|stem4d|hologram]
+
+Exit status: 0 on success, 1 when some inputs of a batch failed (the others were
+written), 2 for a usage or input error, 130 when interrupted (Ctrl-C). Errors are
+one line naming the file, never a traceback; notes (a recipe without its version
+line, metadata dropped from a file) are printed as ``stacklab CMD: note: ...``.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 from . import __version__
+from ._backend import DEVICES
+from ._napari._contrib import SAMPLES as _SAMPLE_CONTRIBUTIONS  # plain data: imports no napari
+from .batch import FORMATS
 
-SAMPLES = ("timelapse", "stem4d", "hologram")
+SAMPLES = tuple(sample["key"] for sample in _SAMPLE_CONTRIBUTIONS)
+
+
+class _BatchLines(logging.Handler):
+    """Batch progress as lines: ``wrote``/``skipped`` on stdout, failures on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:
+            print(f"stacklab run: {record.getMessage()}", file=sys.stderr, flush=True)
+        else:
+            print(record.getMessage(), flush=True)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .batch import run_batch
+    from .batch import BatchError, SkippedOutputWarning, run_batch
     from .recipe import Recipe
 
     recipe = Recipe.load(args.recipe)
-    written = run_batch(
-        recipe,
-        [Path(p) for p in args.inputs],
-        Path(args.output),
-        fmt=args.format,
-        scheduler=args.scheduler,
-        device=args.device,
-        progress=not args.quiet,
-    )
-    for path in written:
-        print(path)
+    logger = logging.getLogger("napari_stacklab.batch")
+    handler = _BatchLines()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SkippedOutputWarning)  # reported as "skipped ..." lines
+            result = run_batch(
+                recipe,
+                [Path(p) for p in args.inputs],
+                Path(args.output),
+                fmt=args.format,
+                scheduler=args.scheduler,
+                device=args.device,
+                progress=not args.quiet,
+            )
+    except BatchError as exc:
+        print(f"stacklab run: {exc.result.summary()}", file=sys.stderr)
+        return 1
+    finally:
+        logger.removeHandler(handler)
+    print(f"stacklab run: {result.summary()}", file=sys.stderr)
     return 0
 
 
@@ -96,9 +129,12 @@ def _ops(args: argparse.Namespace) -> int:
 def _convert(args: argparse.Namespace) -> int:
     from . import io
 
+    if os.path.lexists(args.output) and not args.overwrite:
+        raise FileExistsError(f"{args.output} exists; pass --overwrite to replace it")
     image = io.imread(args.input)
-    path = io.imwrite(args.output, image, overwrite=args.overwrite)
-    print(path)
+    io.imwrite(args.output, image, overwrite=args.overwrite)
+    print(f"wrote {args.output} ({' x '.join(map(str, image.shape))} {image.dtype}, "
+          f"axes {', '.join(image.axis_labels)})")
     return 0
 
 
@@ -118,10 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("recipe", help="recipe YAML file")
     run.add_argument("inputs", nargs="+", help="input files (TIFF, EM formats, npy, zarr)")
     run.add_argument("-o", "--output", required=True, help="output folder")
-    run.add_argument("--format", choices=("zarr", "tiff"), default="zarr", help="output format (default zarr)")
+    run.add_argument("--format", choices=FORMATS, default=FORMATS[0], help=f"output format (default {FORMATS[0]})")
     run.add_argument("--scheduler", default=None,
-                     help="'local' for a local dask.distributed cluster, or a scheduler ADDRESS; default: threads")
-    run.add_argument("--device", choices=("auto", "cpu", "gpu"), default=None, help="where to compute")
+                     help="'local' for a local dask.distributed cluster, or a scheduler ADDRESS "
+                          "(tcp://HOST:8786); default: threads")
+    run.add_argument("--device", choices=DEVICES, default=None, help="where to compute")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     run.set_defaults(handler=_run)
 
@@ -137,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert = sub.add_parser("convert", help="convert a readable file to TIFF keeping pixel size")
     convert.add_argument("input")
     convert.add_argument("output")
-    convert.add_argument("--overwrite", action="store_true")
+    convert.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     convert.set_defaults(handler=_convert)
 
     demo = sub.add_parser("demo", help="open napari with the plugin and a generated sample dataset")
@@ -149,12 +186,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = warnings.showwarning
+    warnings.showwarning = _note_for(args.command)
     try:
-        return args.handler(args)
-    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, OSError) as exc:
+        status = args.handler(args)
+        sys.stdout.flush()  # here, where a closed pipe can still be handled
+        return status
+    except BrokenPipeError:  # `stacklab ops | head`: the reader has all it wanted
+        _stdout_to_devnull()
+        return 0
+    except KeyboardInterrupt:
+        print(f"stacklab {args.command}: interrupted" + (
+            "; complete outputs were kept and unfinished ones removed: run the same command again to resume"
+            if args.command == "run" else ""), file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, KeyError, OSError, RuntimeError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"stacklab {args.command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = previous
+
+
+def _note_for(command: str):
+    """Warnings as one line each, ``stacklab CMD: note: ...``, instead of Python's file:line format."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"stacklab {command}: note: {message}", file=sys.stderr)
+
+    return show
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not complain about the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

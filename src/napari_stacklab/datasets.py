@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .io._image import Image
+from ._image import Image
 
 __all__ = ["hologram", "stem4d", "timelapse"]
 

@@ -18,6 +18,8 @@ computed until the result is shown or written.
 from __future__ import annotations
 
 import os
+import reprlib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -25,31 +27,60 @@ from typing import Any, Iterable
 import yaml
 
 from . import __version__, catalog, engine, registry
-from .io._image import Image
+from ._image import PROVENANCE_KEY, Image
+from ._validation import check_regular
 
-__all__ = ["Recipe", "RECIPE_VERSION", "PROVENANCE_KEY", "provenance"]
+__all__ = ["Recipe", "RECIPE_VERSION", "PROVENANCE_KEY", "RecipeWarning", "provenance"]
 
 RECIPE_VERSION = 1
-#: Key under which output layers / images record how they were made.
-PROVENANCE_KEY = "stacklab"
+
+#: A recipe is a short list of steps. Documents beyond these bounds are refused before they are
+#: built: YAML aliases can expand 700 bytes into 10**9 nodes ("billion laughs"), and deep nesting
+#: would exhaust the parser's recursion.
+MAX_RECIPE_BYTES = 2**20
+MAX_RECIPE_NODES = 10_000
+MAX_RECIPE_DEPTH = 32
+#: Longest text of a value quoted in an error message.
+MAX_QUOTED = 200
+
+
+class RecipeWarning(UserWarning):
+    """Something in a recipe file was assumed (a missing format version line)."""
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict = 3, 6, 6, 6
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = MAX_QUOTED, MAX_QUOTED, 40
+
+
+def _quoted(value: Any) -> str:
+    """A short ``repr`` of ``value`` for an error message: bounded work, at most MAX_QUOTED characters."""
+    text = _REPR.repr(value)
+    return text if len(text) <= MAX_QUOTED else text[: MAX_QUOTED - 3] + "..."
+
+
+def _clipped(message: str, limit: int = 2 * MAX_QUOTED) -> str:
+    return message if len(message) <= limit else message[: limit - 3] + "..."
 
 def _normalize_step(step: Any, index: int) -> tuple[dict, engine.Bound]:
     if not isinstance(step, dict) or "op" not in step:
-        raise ValueError(f"recipe step {index} must be a mapping with an 'op' key, got {step!r}")
+        raise ValueError(f"recipe step {index} must be a mapping with an 'op' key, got {_quoted(step)}")
     extra = set(step) - {"op", "params"}
     if extra:
-        raise ValueError(f"recipe step {index} ({step['op']!r}) has unknown keys {sorted(extra)}")
+        raise ValueError(f"recipe step {index} ({_quoted(step['op'])}) has unknown keys {_quoted(sorted(map(str, extra)))}")
+    if not isinstance(step["op"], str):
+        raise ValueError(f"recipe step {index}: 'op' must be an operation name, got {_quoted(step['op'])}")
     try:
         op = catalog.get(step["op"])
     except KeyError as exc:
-        raise ValueError(f"recipe step {index}: {exc.args[0]}") from None
+        raise ValueError(f"recipe step {index}: {_clipped(str(exc.args[0]))}") from None
     params = step.get("params") or {}
     if not isinstance(params, dict):
-        raise ValueError(f"recipe step {index} ({op.name!r}): params must be a mapping, got {params!r}")
+        raise ValueError(f"recipe step {index} ({op.name!r}): params must be a mapping, got {_quoted(params)}")
     try:
         bound = op.bind(params, recorded=True)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"recipe step {index} ({op.name!r}): {exc}") from None
+        raise ValueError(f"recipe step {index} ({op.name!r}): {_clipped(str(exc))}") from None
     return {"op": op.name, "params": dict(params)}, bound
 
 
@@ -100,27 +131,54 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, document: Any, source: str = "recipe") -> "Recipe":
+        """A recipe from its parsed YAML document: ``{"stacklab": 1, "steps": [...]}``.
+
+        A document without the ``stacklab`` version line is read as version 1, with a
+        :class:`RecipeWarning` saying so (hand-written recipes often leave it out).
+        """
         if not isinstance(document, dict) or "steps" not in document:
             raise ValueError(f"{source} is not a stacklab recipe (a mapping with 'stacklab' and 'steps')")
-        version = document.get("stacklab")
-        if version != RECIPE_VERSION:
-            raise ValueError(f"{source}: unsupported recipe format version {version!r} (this is {RECIPE_VERSION})")
+        if "stacklab" not in document:
+            warnings.warn(
+                f"{source} has no 'stacklab: {RECIPE_VERSION}' line; reading it as recipe format version "
+                f"{RECIPE_VERSION}", RecipeWarning, stacklevel=2,
+            )
+        else:
+            version = document["stacklab"]
+            if version != RECIPE_VERSION or isinstance(version, bool):
+                raise ValueError(
+                    f"{source}: unsupported recipe format version {_quoted(version)} (this is {RECIPE_VERSION})"
+                )
         if not isinstance(document["steps"], list):
             raise ValueError(f"{source}: 'steps' must be a list")
         return cls(steps=document["steps"])
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "recipe") -> "Recipe":
+        """A recipe from YAML text; the document's size and nesting are bounded before it is built."""
         try:
+            _check_document_size(text, source)
             document = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ValueError(f"{source} is not valid YAML: {exc}") from None
+            raise ValueError(f"{source} is not valid YAML: {_clipped(str(exc))}") from None
         return cls.from_dict(document, source)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Recipe":
+        """Read a recipe YAML file (a regular file of at most MAX_RECIPE_BYTES; FIFOs are never opened)."""
         path = Path(path)
-        return cls.from_yaml(path.read_text(encoding="utf-8"), source=str(path))
+        check_regular(path)
+        if path.is_dir():
+            raise ValueError(f"{path}: is a folder, not a recipe file")
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_RECIPE_BYTES + 1)
+        if len(raw) > MAX_RECIPE_BYTES:
+            raise ValueError(f"{path}: too large for a recipe (more than {MAX_RECIPE_BYTES} bytes)")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not a recipe (not UTF-8 text: {exc.reason} at byte {exc.start})") from None
+        return cls.from_yaml(text, source=str(path))
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write the recipe as YAML; refuses to replace an existing file unless ``overwrite``."""
@@ -174,6 +232,49 @@ class Recipe:
 
     def __len__(self) -> int:
         return len(self.steps)
+
+
+def _check_document_size(text: str, source: str) -> None:
+    """Refuse YAML nested deeper than MAX_RECIPE_DEPTH, or of more than MAX_RECIPE_NODES nodes with aliases expanded.
+
+    Works on the parser's event stream (no recursion, nothing built), counting what every
+    alias would expand to.
+    """
+    total = depth = 0
+    sizes: dict[str, tuple[int, int]] = {}  # anchor -> (nodes, depth) it expands to
+    open_nodes: list[list] = []  # per open collection: [anchor, nodes before it, depth before it, deepest inside]
+
+    def reached(level: int) -> None:
+        if open_nodes:
+            open_nodes[-1][3] = max(open_nodes[-1][3], level)
+        if level > MAX_RECIPE_DEPTH:
+            raise ValueError(f"{source}: nested too deeply for a recipe (more than {MAX_RECIPE_DEPTH} levels)")
+
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            total += 1
+            reached(depth + 1)
+            open_nodes.append([event.anchor, total - 1, depth, depth + 1])
+            depth += 1
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            anchor, before, start_depth, deepest = open_nodes.pop()
+            depth -= 1
+            if anchor:
+                sizes[anchor] = (total - before, deepest - start_depth)
+            reached(deepest)
+        elif isinstance(event, yaml.ScalarEvent):
+            total += 1
+            if event.anchor:
+                sizes[event.anchor] = (1, 0)
+        elif isinstance(event, yaml.AliasEvent):
+            nodes, extra_depth = sizes.get(event.anchor, (1, 0))
+            total += nodes
+            reached(depth + extra_depth)
+        if total > MAX_RECIPE_NODES:
+            raise ValueError(
+                f"{source}: too large for a recipe: more than {MAX_RECIPE_NODES} values once its YAML "
+                "aliases (*name) are expanded"
+            )
 
 
 def _frame_of(image: Image) -> dict:

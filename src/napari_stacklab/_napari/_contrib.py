@@ -3,8 +3,11 @@
 Readers, writers, sample data and stateful tools (point registration, the
 4D-STEM navigator, ...) are declared here as plain data; ``manifest.py``
 merges them with one widget per registry operation into ``napari.yaml``.
-Importing this module imports nothing heavy.
+Importing this module imports nothing heavy (the reader's file patterns come
+from :data:`napari_stacklab.io.READER_PATTERNS`, the one list of readable suffixes).
 """
+
+from ..io import READER_PATTERNS
 
 PACKAGE = "napari_stacklab"
 NAME = "napari-stacklab"
@@ -14,10 +17,7 @@ READERS = [
         "id": "get_reader",
         "python_name": f"{PACKAGE}._napari.reader:napari_get_reader",
         "title": "Open microscopy data with napari-stacklab",
-        "filename_patterns": [
-            "*.tif", "*.tiff", "*.npy", "*.zarr",
-            "*.dm3", "*.dm4", "*.mib", "*.blo", "*.emd", "*.mrc", "*.hspy", "*.zspy",
-        ],
+        "filename_patterns": list(READER_PATTERNS),
         "accepts_directories": True,
     },
 ]

@@ -1,7 +1,12 @@
-"""napari reader hook: any path :mod:`napari_stacklab.io` can read, as lazy image layers."""
+"""napari reader hook: any path :mod:`napari_stacklab.io` can read, as lazy image layers.
+
+Layers get *view chunks* (:data:`napari_stacklab.io.VIEW_CHUNK_BYTES`): a large plane
+is one chunk, so moving a slider reads the plane shown and nothing else.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -14,21 +19,27 @@ _RGB_LABELS = ("s",)
 def napari_get_reader(path: Any) -> Callable | None:
     """Return a reader function for ``path`` (a path or a list of TIFF paths), or ``None``.
 
-    Sniffs names and magic bytes only (no decoding) and never raises.
+    Sniffs names, magic bytes and (HDF5) the file's structure, decodes no pixels, and
+    never raises. A file that refers to data outside itself, or whose compressed chunks
+    are too large to decode, is declined with a warning saying so (napari shows it).
     """
     try:
         if isinstance(path, (list, tuple)) and len(path) == 1:
             path = path[0]
-        return read_layers if io.can_read(path) else None
+        io.check_readable(path)
+    except (io.ExternalDataError, io.EagerSizeError) as exc:
+        warnings.warn(f"napari-stacklab does not open this file: {exc}", UserWarning, stacklevel=2)
+        return None
     except Exception:  # a reader hook must never raise
         return None
+    return read_layers
 
 
 def read_layers(path: Any) -> list[tuple]:
     """Read ``path`` with :func:`napari_stacklab.io.imread_all` into image layer data tuples."""
     if isinstance(path, (list, tuple)) and len(path) == 1:
         path = path[0]
-    return [image_layer_data(image) for image in io.imread_all(path)]
+    return [image_layer_data(image) for image in io.imread_all(path, chunk_bytes=io.VIEW_CHUNK_BYTES)]
 
 
 def image_layer_data(image: io.Image) -> tuple:

@@ -9,6 +9,11 @@ Formats are looked up by file suffix in :data:`READERS` (``".tif"`` ->
 kind is opened. A folder of TIFF files, a glob pattern (``"data/t*.tif"``) or
 a list of paths reads as one stack.
 
+Lazy data come in dask chunks of whole frames: batch chunks (up to
+:data:`CHUNK_BYTES`, many frames, for computing whole stacks) unless the
+caller asks for another budget (``chunk_bytes=``; the napari reader asks for
+:data:`VIEW_CHUNK_BYTES`, one plane per chunk for large planes).
+
 Examples
 --------
 >>> import numpy as np, tempfile, os
@@ -31,21 +36,35 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._guard import EagerSizeError, MetadataWarning
-from ._image import Image
+from ._guard import (
+    EagerSizeError,
+    ExternalDataError,
+    MetadataWarning,
+    check_regular,
+    image_problem,
+    warn_metadata,
+)
+from .._image import PROVENANCE_KEY, Image
+from ._lazy import CHUNK_BYTES, VIEW_CHUNK_BYTES, chunk_budget
 from ._units import normalize_unit
 
 __all__ = [
+    "CHUNK_BYTES",
     "EagerSizeError",
+    "ExternalDataError",
     "FOLDER_SUFFIXES",
     "LAZY_THRESHOLD_BYTES",
     "MAGIC",
     "MAX_EAGER_BYTES",
     "MetadataWarning",
+    "PROVENANCE_KEY",
     "READERS",
+    "READER_PATTERNS",
+    "VIEW_CHUNK_BYTES",
     "WRITERS",
     "Image",
     "can_read",
+    "check_readable",
     "imread",
     "imread_all",
     "imwrite",
@@ -88,6 +107,10 @@ READERS: dict[str, str] = {
     ),
 }
 
+#: Shell patterns of the files :data:`READERS` knows, one per final suffix (``*.tif`` covers ``.ome.tif``):
+#: what the napari manifest declares.
+READER_PATTERNS: tuple[str, ...] = tuple(dict.fromkeys("*." + suffix.rsplit(".", 1)[-1] for suffix in READERS))
+
 #: Lower-case suffix -> accepted leading bytes, for a cheap sniff before reading (suffixes
 #: missing here are accepted by name alone).
 MAGIC: dict[str, tuple[bytes, ...]] = {
@@ -112,7 +135,9 @@ WRITERS: dict[str, str] = {
 }
 
 
-def imread(path: str | os.PathLike | Sequence, *, lazy: bool | None = None) -> Image:
+def imread(
+    path: str | os.PathLike | Sequence, *, lazy: bool | None = None, chunk_bytes: int | None = None
+) -> Image:
     """Read the first (or only) image of a file, folder, glob pattern or list of TIFFs.
 
     Parameters
@@ -125,6 +150,12 @@ def imread(path: str | os.PathLike | Sequence, *, lazy: bool | None = None) -> I
         ``True``: dask data, whole planes per chunk, read-only memory maps
         where the file allows; ``False``: NumPy in memory; ``None`` (default):
         lazy when the data on disk exceed :data:`LAZY_THRESHOLD_BYTES`.
+    chunk_bytes : int, optional
+        Largest dask chunk of lazy data, in bytes: whole frames are grouped up
+        to it (a frame larger than it is one chunk). Default
+        :data:`CHUNK_BYTES` (batch chunks, for computing whole stacks);
+        :data:`VIEW_CHUNK_BYTES` is what the napari reader uses, so showing a
+        plane reads that plane only.
 
     Returns
     -------
@@ -132,15 +163,20 @@ def imread(path: str | os.PathLike | Sequence, *, lazy: bool | None = None) -> I
         ``data`` of shape ``(..., M, N)`` and the file's dtype (never
         rescaled), ``scale``/``units``/``axis_labels`` from the file's metadata
         (1 and ``"pixel"`` where unknown), ``metadata["source"]`` = the path.
+        A file holding several signals (EM files) skips those that are not
+        images (spectra, tables) with a :class:`MetadataWarning`.
 
     Raises
     ------
     FileNotFoundError
         The path does not exist (or a pattern matches nothing).
     ValueError
-        The format is unknown, or the file is not what its name says, is
-        truncated, has an axis of length 0, or (stacks) one file differs in
-        shape or dtype; the message names the file.
+        The format is unknown, the path is a FIFO or device (never opened: reading one
+        could wait forever), or the file is not what its name says, is truncated, has
+        an axis of length 0, holds no image (1-D data; text, dates, records or other
+        values that are not numbers), refers to data outside itself (HDF5 external
+        storage, links or virtual datasets), or (stacks) one file differs in shape or
+        dtype; the message names the file.
     EagerSizeError
         (a ``ValueError``) ``lazy=False`` and the data need more memory than
         :data:`MAX_EAGER_BYTES`.
@@ -151,13 +187,24 @@ def imread(path: str | os.PathLike | Sequence, *, lazy: bool | None = None) -> I
         A pixel size, offset or ImageJ/OME header was unusable (NaN, infinite,
         negative, malformed) and was dropped; the image still loads.
     """
-    return imread_all(path, lazy=lazy)[0]
+    return imread_all(path, lazy=lazy, chunk_bytes=chunk_bytes)[0]
 
 
-def imread_all(path: str | os.PathLike | Sequence, *, lazy: bool | None = None) -> list[Image]:
-    """Read every image (TIFF series, ...) of ``path``; see :func:`imread`."""
+def imread_all(
+    path: str | os.PathLike | Sequence, *, lazy: bool | None = None, chunk_bytes: int | None = None
+) -> list[Image]:
+    """Read every image (TIFF series, EM signals, ...) of ``path``; see :func:`imread`."""
     if lazy is not None and not isinstance(lazy, bool):
         raise TypeError(f"lazy must be True, False or None, got {lazy!r}")
+    if chunk_bytes is not None and (
+        isinstance(chunk_bytes, bool) or not isinstance(chunk_bytes, int) or chunk_bytes < 1
+    ):
+        raise ValueError(f"chunk_bytes must be a positive integer or None, got {chunk_bytes!r}")
+    with chunk_budget(chunk_bytes):
+        return _read_all(path, lazy)
+
+
+def _read_all(path: Any, lazy: bool | None) -> list[Image]:
     if isinstance(path, (list, tuple)):
         from ._stack import stack_files
 
@@ -183,12 +230,22 @@ def imread_all(path: str | os.PathLike | Sequence, *, lazy: bool | None = None) 
         if lazy is not None or resolved:
             raise
         images = reader(path, True)  # small on disk, huge in memory (compressed): open it lazily
-    if not images:
-        raise ValueError(f"{path}: no image found")
-    for image in images:
+    return _only_images(path, images)
+
+
+def _only_images(path: str, images: list[Image]) -> list[Image]:
+    """``images`` without those that are not images; an error naming ``path`` when none is left."""
+    problems = [image_problem(image.shape, image.dtype) for image in images]
+    kept = [image for image, problem in zip(images, problems) if problem is None]
+    if not kept:
+        raise ValueError(f"{path}: {problems[0]}" if problems else f"{path}: no image found")
+    for image, problem in zip(images, problems):
+        if problem is not None:
+            warn_metadata(path, f"skipping {image.name!r}: it {problem}")
+    for image in kept:
         if 0 in image.shape:
             raise ValueError(f"{path}: holds no pixels (an axis of length 0: shape {image.shape})")
-    return images
+    return kept
 
 
 def _reader_for(path: str) -> tuple[Callable, list[str]]:
@@ -197,6 +254,7 @@ def _reader_for(path: str) -> tuple[Callable, list[str]]:
         if glob.has_magic(path):
             return _load(_GLOB_READER), glob.glob(path)
         raise FileNotFoundError(f"{path}: no such file or folder")
+    check_regular(path)
     entry = _table_entry(path)
     if os.path.isdir(path):
         from ._stack import tiffs_in_folder
@@ -250,41 +308,74 @@ def _disk_size(paths: Sequence[str]) -> int:
 def _require_exists(path: str) -> None:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file or folder")
+    check_regular(path)
 
 
 def can_read(path: Any) -> bool:
-    """True when :func:`imread` is expected to read ``path``; checks names and magic bytes only.
-
-    Never raises: a missing path, an unknown suffix, an empty file, a file
-    whose first bytes do not match its suffix, or a folder without TIFF files
-    all give ``False``.
-    """
+    """True when :func:`imread` is expected to read ``path``; see :func:`check_readable`. Never raises."""
     try:
-        if isinstance(path, (list, tuple)):
-            return bool(path) and all(_can_read_file(os.fspath(p), tiff_only=True) for p in path)
-        path = os.fspath(path)
-        if os.path.isdir(path):
-            from ._stack import tiffs_in_folder
-            from ._zarr import is_zarr
-
-            return is_zarr(path) or bool(tiffs_in_folder(path))
-        return _can_read_file(path, tiff_only=False)
+        check_readable(path)
     except Exception:  # a sniffer must never raise
         return False
+    return True
 
 
-def _can_read_file(path: str, tiff_only: bool) -> bool:
-    if not os.path.isfile(path) or os.path.getsize(path) == 0:
-        return False
+def check_readable(path: Any) -> None:
+    """Raise an error saying why :func:`imread` would refuse ``path``, judging without decoding pixels.
+
+    Looks at names, the kind of file (FIFOs and devices are never opened), the first
+    bytes, and for HDF5 formats the file's structure (data stored in other files,
+    compressed chunks larger than :data:`MAX_EAGER_BYTES`).
+
+    Raises
+    ------
+    FileNotFoundError
+        A path that does not exist.
+    ExternalDataError
+        An HDF5 file whose data live in other files.
+    EagerSizeError
+        An HDF5 file with a compressed chunk too large to decode.
+    ValueError
+        Anything else: unknown suffix, empty file, first bytes that do not match
+        the suffix, a folder without TIFF files, a special file.
+    """
+    if isinstance(path, (list, tuple)):
+        if not path:
+            raise ValueError("an empty list of paths")
+        for item in path:
+            _check_file(os.fspath(item), tiff_only=True)
+        return
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        from ._stack import tiffs_in_folder
+        from ._zarr import is_zarr
+
+        if not (is_zarr(path) or tiffs_in_folder(path)):
+            raise ValueError(f"{path}: a folder with neither a zarr store nor .tif/.tiff files")
+        return
+    _check_file(path, tiff_only=False)
+
+
+def _check_file(path: str, tiff_only: bool) -> None:
+    check_regular(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: a folder, where a list of files is expected")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{path}: an empty file")
     suffix = _suffix(path, READERS)
     if suffix is None or (tiff_only and READERS[suffix] != READERS[".tif"]):
-        return False
+        raise ValueError(f"{path}: not a file type napari-stacklab reads")
     magic = MAGIC.get(suffix)
-    if not magic:
-        return True
-    with open(path, "rb") as fh:
-        head = fh.read(max(len(m) for m in magic))
-    return any(head.startswith(m) for m in magic)
+    if magic:
+        with open(path, "rb") as fh:
+            head = fh.read(max(len(m) for m in magic))
+        if not any(head.startswith(m) for m in magic):
+            raise ValueError(f"{path}: its first bytes are not those of a {suffix} file")
+    if READERS[suffix] == READERS[".emd"]:
+        from ._em import EM_FORMATS, HDF5_PLUGINS, check_hdf5
+
+        if EM_FORMATS.get(suffix) in HDF5_PLUGINS:
+            check_hdf5(path)
 
 
 def imwrite(

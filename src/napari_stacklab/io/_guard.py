@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import check_regular  # noqa: F401  (re-exported for the readers)
+
 
 class MetadataWarning(UserWarning):
     """A file's metadata (pixel size, units, ImageJ/OME header) was unusable and was dropped."""
@@ -29,19 +31,60 @@ class EagerSizeError(ValueError):
     """An in-memory read would need more than ``napari_stacklab.io.MAX_EAGER_BYTES``."""
 
 
+class ExternalDataError(ValueError):
+    """A file refers to data stored outside itself (HDF5 external storage, external links, virtual datasets)."""
+
+
 def nbytes(shape: Sequence[int], dtype: Any) -> int:
     """Bytes an array of ``shape`` and ``dtype`` needs, in exact integers (no 64-bit overflow)."""
     return math.prod(int(s) for s in shape) * np.dtype(dtype).itemsize
 
 
+#: dtype kinds that are image data: bool, signed and unsigned integers, floats, complex.
+IMAGE_KINDS = "biufc"
+_KIND_NAMES = {
+    "U": "text", "S": "byte strings", "V": "raw or structured records", "M": "dates and times",
+    "m": "time differences", "O": "Python objects",
+}
+
+
+def image_problem(shape: Sequence[int], dtype: Any) -> str | None:
+    """Why an array of ``shape`` and ``dtype`` is not an image (``None`` when it is one)."""
+    dtype = np.dtype(dtype)
+    if dtype.fields is not None:
+        return f"holds structured records (dtype {dtype}), not pixel values"
+    if dtype.kind not in IMAGE_KINDS or dtype.itemsize == 0:
+        kind = _KIND_NAMES.get(dtype.kind, "values that are not numbers")
+        return f"holds {kind} (dtype {dtype}), not pixel values; images are booleans, integers, floats or complex numbers"
+    if dtype.subdtype is not None:
+        return f"holds sub-arrays (dtype {dtype}), not pixel values"
+    if len(shape) == 0:
+        return "holds a scalar, not an image"
+    if len(shape) == 1:
+        return f"holds a 1-D array (shape {tuple(int(s) for s in shape)}), not an image: an image has at least 2 axes"
+    return None
+
+
+def check_image(path: Any, shape: Sequence[int], dtype: Any) -> None:
+    """Raise ``ValueError`` naming ``path`` unless ``shape``/``dtype`` describe an image (numbers, >= 2 axes)."""
+    problem = image_problem(shape, dtype)
+    if problem:
+        raise ValueError(f"{path}: {problem}")
+
+
 def check_eager_size(path: Any, shape: Sequence[int], dtype: Any, what: str = "reading it into memory") -> None:
     """Raise :class:`EagerSizeError` naming ``path`` when ``shape``/``dtype`` exceed the eager cap."""
+    detail = f"shape {tuple(int(s) for s in shape)}, {np.dtype(dtype)}"
+    check_eager_bytes(path, nbytes(shape, dtype), what, detail)
+
+
+def check_eager_bytes(path: Any, size: int, what: str, detail: str = "") -> None:
+    """Raise :class:`EagerSizeError` naming ``path`` when ``size`` bytes exceed the eager cap."""
     from . import MAX_EAGER_BYTES
 
-    size = nbytes(shape, dtype)
     if MAX_EAGER_BYTES is not None and size > MAX_EAGER_BYTES:
         raise EagerSizeError(
-            f"{path}: {what} needs {_human(size)} (shape {tuple(int(s) for s in shape)}, {np.dtype(dtype)}), "
+            f"{path}: {what} needs {_human(size)}{f' ({detail})' if detail else ''}, "
             f"more than napari_stacklab.io.MAX_EAGER_BYTES = {_human(MAX_EAGER_BYTES)}; "
             "read it lazily (lazy=True) or raise the limit"
         )

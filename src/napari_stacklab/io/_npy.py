@@ -1,4 +1,4 @@
-"""NumPy ``.npy`` files: np.load without pickles; lazy reads are read-only memory maps."""
+"""NumPy ``.npy`` files: read without unpickling; lazy reads copy planes with positional reads, never a memory map."""
 
 from __future__ import annotations
 
@@ -6,33 +6,22 @@ import os
 
 import numpy as np
 
-from ._guard import check_eager_size, nbytes
-from ._image import Image
-from ._lazy import MemmapArray, to_dask
+from ._guard import check_eager_size, check_image, nbytes
+from .._image import Image
+from ._lazy import RawArray, to_dask
 from ._units import file_stem
-
-NPY_MAGIC = (b"\x93NUMPY",)
 
 
 def read_npy(path: str, lazy: bool) -> list[Image]:
-    """Read a ``.npy`` array (never unpickles; object arrays are refused)."""
+    """Read a ``.npy`` array of numbers with at least 2 axes (object, text, record and 1-D arrays are refused)."""
     path = str(path)
     shape, fortran, dtype, offset = _header(path)
-    if dtype.hasobject:
-        raise ValueError(
-            f"{path}: holds a pickled object array (dtype {dtype}); refusing to unpickle it, "
-            "save plain numeric arrays instead"
-        )
-    if lazy and len(shape) > 0:
-        data = to_dask(MemmapArray(path, offset, shape, dtype, order="F" if fortran else "C"))
+    raw = RawArray(path, offset, shape, dtype, order="F" if fortran else "C")
+    if lazy:
+        data = to_dask(raw)
     else:
         check_eager_size(path, shape, dtype)
-        try:
-            data = np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            raise ValueError(f"{path}: cannot read .npy file ({exc})") from exc
-    if data.ndim == 0:
-        raise ValueError(f"{path}: holds a scalar, not an image")
+        data = raw[...]
     return [Image(data, name=file_stem(path), metadata={"source": path, "format": "npy"})]
 
 
@@ -48,10 +37,16 @@ def _header(path: str) -> tuple:
         raise
     except Exception as exc:  # numpy's header parser raises ValueError, EOFError, SyntaxError, TokenError ...
         raise ValueError(f"{path}: not a valid .npy file ({type(exc).__name__}: {exc})") from exc
+    if dtype.hasobject:
+        raise ValueError(
+            f"{path}: holds a pickled object array (dtype {dtype}); refusing to unpickle it, "
+            "save plain numeric arrays instead"
+        )
     if any(int(s) < 0 for s in shape):
         raise ValueError(f"{path}: not a valid .npy file (negative length in shape {shape})")
+    check_image(path, shape, dtype)  # before any size arithmetic: a |V0 array of 10**24 items has 0 bytes
     size = os.path.getsize(path)
-    if not dtype.hasobject and offset + nbytes(shape, dtype) > size:
+    if offset + nbytes(shape, dtype) > size:
         raise ValueError(
             f"{path}: truncated file: the header promises shape {shape} {dtype} "
             f"({nbytes(shape, dtype)} bytes of data), the file has {size} bytes"

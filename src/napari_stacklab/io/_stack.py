@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ._guard import FileSignature, check_eager_size, reading_error
-from ._image import Image
+from .._image import Image
 from ._lazy import PagedArray, to_dask
 from ._tiff import read_tiff
 
@@ -69,6 +69,7 @@ def stack_files(files: Sequence[str], *, lazy: bool, source: str, name: str) -> 
                 f"{files[0]} ({shape}, {dtype}); a stack needs files of one shape and dtype"
             )
     if lazy:
+        check_eager_size(files[0], shape, dtype, what="decoding one file of the stack")
         opener = _FileList(files, shape, dtype)
         paged = PagedArray(opener, _read_files, (len(files),) + shape, dtype, frame_ndim=len(shape))
         data = to_dask(paged, frame_ndim=len(shape))

@@ -14,8 +14,8 @@ import numpy as np
 from typing_extensions import Self
 
 from ._guard import FileSignature, check_eager_size, clean_frame, reading_error, warn_metadata
-from ._image import Image
-from ._lazy import MemmapArray, PagedArray, to_dask
+from .._image import Image
+from ._lazy import PagedArray, RawArray, to_dask
 from ._units import LENGTH_IN_UM, OME_SYMBOL, OME_TIME, file_stem, normalize_unit
 
 # tifffile axis codes -> axis labels; anything else becomes "axis<i>"
@@ -24,8 +24,10 @@ _IMAGEJ_ORDER = "tzcyx"
 _OME_DTYPES = tuple(np.dtype(t) for t in ("int8", "int16", "int32", "uint8", "uint16", "uint32", "float32", "float64"))
 _OME_LABELS = {"t": "T", "z": "Z", "c": "C", "y": "Y", "x": "X"}
 # resolution unit code -> micrometres per unit (1 = NONE: no physical meaning)
-_RESOLUTION_UNIT_UM = {2: 25400.0, 3: 1e4, 4: 1e3, 5: 1.0}
-# an inch resolution at a screen default says nothing about the specimen
+_RESOLUTION_UNIT_UM = {3: 1e4, 4: 1e3, 5: 1.0}
+# an inch resolution is a print or screen setting (150 dpi, 300 dpi), not a pixel size: the image
+# is uncalibrated, as RosettaSciIO reads it; at a screen default (72, 96 dpi) that goes without saying
+_INCH = 2
 _SCREEN_DPI = (72.0, 96.0)
 
 
@@ -147,7 +149,7 @@ def _series_data(path: str, tif: Any, series: Any, index: int, lazy: bool) -> An
     if series.dataoffset is not None and not series.is_multifile:
         dtype = dtype.newbyteorder(tif.byteorder)
         frame_ndim = len(page_shape) if page_shape else min(2, series.ndim)
-        return to_dask(MemmapArray(path, series.dataoffset, series.shape, dtype), frame_ndim=frame_ndim)
+        return to_dask(RawArray(path, series.dataoffset, series.shape, dtype), frame_ndim=frame_ndim)
     if page_shape is None:
         # pages do not tile the series (tiled volumes, odd layouts): one delayed read of the series
         import dask
@@ -313,8 +315,17 @@ def _apply_resolution(
             return
         pairs = (("X", 1 / res_x, unit_x), ("Y", 1 / res_y, unit_y))
     else:
+        if res_unit == _INCH:
+            if not (res_x == res_y and res_x in _SCREEN_DPI):
+                warn_metadata(
+                    path,
+                    f"ignoring the resolution {res_x:g} x {res_y:g} dots per inch: a print resolution, not a "
+                    "pixel size (microscopes calibrate in cm, mm or um, or in ImageJ/OME metadata); "
+                    "the image is uncalibrated",
+                )
+            return
         per_unit = _RESOLUTION_UNIT_UM.get(res_unit)
-        if per_unit is None or (res_unit == 2 and res_x == res_y and res_x in _SCREEN_DPI):
+        if per_unit is None:
             return
         pairs = (("X", per_unit / res_x, "um"), ("Y", per_unit / res_y, "um"))
     for code, size, unit in pairs:

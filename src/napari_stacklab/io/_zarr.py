@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ._guard import check_eager_size, clean_frame, warn_metadata
-from ._image import Image
+from ._guard import check_eager_size, check_image, clean_frame, reading_error, warn_metadata
+from .._image import PROVENANCE_KEY, Image
 from ._units import file_stem, normalize_unit
 
 ZARR_MARKERS = (".zarray", ".zgroup", "zarr.json")
@@ -42,13 +42,13 @@ def read_zarr(path: str, lazy: bool) -> list[Image]:
         array = node[component]
     else:
         array = node
-    if array.ndim == 0:
-        raise ValueError(f"{path}: holds a scalar, not an image")
+    check_image(path, array.shape, array.dtype)
     frame_ndim = min(2, array.ndim)
     chunks = tuple(array.chunks[: array.ndim - frame_ndim]) + tuple(array.shape[array.ndim - frame_ndim :])
     if lazy:
         check_eager_size(path, chunks, array.dtype, what="reading one chunk of whole planes")
-        data = da.from_zarr(array, chunks=chunks)
+        meta = np.empty((0,) * array.ndim, array.dtype)
+        data = da.from_array(_Named(path, array), chunks=chunks, meta=meta, asarray=True, lock=False, fancy=False)
     else:
         check_eager_size(path, array.shape, array.dtype)
         try:
@@ -63,6 +63,23 @@ def read_zarr(path: str, lazy: bool) -> list[Image]:
     metadata = {"source": path, "format": "zarr", "component": component, "attrs": {**attrs, **dict(array.attrs)}}
     name = file_stem(path)
     return [Image(data, name=name, metadata=metadata, **frame)]
+
+
+class _Named:
+    """A zarr array whose read errors (a missing or corrupt chunk, a store gone) name the store."""
+
+    def __init__(self, path: str, array: Any):
+        self.path = path
+        self.array = array
+        self.shape = tuple(array.shape)
+        self.dtype = array.dtype
+        self.ndim = array.ndim
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        try:
+            return self.array[key]
+        except Exception as exc:  # zarr and codec errors of every kind
+            raise reading_error(self.path, exc, "cannot read the zarr array") from exc
 
 
 def _first_array(group: Any, attrs: dict) -> str | None:
@@ -150,7 +167,6 @@ def write_zarr(path: str, image: Image, *, compute: bool = True) -> Any:
     import zarr
 
     from .. import _backend
-    from ..recipe import PROVENANCE_KEY
     from ._lazy import plane_chunks
 
     data = image.data

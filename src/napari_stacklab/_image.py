@@ -7,6 +7,10 @@ from typing import Any
 
 import numpy as np
 
+#: Key under which images and layers record how they were made (``metadata[PROVENANCE_KEY]``, written
+#: into output files' metadata too). Defined here, on the io floor, so writers need not import recipe.
+PROVENANCE_KEY = "stacklab"
+
 
 @dataclass
 class Image:
