@@ -27,7 +27,7 @@ def estimate_flatfield(tiles: Tiles, *, sigma: float | None = None) -> np.ndarra
         tiles (and the less they share structure), the cleaner the estimate.
     sigma : float, optional
         Gaussian smoothing (pixels) of the median, which removes what is left
-        of the sample; default ``max(M, N) / 64``, at least 1.
+        of the sample (shading varies slowly); default ``max(M, N) / 16``.
 
     Returns
     -------
@@ -59,7 +59,7 @@ def estimate_flatfield(tiles: Tiles, *, sigma: float | None = None) -> np.ndarra
     if len(tiles) < 3:
         raise ValueError(f"estimating a flat field needs at least 3 tiles, got {len(tiles)}")
     if sigma is None:
-        sigma = max(1.0, max(tiles.tile_shape) / 64)
+        sigma = max(1.0, max(tiles.tile_shape) / 16)
     check_number("sigma", sigma, low=0)
     da = _backend.dask_module()
     stack = da.stack([_backend.to_numpy(_backend.as_dask(t)) for t in tiles.data]).astype(np.float32)

@@ -95,7 +95,8 @@ class Layout:
         (alone, or with the other tiles of its own group, which are registered
         to each other).
         """
-        return self.groups != 0
+        groups = self.groups
+        return (groups != 0) | (np.count_nonzero(groups == 0) < 2)
 
     @property
     def origin(self) -> np.ndarray:
@@ -349,7 +350,7 @@ def solve_layout(
     min_confidence: float = 0.6,
     min_distinctiveness: float = 0.1,
     max_residual: float = 2.0,
-    prior_weight: float = 1e-3,
+    prior_weight: float = 1e-6,
     exclude: Sequence = (),
     registration: dict | None = None,
 ) -> Layout:
@@ -381,7 +382,7 @@ def solve_layout(
             status.append(AMBIGUOUS)
         else:
             status.append(KEPT)
-    weight = np.clip(pairs.confidence, 1e-3, 1.0)
+    weight = _weights(pairs, tiles.tile_shape)
     for k in _inconsistent(len(tiles), pairs, [s == KEPT for s in status], max_residual):
         status[k] = LARGE_RESIDUAL
     while True:
@@ -429,6 +430,19 @@ def _inconsistent(n: int, pairs: Pairs, usable: Sequence[bool], max_residual: fl
             group[m] = keep
         members[keep] += members.pop(move)
     return rejected
+
+
+def _weights(pairs: Pairs, tile_shape: tuple) -> np.ndarray:
+    """Least-squares weight of each pair: its confidence times the size of its overlap.
+
+    A displacement measured over a thin sliver of overlap is less precise
+    than one over a wide strip, so it should bend the solution less. Scaled
+    so that the largest overlap with confidence 1 weighs 1.
+    """
+    extent = np.asarray(tile_shape, dtype=np.float64) - np.abs(np.nan_to_num(pairs.measured))
+    area = np.clip(extent, 0, None).prod(axis=1)
+    scale = area.max() if len(area) and area.max() > 0 else 1.0
+    return np.clip(pairs.confidence, 1e-3, 1.0) * np.clip(area / scale, 1e-3, 1.0)
 
 
 def _residuals(positions: np.ndarray, pairs: Pairs) -> np.ndarray:

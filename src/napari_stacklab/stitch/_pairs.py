@@ -19,7 +19,7 @@ from ..register import ECCError, Transform, ecc, phase_correlation
 __all__ = ["Pairs", "find_pairs", "measure_pair", "measure_pairs"]
 
 #: Why a pair has no usable measurement (the ``status`` column of the report).
-FAILURES = ("no overlap", "flat overlap")
+FAILURES = ("no overlap", "flat overlap", "at search limit")
 #: Gaussian sigmas (pixels) of the band-pass the integer search correlates (see :func:`texture`).
 TEXTURE_SIGMAS = (1.0, 8.0)
 #: Pixels around the best match that the runner-up must lie beyond (distinctiveness).
@@ -146,6 +146,12 @@ def masked_ncc(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(ncc, -np.inf, 1.0), area
 
 
+def _shifts(padded: int, size_a: int) -> np.ndarray:
+    """The shift each index of a :func:`masked_ncc` axis stands for: ``-(size_a - 1)`` up to ``padded - size_a``."""
+    index = np.arange(padded)
+    return np.where(index > padded - size_a, index - padded, index)
+
+
 def measure_pair(
     a: np.ndarray,
     b: np.ndarray,
@@ -184,8 +190,7 @@ def measure_pair(
     ncc, _ = masked_ncc(a_texture, b_texture)
     padded = np.asarray(ncc.shape)
     # shift t (modulo the padded shape) <-> displacement d = a_start - b_start - t
-    t = [np.arange(p) for p in padded]
-    t = [np.where(ti > p // 2, ti - p, ti) for ti, p in zip(t, padded)]
+    t = [_shifts(p, n) for p, n in zip(padded, a.shape)]
     d = [a_start[k] - b_start[k] - t[k] for k in range(2)]
     ok = [(np.abs(d[k] - expected[k]) <= margin) & (shape[k] - np.abs(d[k]) >= min_overlap) for k in range(2)]
     score = np.where(ok[0][:, None] & ok[1][None, :], ncc, -np.inf)
@@ -194,11 +199,15 @@ def measure_pair(
         failure = "no overlap" if not (ok[0].any() and ok[1].any()) else "flat overlap"
         return np.full(2, np.nan), 0.0, 0.0, failure
     confidence = float(score[best])
+    displacement = np.array([d[0][best[0]], d[1][best[1]]], dtype=np.float64)
+    # a best match on the limit of the searched region is no peak: the real one may lie beyond it
+    at_limit = any(not ok[k][(best[k] + step) % len(ok[k])] for k in range(2) for step in (-1, 1))
+    if at_limit:
+        return np.full(2, np.nan), confidence, 0.0, "at search limit"
     near = [np.abs(t[k] - t[k][best[k]]) <= PEAK_RADIUS for k in range(2)]
     score[np.ix_(near[0], near[1])] = -np.inf
     second = float(score.max())
     distinctiveness = confidence - second if np.isfinite(second) else confidence
-    displacement = np.array([d[0][best[0]], d[1][best[1]]], dtype=np.float64)
     a = a - a.mean()
     b = b - b.mean()
     displacement = _subpixel(a, b, a_start, b_start, displacement, shape, upsample)

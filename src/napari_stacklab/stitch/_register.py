@@ -29,7 +29,7 @@ def register_tiles(
     min_confidence: float = 0.6,
     min_distinctiveness: float = 0.1,
     max_residual: float = 2.0,
-    prior_weight: float = 1e-3,
+    prior_weight: float = 1e-6,
     exclude: Sequence = (),
 ) -> Layout:
     """Find where every tile really is: pairwise registration of overlaps, then a global solve.
