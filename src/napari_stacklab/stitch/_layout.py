@@ -291,7 +291,7 @@ def _write_csv(path: str | os.PathLike, columns: dict) -> Path:
 
 def _cell(value: Any) -> Any:
     if isinstance(value, (float, np.floating)):
-        return "" if math.isnan(value) else f"{float(value):.6g}"
+        return "" if math.isnan(value) else f"{float(value):.10g}"
     if isinstance(value, np.bool_):
         return bool(value)
     if isinstance(value, np.integer):
