@@ -84,7 +84,7 @@ def synthetic_tiles(
     check_number("noise", noise, low=0)
     source = np.asarray(image, dtype=np.float64)
     n = rows * cols
-    nominal, _ = grid_positions(n, rows=rows, cols=cols, tile_shape=tile_shape, overlap=overlap, order=order)
+    nominal, grid_index = grid_positions(n, rows=rows, cols=cols, tile_shape=tile_shape, overlap=overlap, order=order)
     rng = np.random.default_rng(seed)
     error = rng.uniform(-1, 1, size=(n, 2)) * jitter * np.asarray(tile_shape)
     if misplaced_tile is not None:
@@ -112,6 +112,6 @@ def synthetic_tiles(
     tiles = Tiles(
         data, nominal, names=[f"tile_{k:03d}" for k in range(n)],
         metadata={"source": "synthetic", "positions": "grid", "rows": rows, "cols": cols, "order": order,
-                  "overlap": overlap},
+                  "overlap": overlap, "grid": grid_index.tolist()},
     )
     return tiles, truth
