@@ -13,14 +13,22 @@ import importlib
 
 import dask
 import dask.array as da
-from dask.optimization import cull
 import numpy as np
 import pytest
+from dask.optimization import cull
 from scipy import ndimage as ndi
 from skimage import color, data
 
 import napari_stacklab as sl
-from napari_stacklab.stitch import Pairs, Tiles, find_pairs, fuse, masked_ncc, register_tiles, synthetic_tiles
+from napari_stacklab.stitch import (
+    Pairs,
+    Tiles,
+    find_pairs,
+    fuse,
+    masked_ncc,
+    register_tiles,
+    synthetic_tiles,
+)
 from napari_stacklab.stitch._layout import solve_layout
 from napari_stacklab.stitch._pairs import _shifts, measure_pair
 
@@ -349,7 +357,7 @@ def test_fuse_lazy_equals_eager_whatever_the_chunks(small_tiles):
 
 
 def test_fuse_dtype_rules(small_tiles):
-    tiles, positions = small_tiles
+    tiles, _ = small_tiles
     counts = Tiles([np.clip(t, 0, None).astype(np.uint16) for t in tiles.data], tiles.positions)
     assert fuse(counts, order=0, blend="overwrite").dtype == np.uint16  # copies values: keeps the dtype
     assert fuse(counts, order=0, blend="max").dtype == np.uint16
@@ -410,7 +418,7 @@ def test_estimate_flatfield_recovers_the_shading():
 
 
 def test_stacks_register_on_one_plane_and_place_every_plane(hubble):
-    tiles, truth = scan(hubble, 0.2)
+    tiles, _ = scan(hubble, 0.2)
     second = [np.sqrt(np.clip(t, 0, None)) * 7 + 3 for t in tiles.data]  # another channel: same place, other look
     stack = Tiles([np.stack([a, b]) for a, b in zip(tiles.data, second)], tiles.positions,
                   scale=(0.5, 0.5), units=("um", "um"), axis_labels=("c", "y", "x"))
@@ -447,10 +455,10 @@ def test_registration_runs_on_a_distributed_cluster(hubble):
     tiles, _ = scan(hubble, 0.2)
     lazy = Tiles([da.from_array(t, chunks=96) for t in tiles.data], tiles.positions)
     threads = register_tiles(lazy, margin=64)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c:
-        with distributed.Client(c):
-            on_cluster = register_tiles(lazy, margin=64)
-            mosaic = fuse(on_cluster, chunks=256).compute()
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None)
+    with cluster, distributed.Client(cluster):
+        on_cluster = register_tiles(lazy, margin=64)
+        mosaic = fuse(on_cluster, chunks=256).compute()
     np.testing.assert_allclose(on_cluster.positions, threads.positions, atol=1e-9)
     np.testing.assert_allclose(mosaic, fuse(threads, chunks=256).compute(), atol=1e-4)
 
@@ -489,7 +497,7 @@ def test_bad_input_is_refused_by_name():
 
 
 def test_inputs_are_not_modified(small_tiles):
-    tiles, positions = small_tiles
+    tiles, _ = small_tiles
     before = [t.copy() for t in tiles.data]
     stage = tiles.positions.copy()
     layout = register_tiles(tiles, margin=8)

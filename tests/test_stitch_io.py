@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import os
 
-import dask.array as da
 import numpy as np
 import pytest
 import tifffile
@@ -14,7 +13,14 @@ from skimage import color, data
 
 import napari_stacklab as sl
 from napari_stacklab import cli
-from napari_stacklab.stitch import csv_tiles, grid_tiles, ome_tiles, register_tiles, stitch, synthetic_tiles
+from napari_stacklab.stitch import (
+    csv_tiles,
+    grid_tiles,
+    ome_tiles,
+    register_tiles,
+    stitch,
+    synthetic_tiles,
+)
 
 PIXEL = 0.5  # um
 
@@ -199,7 +205,7 @@ def test_write_zarr_pyramid(tmp_path, mosaic):
 
 
 def test_write_tiled_tiff(tmp_path, mosaic):
-    image, layout = mosaic
+    image, _ = mosaic
     path = sl.stitch.write_mosaic(tmp_path / "mosaic.tif", image)
     with tifffile.TiffFile(path) as tif:
         assert tif.pages[0].is_tiled and tif.is_bigtiff
@@ -233,8 +239,7 @@ def test_one_call_stitch_writes_what_it_returns(tmp_path, tile_folder, scan):
 # ---------------------------------------------------------------- command line
 
 
-def test_cli_stitch_a_grid_end_to_end(tmp_path, tile_folder, scan, capsys):
-    _, _, truth = scan
+def test_cli_stitch_a_grid_end_to_end(tmp_path, tile_folder, capsys):
     out = tmp_path / "out" / "mosaic.zarr"
     rc = cli.main(["stitch", str(tile_folder), "--grid", "3x3", "--overlap", "0.2", "--margin", "16",
                    "-o", str(out), "--chunks", "64", "-q"])

@@ -10,7 +10,7 @@ from .. import _backend
 from .._validation import check_array, check_number, check_real
 from ._tiles import Tiles
 
-__all__ = ["estimate_flatfield", "check_field", "correct"]
+__all__ = ["check_field", "correct", "estimate_flatfield"]
 
 
 def estimate_flatfield(tiles: Tiles, *, sigma: float | None = None) -> np.ndarray:

@@ -13,7 +13,7 @@ from ._flatfield import check_field, correct, estimate_flatfield
 from ._layout import Layout, mosaic_geometry
 from ._tiles import Tiles
 
-__all__ = ["fuse", "pyramid", "BLENDS"]
+__all__ = ["BLENDS", "fuse", "pyramid"]
 
 #: ``linear``: weighted mean, weights falling linearly to the tile borders (feathered seams);
 #: ``overwrite``: later tiles cover earlier ones; ``max``: the brightest tile wins.

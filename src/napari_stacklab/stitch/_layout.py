@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 import math
 import os
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -15,8 +16,16 @@ from .._validation import check_number
 from ._pairs import Pairs
 from ._tiles import Tiles
 
-__all__ = ["Layout", "solve_layout", "mosaic_geometry", "KEPT", "LOW_CONFIDENCE", "AMBIGUOUS", "LARGE_RESIDUAL",
-           "EXCLUDED"]
+__all__ = [
+    "AMBIGUOUS",
+    "EXCLUDED",
+    "KEPT",
+    "LARGE_RESIDUAL",
+    "LOW_CONFIDENCE",
+    "Layout",
+    "mosaic_geometry",
+    "solve_layout",
+]
 
 KEPT = "kept"
 LOW_CONFIDENCE = "low confidence"
@@ -122,7 +131,7 @@ class Layout:
         min_distinctiveness: float | None = None,
         max_residual: float | None = None,
         prior_weight: float | None = None,
-    ) -> "Layout":
+    ) -> Layout:
         """Solve again from the same measurements (nothing is re-measured).
 
         Parameters
@@ -451,7 +460,3 @@ def _residuals(positions: np.ndarray, pairs: Pairs) -> np.ndarray:
     i, j = pairs.index.T
     return np.linalg.norm(positions[j] - positions[i] - pairs.measured, axis=1)
 
-
-def with_tiles(layout: Layout, tiles: Tiles) -> Layout:
-    """The same solve over other tiles of the same shape (e.g. the whole stack the plane came from)."""
-    return replace(layout, tiles=tiles)

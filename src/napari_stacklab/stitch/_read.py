@@ -9,8 +9,9 @@ from __future__ import annotations
 import csv
 import glob
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from xml.etree import ElementTree
 
 import numpy as np
@@ -20,7 +21,7 @@ from .._validation import check_array
 from ..io._units import LENGTH_IN_UM, normalize_unit
 from ._tiles import Tiles, _pair, grid_positions
 
-__all__ = ["grid_tiles", "csv_tiles", "ome_tiles"]
+__all__ = ["csv_tiles", "grid_tiles", "ome_tiles"]
 
 PathLike = str | os.PathLike
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .. import _backend
 from .._validation import check_array, check_choice, check_number, check_real
 
-__all__ = ["Tiles", "ORDERS", "grid_positions", "tiles_from_translates"]
+__all__ = ["ORDERS", "Tiles", "grid_positions", "tiles_from_translates"]
 
 #: How tiles of a grid scan are numbered: along rows, along columns, or back and forth ("snake").
 ORDERS = ("row-major", "column-major", "snake", "snake-column")
@@ -161,7 +162,7 @@ class Tiles:
             )
         return [tile[tuple(int(i) for i in index)] for tile in self.data]
 
-    def with_positions(self, positions: Any) -> "Tiles":
+    def with_positions(self, positions: Any) -> Tiles:
         """The same tiles at other nominal positions (e.g. solved ones saved earlier)."""
         return replace(self, positions=positions, metadata=dict(self.metadata))
 

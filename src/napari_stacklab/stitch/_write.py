@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from .._validation import check_array, check_number
 from ..io import Image
 from ._fuse import _halve, default_levels
 
-__all__ = ["write_mosaic", "FORMATS"]
+__all__ = ["FORMATS", "write_mosaic"]
 
 FORMATS = {".zarr": "zarr", ".ome.zarr": "zarr", ".tif": "tiff", ".tiff": "tiff", ".ome.tif": "tiff",
            ".ome.tiff": "tiff"}
