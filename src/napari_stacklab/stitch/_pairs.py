@@ -61,20 +61,26 @@ class Pairs:
 
 
 def find_pairs(positions: np.ndarray, tile_shape: tuple, *, diagonal: bool = False, min_overlap: int = 8) -> np.ndarray:
-    """Pairs of tiles whose nominal footprints overlap, shape ``(K, 2)``.
+    """Pairs of tiles whose nominal footprints overlap, shape ``(K, 2)``, ``i < j``, sorted.
 
     Side-by-side neighbours are those whose overlap spans at least half a
     tile along one axis; corner neighbours (a small overlap on both axes) are
     added with ``diagonal=True``. Both overlap extents must reach ``min_overlap``.
+    Candidates come from a k-d tree, so large scans cost ``O(n log n)``.
     """
+    from scipy.spatial import cKDTree
+
     shape = np.asarray(tile_shape, dtype=np.float64)
-    delta = positions[None, :, :] - positions[:, None, :]
-    extent = shape - np.abs(delta)  # overlap size along each axis, negative when apart
-    overlapping = (extent >= min_overlap).all(axis=-1)
+    candidates = cKDTree(positions).query_pairs(r=float(np.hypot(*shape)), output_type="ndarray")
+    if not len(candidates):
+        return np.zeros((0, 2), dtype=np.int64)
+    candidates = np.sort(candidates, axis=1)
+    extent = shape - np.abs(positions[candidates[:, 1]] - positions[candidates[:, 0]])
+    keep = (extent >= min_overlap).all(axis=1)
     if not diagonal:
-        overlapping &= (extent >= shape / 2).any(axis=-1)
-    i, j = np.nonzero(np.triu(overlapping, k=1))
-    return np.stack([i, j], axis=1).astype(np.int64)
+        keep &= (extent >= shape / 2).any(axis=1)
+    pairs = candidates[keep]
+    return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))].astype(np.int64)
 
 
 def _boxes(expected: np.ndarray, shape: tuple, margin: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -282,7 +288,8 @@ def measure_pairs(
     import dask
 
     tile_shape = tuple(int(s) for s in frames[0].shape)
-    lazy = [_backend.as_dask(f, chunks=f.shape) if not _backend.is_dask(f) else f for f in frames]
+    # stitching computes on the host: CuPy frames are copied there, a crop at a time
+    lazy = [_backend.to_numpy(f if _backend.is_dask(f) else _backend.as_dask(f, chunks=f.shape)) for f in frames]
     if prepare is not None:
         lazy = [prepare(f) for f in lazy]
     textures = [f.map_blocks(texture, dtype=np.float32) for f in lazy]
