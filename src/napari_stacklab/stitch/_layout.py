@@ -76,6 +76,9 @@ class Layout:
     residual: np.ndarray
     settings: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        return f"Layout({self.summary()})"
+
     # -- per tile ----------------------------------------------------------
     @property
     def kept(self) -> np.ndarray:

@@ -1,9 +1,13 @@
 """Neighbouring tiles and the measured displacement between each pair.
 
-Each pair is measured by the project's phase correlation on the expected
-overlap plus a search margin (zero-padded so the correlation is linear, not
-circular), optionally polished by ECC on the true overlap, and scored by the
-normalised cross-correlation (Pearson r) of the two tiles over that overlap.
+Only the expected overlap plus a search margin is cut from each tile. The
+integer displacement maximises the normalised cross-correlation of the two
+crops' texture over every overlap in the search range, each normalised on
+its own pixels (masked NCC: thin and wide overlaps compare fairly, and no
+apodisation window hides the tile borders where overlaps lie). The project's
+phase correlation of the two overlaps then gives the sub-pixel part and ECC
+polishes it. Each pair is scored by that correlation (confidence) and by how
+much it beats the best match elsewhere (distinctiveness).
 """
 
 from __future__ import annotations

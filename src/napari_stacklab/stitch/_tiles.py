@@ -103,6 +103,11 @@ class Tiles:
     def __len__(self) -> int:
         return len(self.data)
 
+    def __repr__(self) -> str:
+        kind = "lazy" if self.lazy else "in memory"
+        return (f"Tiles({len(self)} tiles of {self.shape} {self.dtype}, {kind}, pixel size {self.pixel_size} "
+                f"{self.spatial_units[0]}, positions: {self.metadata.get('positions', 'given')})")
+
     @property
     def shape(self) -> tuple:
         """Shape of one tile, ``(..., M, N)``."""
