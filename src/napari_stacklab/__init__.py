@@ -27,6 +27,7 @@ _SUBMODULES = (
     "morphology",
     "equalize",
     "matting",
+    "stitch",
     "batch",
     "io",
     "lift",

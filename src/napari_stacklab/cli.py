@@ -7,6 +7,7 @@
     stacklab ops [NAME]
     stacklab convert INPUT OUTPUT.tif [--overwrite]
     stacklab demo [--sample timelapse|stem4d|hologram]
+    stacklab stitch TILES... -o OUT.zarr [--grid 4x5 | --positions CSV] [--scheduler local|ADDRESS]
 
 Exit status: 0 on success, 1 when some inputs of a batch failed (the others were
 written), 2 for a usage or input error, 130 when interrupted (Ctrl-C). Errors are
@@ -145,6 +146,14 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stitch(args: argparse.Namespace) -> int:
+    from .batch import _compute, _scheduler
+    from .stitch._cli import run
+
+    with _scheduler(args.scheduler) as client:
+        return run(args, compute=lambda tasks: _compute(tasks, client, not args.quiet))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stacklab", description="napari-stacklab: lazy microscopy image operations")
     parser.add_argument("--version", action="version", version=f"napari-stacklab {__version__}")
@@ -181,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sample", choices=SAMPLES, default="timelapse")
     demo.add_argument("--screenshot", default=None, help="save a screenshot to this PNG and quit (for docs/CI)")
     demo.set_defaults(handler=_demo)
+
+    from .stitch._cli import add_arguments
+
+    stitch = sub.add_parser("stitch", help="stitch overlapping tiles into one mosaic, with a quality report")
+    add_arguments(stitch)
+    stitch.set_defaults(handler=_stitch)
     return parser
 
 
