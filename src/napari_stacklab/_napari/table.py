@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
 )
 
 from .. import _backend
+from ._tool import fit_table
 from .plot import ColumnPlot
 
 __all__ = ["TableWidget", "as_frame"]
@@ -70,7 +71,9 @@ class TableWidget(QWidget):
             controls.addWidget(widget)
         controls.addWidget(self.save_button)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel(title))
+        heading = QLabel(title)
+        heading.setWordWrap(True)
+        layout.addWidget(heading)
         layout.addWidget(self.table_view)
         layout.addLayout(controls)
         layout.addWidget(self.plot)
@@ -96,6 +99,7 @@ class TableWidget(QWidget):
             for i, value in enumerate(frame[column].to_numpy()):
                 text = f"{value:.6g}" if isinstance(value, (float, np.floating)) else str(value)
                 self.table_view.setItem(i, j, QTableWidgetItem(text))
+        fit_table(self.table_view)
         numeric = [str(c) for c in frame.columns if np.issubdtype(frame[c].dtype, np.number)]
         x, y = self.x_column.currentText(), self.y_column.currentText()
         for combo, items, keep in ((self.x_column, numeric, x), (self.y_column, [_HISTOGRAM, *numeric], y)):

@@ -421,12 +421,7 @@ class OperationWidget(Container):
 
     def _plane_index(self, layer: Any) -> tuple:
         """Index of the frame the viewer shows, over the layer's batch axes."""
-        n_batch = layer.ndim - self.operation.frame_ndim
-        if n_batch <= 0:
-            return ()
-        point = np.asarray(layer.world_to_data(self.viewer.dims.point), dtype=float)
-        shape = _layer_data(layer).shape
-        return tuple(int(np.clip(np.round(c), 0, s - 1)) for c, s in zip(point[:n_batch], shape[:n_batch]))
+        return _layers.shown_index(self.viewer, layer, self.operation.frame_ndim)
 
     def _resolved(self, job: _Job) -> dict:
         """Resolved parameters, cached so scrolling planes never recomputes global statistics."""
@@ -650,9 +645,7 @@ class OperationWidget(Container):
             }
 
 
-def _layer_data(layer: Any) -> Any:
-    """The full-resolution array of a layer (level 0 of a multiscale pyramid)."""
-    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+_layer_data = _layers.source_data
 
 
 def _each_array(result: Any, convert: Any) -> Any:
