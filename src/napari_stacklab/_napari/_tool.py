@@ -447,6 +447,10 @@ class Tool(Container):
         self._pairs.append((first, second))
         for changed, other in ((first, second), (second, first)):
             changed.changed.connect(lambda *_, a=changed, b=other: self._separate(a, b))
+        if second.value is None:  # a nullable second role starts on a layer too, when there is one
+            alternatives = [layer for layer in second.layers() if layer is not first.value]
+            if alternatives:
+                second.value = alternatives[0]
         self._separate(first, second)
 
     def _separate(self, changed: LayerChooser, other: LayerChooser) -> None:
@@ -481,7 +485,7 @@ class Tool(Container):
         return self._closed
 
     def _release(self, destroyed: bool) -> None:
-        if self._closed:
+        if vars(self).get("_closed", True):  # closed already, or torn down by the garbage collector
             return
         if destroyed:
             self._closed = True  # the Qt widgets are gone: nothing may touch them any more

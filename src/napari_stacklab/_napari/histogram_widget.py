@@ -61,11 +61,6 @@ class HistogramWidget(Tool):
         self._active_changed()
 
     @property
-    def info(self) -> Any:
-        """The status line (its former name)."""
-        return self.status
-
-    @property
     def busy(self) -> bool:
         return self._latest.busy
 

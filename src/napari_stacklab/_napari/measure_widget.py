@@ -68,11 +68,6 @@ class MeasureWidget(Tool):
         self.step: dict | None = None
         self.measure_button.changed.connect(lambda *_: self.run())
 
-    @property
-    def info(self) -> Any:
-        """The status line (its former name)."""
-        return self.status
-
     def _inputs(self) -> dict:
         """What a measurement needs, read from the widgets and layers (in the GUI thread only)."""
         layer = self.labels_layer.value
