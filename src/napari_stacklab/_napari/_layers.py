@@ -218,9 +218,30 @@ def _layer_class(layer_type: str) -> type:
 def _update(layer: Any, data: Any, kwargs: dict) -> None:
     layer.data = data
     for key in ("scale", "translate", "rotate", "shear", "affine", "units", "axis_labels", "metadata"):
-        setattr(layer, key, kwargs[key])
+        if not _same(key, getattr(layer, key), kwargs[key]):  # every change re-lays the viewer out: skip no-ops
+            setattr(layer, key, kwargs[key])
     if "features" in kwargs:
         layer.features = kwargs["features"]
     if isinstance(layer, _layer_class("image")):
         layer.reset_contrast_limits()
     layer.refresh()
+
+
+def _same(key: str, current: Any, new: Any) -> bool:
+    """Whether setting layer property ``key`` to ``new`` would change nothing."""
+    if key == "metadata":
+        return False
+    if key == "affine":
+        current = current.affine_matrix
+    if key in ("units", "axis_labels"):
+        return tuple(map(str, current)) == tuple(map(str, _units(new) if key == "units" else new))
+    current, new = np.asarray(current, dtype=float), np.asarray(new, dtype=float)
+    return current.shape == new.shape and bool(np.allclose(current, new, rtol=0, atol=0))
+
+
+def _units(units: Any) -> tuple:
+    """Units as napari holds them (pint units of its registry: ``"um"`` -> micrometer)."""
+    import pint
+
+    registry = pint.get_application_registry()
+    return tuple(registry.Unit(str(unit)) for unit in units)

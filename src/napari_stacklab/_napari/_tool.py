@@ -304,6 +304,7 @@ class _Run:
     inputs: tuple
     on_result: Callable[[Any], Any]
     cancelled: bool = False
+    showing: bool = False  # the result is being shown, one layer per event-loop turn
     reason: str = "cancelled"
     bar: Any = None
     shown_warnings: set = dataclasses.field(default_factory=set)
@@ -535,7 +536,10 @@ class Tool(Container):
         ``task`` gets arrays and parameters, never a napari object. A generator
         task reports progress by yielding ``("total", n)`` once and then
         ``("step", 1)`` per unit of work; Cancel takes effect at its next
-        yield. Returns the worker, or ``None`` when a run is already going on.
+        yield. ``on_result`` may be a generator: the base then runs it one
+        step per turn of the event loop (a layer per step), and the tool
+        stays :attr:`running` until it is done. Returns the worker, or
+        ``None`` when a run is already going on.
         ``inputs`` are the layers the run depends on: if one is deleted, the
         run stops and nothing is added.
         """
@@ -595,9 +599,26 @@ class Tool(Container):
         if run.cancelled or self._closed:
             return
         try:
-            run.on_result(result)
+            shown = run.on_result(result)
         except Exception as exc:  # noqa: BLE001 - a result napari cannot show must not escape the event loop
             self.fail(exc)
+            return
+        if isinstance(shown, Iterator):  # a layer per turn of the event loop: the window repaints in between
+            run.showing = True
+            QTimer.singleShot(0, lambda: self._show_next(run, shown))
+
+    def _show_next(self, run: _Run, shown: Iterator) -> None:
+        try:
+            if not (run.cancelled or self._closed):
+                next(shown)
+                QTimer.singleShot(0, lambda: self._show_next(run, shown))
+                return
+        except StopIteration:
+            pass
+        except Exception as exc:  # noqa: BLE001
+            self.fail(exc)
+        run.showing = False
+        self._on_finished(run)
 
     def _on_errored(self, run: _Run, exc: BaseException) -> None:
         if run.cancelled or isinstance(exc, Cancelled):
@@ -614,8 +635,11 @@ class Tool(Container):
         notifications.show_warning(text)
 
     def _on_finished(self, run: _Run) -> None:
+        if run.showing:  # the worker is done; the tool is, once its layers are all shown
+            return
         if run.bar is not None:
             run.bar.close()
+            run.bar = None
         if self._run is run:
             self._run = None
         if not self._closed:

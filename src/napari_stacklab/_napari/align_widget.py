@@ -76,14 +76,18 @@ def align_images(base: Any, jobs: list[dict], method: str, model: str, window: i
             yield ("step", 1)
             continue
         data = job["data"]
-        lazy = _backend.as_dask(data, chunks=(1,) * (data.ndim - 2) + tuple(data.shape[-2:]))
         aligned_frame = warp(moving, transform, output_shape=fixed.shape)
+        if data.ndim == 2:  # an image: computed here, so that showing it computes nothing in the GUI thread
+            aligned = warp(np.asarray(_backend.materialize(data)), transform, output_shape=fixed.shape)
+        else:  # a stack: resampled lazily, frame by frame, when napari shows it
+            lazy = _backend.as_dask(data, chunks=(1,) * (data.ndim - 2) + tuple(data.shape[-2:]))
+            aligned = warp(lazy, transform, output_shape=fixed.shape)
         valid = warp(np.ones(moving.shape, np.float32), transform, output_shape=fixed.shape, order=0) > 0
         heat = np.asarray(similarity_map(aligned_frame, reference=fixed, window=window)) * valid
         results.append({
             "name": job["name"],
             "transform": transform,
-            "aligned": warp(lazy, transform, output_shape=fixed.shape),
+            "aligned": aligned,
             "heat": heat.astype(np.float32),
             "similarity": similarity_score(aligned_frame, fixed, mask=valid),
         })
@@ -147,7 +151,8 @@ class AlignSetWidget(Tool):
         n = min(len(fixed), len(moving))
         return fixed[:n], moving[:n]
 
-    def _show(self, base: Any, targets: list, results: list[dict]) -> None:
+    def _show(self, base: Any, targets: list, results: list[dict]):
+        """Show the results, one layer per turn of the event loop (a generator the base runs)."""
         layers = {layer.name: layer for layer in targets}
         rows, failures = [], []
         for result in results:
@@ -161,11 +166,13 @@ class AlignSetWidget(Tool):
             step = transform_step(transform, result["heat"].shape, **found)
             self.publish(result["aligned"], source=layer, name=f"{name} aligned", steps=[step], frame=grid,
                          colormap=layer.colormap.name, contrast_limits=tuple(layer.contrast_limits))
+            yield
             heat_step = {"op": "similarity_map", "params": {"reference": {"layer": base.name},
                                                             "window": int(self.window.value)}}
             self.publish(result["heat"], source=layer, name=f"{name} similarity", steps=[step, heat_step],
                          frame=_layers.spatial_kwargs(base, 2), role="heatmap",
                          colormap=HEATMAP_COLORMAP, contrast_limits=(0.0, 1.0), opacity=0.7)
+            yield
             self.results[name] = {"transform": transform, "score": transform.score,
                                   "similarity": result["similarity"]}
             rows.append([name, self.method.value, transform.model, rounded(transform.score),
