@@ -55,8 +55,10 @@ def test_navigator_holds_the_4d_layer_and_lays_out_labelled_panels_in_scan_units
     rights = [layers[k].extent.world[1][1] for k in ("scan", "mean", "pattern")]
     assert lefts[1] > rights[0] and lefts[2] > rights[1]
     titles = layers["titles"]
-    assert list(titles.features["title"])[1].startswith("mean pattern") and "0.1 mrad/px" in titles.features["title"][1]
-    assert np.all(titles.data[:, 0] < 0) and np.all((titles.data[:, 1] > lefts[0]) & (titles.data[:, 1] < rights[2]))
+    assert list(titles.features["title"]) == ["scan image", "mean pattern (0.1 mrad/px)", "pattern at (2, 4)"]
+    height = layers["scan"].extent.world[1][0]
+    assert titles.data[0, 0] < 0 and titles.data[1, 0] > height and titles.data[2, 0] < 0  # above, below, above
+    assert np.all((titles.data[:, 1] > lefts) & (titles.data[:, 1] < rights))  # each over its own panel
     # the view shows all three panels
     viewer.reset_view()
     corners = viewer.layers.extent.world

@@ -480,6 +480,10 @@ def test_tools_opened_together_share_tabs_in_a_1280_by_800_window(make_napari_vi
     assert group == set(docks)  # one tab group: one tool shown at a time, the canvas keeps its room
     assert all(dock.minimumSizeHint().height() < 400 for dock in docks)
     assert viewer.window._qt_viewer.canvas.native.width() > 500
+    gaussian = open_tool(viewer, "Gaussian")  # an operation widget opened later joins the tabs too
+    qtbot.wait(100)
+    assert gaussian.native.parent() in window.tabifiedDockWidgets(docks[0])
+    assert window.width() <= 1280 and window.height() <= 800
 
 
 def test_publish_copies_the_physical_frame_and_warns_once_about_the_builtin_writer(make_napari_viewer,

@@ -30,7 +30,7 @@ MAX_BYTES = 300_000
 WINDOW = (1280, 800)
 
 Wait = Callable[[Callable[[], bool]], None]
-Snap = Callable[[str], None]
+Snap = Callable[..., None]
 
 
 def example(name: str) -> Any:
@@ -102,7 +102,7 @@ def run_tool(tool: Any, method: str, wait: Wait) -> Any:
     return result
 
 
-def _no_snap(name: str) -> None:
+def _no_snap(name: str, fit: Any = None) -> None:
     return None
 
 
@@ -390,9 +390,9 @@ def stem_workflow(viewer: Any, folder: Path, wait: Wait, snap: Snap = _no_snap) 
     clicks("type", "file name")
     clicks("button", "Save")
     recipe_path = export.save(folder / "recipe_adf.yaml")
-    hide_tools(viewer)
-    _show_only(viewer, outputs, grid=True)
-    snap("tutorial_stem_maps")
+    _show_only(viewer, outputs[:1], grid=False)
+    show_tool(export)
+    snap("tutorial_stem_maps", fit=navigator.layers["scan"])
 
     batch = run_batch(recipe_path, scans, folder / "batch", progress=False)  # or: stacklab run (no clicks)
     return {"scans": scans, "layer": name, "adf": adf, "scan_image": scan_image, "outputs": outputs,
@@ -401,6 +401,15 @@ def stem_workflow(viewer: Any, folder: Path, wait: Wait, snap: Snap = _no_snap) 
 
 
 # --- screenshots --------------------------------------------------------------------------------------
+
+
+def fit_view(viewer: Any, layer: Any, margin: float = 0.9) -> None:
+    """Centre the camera on ``layer`` and zoom so that it fills the canvas (not the extent of every layer)."""
+    (top, left), (bottom, right) = np.asarray(layer.extent.world)[:, -2:]
+    canvas = viewer.window._qt_viewer.canvas.native
+    height, width = canvas.height(), canvas.width()
+    viewer.scene.camera.center = ((top + bottom) / 2, (left + right) / 2)
+    viewer.scene.camera.zoom = margin * min(height / (bottom - top), width / (right - left))
 
 
 def narrow_docks(viewer: Any, width: int = 380) -> None:
@@ -443,10 +452,12 @@ def main(out_dir: Path = IMAGES, work_dir: Path | None = None) -> list[Path]:
         viewer = napari.Viewer(show=True)
         viewer.window.resize(*WINDOW)
 
-        def snap(name: str, viewer: Any = viewer) -> None:
+        def snap(name: str, viewer: Any = viewer, fit: Any = None) -> None:
             narrow_docks(viewer)
             settle()
             viewer.reset_view()  # after the canvas knows its size
+            if fit is not None:
+                fit_view(viewer, fit)
             settle()
             written.append(save_screenshot(viewer, out_dir / f"{name}.png"))
 

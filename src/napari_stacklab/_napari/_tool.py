@@ -358,6 +358,24 @@ def _is_stacklab_dock(dock: QDockWidget) -> bool:
     return isinstance(magic, (Tool, OperationWidget)) or isinstance(inner, TableWidget)
 
 
+class _WindowDocks(QObject):
+    """Once a tool has docked in a window: every stacklab dock added to it later joins the tabs too.
+
+    (Operation widgets are docked by napari without passing through a tool.)
+    """
+
+    def __init__(self, window: QMainWindow) -> None:
+        super().__init__(window)
+        window.installEventFilter(self)
+
+    def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 (Qt name)
+        if event.type() == QEvent.Type.ChildAdded and isinstance(event.child(), QDockWidget):
+            dock = event.child()
+            QTimer.singleShot(0, lambda: dock.widget() is not None and _is_stacklab_dock(dock)
+                              and tabify_with_stacklab_docks(dock.widget()))
+        return False
+
+
 def tabify_with_stacklab_docks(widget: Any) -> None:
     """Put the dock holding ``widget`` into one tab group with the other visible stacklab docks beside it."""
     try:
@@ -367,6 +385,8 @@ def tabify_with_stacklab_docks(widget: Any) -> None:
         return
     if not isinstance(window, QMainWindow) or dock.isFloating():
         return
+    if window.findChild(_WindowDocks) is None:
+        _WindowDocks(window)
     area = window.dockWidgetArea(dock)
     others = [
         other for other in window.findChildren(QDockWidget)

@@ -48,7 +48,7 @@ __all__ = ["StemNavigator"]
 #: How many scan images the cache keeps.
 CACHE_SIZE = 32
 #: Gap between the panels, as a fraction of the scan width.
-GAP = 0.08
+GAP = 0.12
 PANELS = ("scan", "mean", "pattern", "mask", "detector", "position", "titles")
 
 
@@ -184,9 +184,10 @@ class StemNavigator(Tool):
         center = ((ky - 1) / 2, (kx - 1) / 2)
         radius = min(ky, kx) / 8
         blank = np.zeros((ky, kx), np.float32)
-        k_unit = f"{float(layer.scale[-1]):g} {_unit(layer.units[-1])}/px"
-        titles = np.array([[-0.06 * height, width / 2], [-0.06 * height, width * (1 + GAP) + kx * pixel / 2],
-                           [-0.06 * height, pattern_left + kx * pixel / 2]])
+        self._k_unit = f"{float(layer.scale[-1]):g} {_unit(layer.units[-1])}/px"
+        above, below = -0.06 * height, 1.06 * height  # the middle title goes below: long titles never touch
+        titles = np.array([[above, width / 2], [below, width * (1 + GAP) + kx * pixel / 2],
+                           [above, pattern_left + kx * pixel / 2]])
         panel = {"source": layer, "role": "panel"}
         self.layers = {
             "scan": publish(self.viewer, np.zeros((sy, sx), np.float32), name=f"{name} scan", frame=scan_frame,
@@ -204,8 +205,8 @@ class StemNavigator(Tool):
                                 kind="points", frame=scan_frame, face_color="red", size=2, **panel),
             "titles": publish(self.viewer, titles, name=f"{name} panel titles", kind="points", frame=_frame(
                 (1.0, 1.0), (0.0, 0.0), units, labels), size=0.0, features={"title": [
-                    f"scan ({sy} x {sx} positions)", f"mean pattern + detector ({k_unit})", "pattern at marker"]},
-                text={"string": "{title}", "color": "white", "size": 9, "anchor": "center"}, **panel),
+                    "scan image", "mean pattern", "pattern"]},
+                text={"string": "{title}", "color": "white", "size": 10, "anchor": "center"}, **panel),
         }
         self.layers["titles"].editable = False
         self._compute(stem.mean_pattern(self.data), self._show_mean)
@@ -237,6 +238,9 @@ class StemNavigator(Tool):
         pattern = self.layers["pattern"]
         pattern.data = frame = _backend.materialize(self.data[iy, ix])
         pattern.contrast_limits = _limits(frame)
+        titles = self.layers["titles"]
+        titles.features = {"title": ["scan image", f"mean pattern ({self._k_unit})", f"pattern at ({iy}, {ix})"]}
+        titles.refresh()
         self.say(f"pattern at scan position ({iy}, {ix})")
 
     def _on_marker(self, event: Any = None) -> None:
