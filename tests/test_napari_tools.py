@@ -313,6 +313,19 @@ def test_deleting_the_input_mid_run_adds_nothing_and_says_so(title, make_napari_
     assert any("was removed" in text for text in messages(escaped[1], tool))
 
 
+def test_a_runtime_error_in_a_tool_worker_ends_the_run(make_napari_viewer, qtbot, escaped):
+    """ECC diverging raises ECCError, a RuntimeError, which superqt's worker would swallow for good."""
+    noise = np.random.default_rng(0).random((3, 64, 64)).astype(np.float32)
+    viewer = make_napari_viewer()
+    viewer.add_image(noise, name="noise")
+    tool = open_tool(viewer, "Drift correction")
+    tool.set_params(refine=True)
+    tool.run()
+    finish(qtbot, tool)
+    assert tool.status.value.startswith("Drift correction: ECC diverged"), tool.status.value
+    assert [layer.name for layer in viewer.layers] == ["noise"] and tool.run_button.enabled
+
+
 def test_cancel_stops_align_between_images(make_napari_viewer, qtbot, monkeypatch, escaped):
     from napari_stacklab._napari import align_widget
 
