@@ -342,7 +342,7 @@ class StemNavigator(Tool):
         scan = self.layers["scan"]
         scan.data = image
         scan.contrast_limits = _limits(image)
-        scan.metadata["detector"] = key
+        scan.metadata["stacklab"]["detector"] = key
         self.say(f"scan image: {_describe(key)}")
 
     @property
