@@ -134,9 +134,9 @@ def measure_align(viewer, meter, size: int) -> dict:
     for run in ("first", "again"):  # the first run also builds napari's activity dialog and the new layers
         meter.start()
         start = time.perf_counter()
-        returned = []
+        returned: list[float] = []
         worker = tool.run()
-        worker.returned.connect(lambda *_: returned.append(time.perf_counter()))
+        worker.returned.connect(lambda *_, times=returned: times.append(time.perf_counter()))
         run_until(lambda: not tool.running and "image 3 similarity" in viewer.layers)
         run_until(lambda: True)
         meter.stop()

@@ -118,7 +118,6 @@ def test_drift_and_align_tools_estimate_on_the_chosen_device(qtbot, gpu_viewer, 
     align.method.value, align.device.value = "phase correlation", "gpu"
     with warnings.catch_warnings():
         warnings.simplefilter("error", _backend.GPUFallbackWarning)
-        worker = align.run()
-        with qtbot.waitSignal(worker.finished, timeout=60_000):
-            pass
+        align.run()
+        qtbot.waitUntil(lambda: not align.running, timeout=60_000)  # computed, and its layers shown
     np.testing.assert_allclose(align.results["later"]["transform"].shift, [2, -4], atol=0.05)

@@ -3,6 +3,10 @@
 WAIT_MS = 60_000
 
 
+def units_of(layer):
+    return tuple(str(u) for u in layer.units)
+
+
 def finish(qtbot, tool):
     """Wait until the tool's worker is done and its result was shown."""
     qtbot.waitUntil(lambda: not tool.running, timeout=WAIT_MS)
@@ -150,7 +154,7 @@ def test_align_set_gives_aligned_layers_heatmaps_and_scores(make_napari_viewer, 
     values = np.asarray(heat.data)
     assert values[30:-30, 30:-30].mean() > 0.9 and values.max() <= 1.0
     aligned = viewer.layers["tilted aligned"]
-    assert isinstance(aligned.data, da.Array)
+    assert isinstance(aligned.data, np.ndarray)  # an image is resampled in the worker; a stack lazily (below)
     assert tuple(aligned.scale) == (0.5, 0.5) and str(aligned.units[-1]) == "micrometer"
     assert [s["op"] for s in aligned.metadata["stacklab"]["steps"]] == ["apply_transform"]
     assert [s["op"] for s in heat.metadata["stacklab"]["steps"]] == ["apply_transform", "similarity_map"]
@@ -165,6 +169,17 @@ def test_align_set_gives_aligned_layers_heatmaps_and_scores(make_napari_viewer, 
     np.testing.assert_allclose(widget.results["shifted"]["transform"].shift, [3, -5], atol=0.05)
     # the heatmaps are never offered as images to align
     assert "tilted similarity" not in [layer.name for layer in widget.targets.choices]
+
+    viewer.add_image(np.stack([moving, moving * 2]), name="tilted stack", **{**frame, "scale": (1.0, 0.5, 0.5),
+                                                                             "units": ("s", "um", "um")})
+    widget.method.value = "ECC"
+    widget.targets.value = [viewer.layers["tilted stack"]]
+    widget.run()
+    finish(qtbot, widget)
+    stack = viewer.layers["tilted stack aligned"]
+    assert isinstance(stack.data, da.Array) and stack.data.shape == (2, 256, 256)
+    assert tuple(stack.scale) == (1.0, 0.5, 0.5) and units_of(stack) == ("second", "micrometer", "micrometer")
+    np.testing.assert_allclose(np.asarray(stack.data[1]), 2 * np.asarray(stack.data[0]), rtol=1e-4, atol=1e-3)
 
 
 def test_drift_widget_estimates_plots_and_reuses_shifts(make_napari_viewer, qtbot):

@@ -28,7 +28,6 @@ import pytest
 from skimage import data
 
 import napari_stacklab as sl
-from napari_stacklab import Recipe
 from napari_stacklab._napari import _tool
 from napari_stacklab._napari.align_widget import AlignSetWidget
 from napari_stacklab._napari.drift_widget import DriftWidget

@@ -272,8 +272,8 @@ def _calibrated(layer: Any) -> bool:
 
 
 def _unit_text(layer: Any) -> str:
-    return f"{float(layer.scale[-1]):g} {layer.units[-1]:~}" if hasattr(layer.units[-1], "dimensionality") \
-        else f"{float(layer.scale[-1]):g} {layer.units[-1]}"
+    unit = layer.units[-1]
+    return f"{float(layer.scale[-1]):g} {format(unit, '~') if hasattr(unit, 'dimensionality') else unit}"
 
 
 # --- actions and runs ----------------------------------------------------------------------------
@@ -289,10 +289,6 @@ def action(method: Callable) -> Callable:
             return None
 
     return guarded
-
-
-class Cancelled(Exception):
-    """Raised inside a task that saw its run was cancelled (between two steps)."""
 
 
 @dataclasses.dataclass(eq=False)
@@ -641,7 +637,7 @@ class Tool(Container):
         self._on_finished(run)
 
     def _on_errored(self, run: _Run, exc: BaseException) -> None:
-        if run.cancelled or isinstance(exc, Cancelled):
+        if run.cancelled:  # a failure after a stop (e.g. the input vanished) is no news
             return
         self.fail(exc)
 
