@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import FloatSlider, PushButton, SpinBox
+from magicgui.widgets import FloatSlider, Label, PushButton, SpinBox
 from qtpy.QtCore import QTimer
 
 from .. import _backend, registry
@@ -123,13 +123,15 @@ class PrepareImageWidget(Tool):
         self.sharpen_amount = FloatSlider(label="sharpen amount", min=0, max=5, step=0.1, value=0)
         self.gamma = FloatSlider(label="gamma", min=0.1, max=5, step=0.05, value=1)
         self.gain = FloatSlider(label="gain", min=0, max=5, step=0.05, value=1)
+        self.chain = Label(value="no step (all neutral)")
+        self.chain.native.setWordWrap(True)
         self.apply_button = PushButton(text="Apply (full resolution)")
         self.compare_button = PushButton(text="Side by side with original")
         self.controls = [
             self.bilateral, self.saturation, self.clahe_clip, self.clahe_tiles,
             self.sharpen_sigma, self.sharpen_amount, self.gamma, self.gain,
         ]
-        self.add(self.image, *self.controls, self.apply_button, self.compare_button)
+        self.add(self.image, *self.controls, self.chain, self.apply_button, self.compare_button)
         self.busy_widgets = [self.apply_button]
         self.image.prefer(self.viewer.layers.selection.active)
         self._previews = Latest(self)
@@ -178,7 +180,7 @@ class PrepareImageWidget(Tool):
         stride = max(1, int(np.ceil(np.sqrt(spatial[0] * spatial[1] / PREVIEW_PIXELS))))
         copy = frame[::stride, ::stride]
         steps = self.steps()
-        self.say(" -> ".join(s["op"] for s in steps) or "no step (all neutral)")
+        self.chain.value = " -> ".join(s["op"] for s in steps) or "no step (all neutral)"
         self._previews.request(run_steps, copy, _preview_steps(steps, stride), layer.rgb,
                                on_result=lambda result: self._show_preview(layer, stride, result))
 
