@@ -442,19 +442,19 @@ def test_drift_tool_input_removed_mid_estimate_adds_nothing(qtbot, make_napari_v
     viewer.add_image(stack[::-1].copy(), name="b")
     tool = drift_widget.DriftWidget(viewer)
     viewer.window.add_dock_widget(tool, area="right")
-    tool.source.value = "a"
-    tool.refine.value = False
-    worker = tool.estimate()
+    tool.source.value = viewer.layers["a"]
+    tool.set_params(refine=False)
+    worker = tool.run()
     assert gate.entered.wait(WAIT_MS / 1000)
     viewer.layers.remove("a")
-    assert tool.source.value == "b"
+    assert tool.source.value is viewer.layers["b"]
     gate.opened.set()
     wait_finished(qtbot, worker)
     assert names(viewer) == ["b"] and tool.shifts is None
     assert "'a' was removed" in tool.status.value
     assert escaped[0] == [] and gate.threads == {False}
-    tool.estimate()  # still usable, on the remaining stack
-    qtbot.waitUntil(lambda: "b drift corrected" in viewer.layers, timeout=WAIT_MS)
+    tool.run()  # still usable, on the remaining stack
+    qtbot.waitUntil(lambda: "b drift_correct" in viewer.layers, timeout=WAIT_MS)
 
 
 def test_drift_tool_failure_is_shown_not_raised(qtbot, make_napari_viewer, stack, monkeypatch, escaped):
@@ -468,9 +468,9 @@ def test_drift_tool_failure_is_shown_not_raised(qtbot, make_napari_viewer, stack
     viewer.add_image(stack, name="a")
     tool = drift_widget.DriftWidget(viewer)
     viewer.window.add_dock_widget(tool, area="right")
-    wait_finished(qtbot, tool.estimate())
-    assert tool.status.value == "Drift estimate failed: no overlap between frames"
-    assert escaped[0] == [] and tool.estimate_button.enabled
+    wait_finished(qtbot, tool.run())
+    assert tool.status.value == "Drift correction: no overlap between frames"
+    assert escaped[0] == [] and tool.run_button.enabled
 
 
 def test_measure_tool_reads_widgets_in_the_gui_thread_and_drops_a_removed_layer(qtbot, make_napari_viewer, gate,
@@ -493,13 +493,12 @@ def test_measure_tool_reads_widgets_in_the_gui_thread_and_drops_a_removed_layer(
     tool = measure_widget.MeasureWidget(viewer)
     viewer.window.add_dock_widget(tool, area="right")
     tool.labels_layer.value = viewer.layers["nuclei"]
-    tool.run()
-    worker = tool._worker
+    worker = tool.run()
     assert gate.entered.wait(WAIT_MS / 1000)
     viewer.layers.remove("nuclei")
     gate.opened.set()
     wait_finished(qtbot, worker)
-    assert "'nuclei' was removed" in tool.info.value and tool.table_widget is None
+    assert "'nuclei' was removed" in tool.status.value and tool.table_widget is None
     assert "nuclei measurements" not in viewer.window.dock_widgets
     assert gate.threads == {False} and escaped[0] == []
 

@@ -12,20 +12,31 @@ from napari_stacklab._napari.prepare_widget import PrepareImageWidget
 from napari_stacklab._napari.profile_widget import LineProfileWidget
 from napari_stacklab.recipe import Recipe
 
+WAIT_MS = 60_000
 
-def test_equalize_set_widget(make_napari_viewer):
+
+def finish(qtbot, tool):
+    qtbot.waitUntil(lambda: not tool.running, timeout=WAIT_MS)
+
+
+def test_equalize_set_widget(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     camera = data.camera()[::2, ::2]
-    viewer.add_image(camera, name="camera", scale=(0.5, 0.5))
-    viewer.add_image(data.moon()[:256, :256] // 3 + 20, name="moon")
+    viewer.add_image(camera, name="camera", scale=(0.5, 0.5), units=("um", "um"))
+    viewer.add_image(data.moon()[:256, :256] // 3 + 20, name="moon", scale=(0.5, 0.5), units=("um", "um"))
     widget = EqualizeSetWidget(viewer)
     widget.images.value = [viewer.layers["camera"], viewer.layers["moon"]]
+    assert widget.reference.choices == ("median", "camera", "moon")  # only the chosen images
     widget.reference.value = "camera"
     widget.method.value = "histogram"
     widget.run_button.clicked.emit()
+    finish(qtbot, widget)
     out = viewer.layers["moon equalized"]
     assert "camera equalized" in viewer.layers
-    assert out.metadata["equalize_set"]["reference"] == "camera"
+    step = out.metadata["stacklab"]["steps"][-1]
+    assert step["op"] == "equalize_set" and step["params"]["reference"] == "camera"
+    assert step["params"]["images"] == ["camera", "moon"] and step["params"]["index"] == 1
+    assert tuple(str(u) for u in out.units) == ("micrometer", "micrometer")
     # matched histograms: the fraction of pixels below the camera's median is one half, give or take
     # the largest tie of the moon image (matching maps all pixels of one value to one value)
     largest_tie = np.unique(viewer.layers["moon"].data, return_counts=True)[1].max() / out.data.size
@@ -33,19 +44,22 @@ def test_equalize_set_widget(make_napari_viewer):
     assert tuple(viewer.layers["camera equalized"].scale) == (0.5, 0.5)
     widget.sharpness.value = True
     widget.run()
+    finish(qtbot, widget)
     out = viewer.layers["moon equalized"]
     np.testing.assert_allclose(laplacian_variance(out.data), laplacian_variance(camera), rtol=0.02)
     widget.method.value = "meanstd"
     widget.reference.value = "median"
     widget.run()
+    finish(qtbot, widget)
     assert len([layer for layer in viewer.layers if layer.name.endswith("equalized")]) == 2  # replaced
     means = [viewer.layers[n].data.mean() for n in ("camera equalized", "moon equalized")]
     np.testing.assert_allclose(means[0], means[1], rtol=1e-3)
 
 
-def test_prepare_image_widget_live_chain_and_compare(make_napari_viewer):
+def test_prepare_image_widget_preview_apply_and_compare(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
-    viewer.add_image(data.coins(), name="coins")
+    coins = data.coins()
+    viewer.add_image(coins, name="coins", scale=(0.5, 0.5), units=("um", "um"))
     widget = PrepareImageWidget(viewer)
     widget.image.value = viewer.layers["coins"]
     widget.bilateral.value = 2.0
@@ -53,26 +67,52 @@ def test_prepare_image_widget_live_chain_and_compare(make_napari_viewer):
     widget.sharpen_amount.value = 1.0
     widget.gamma.value = 0.8
     widget.gain.value = 2.0
+    # the sliders preview in the background (debounced), a displayed copy only: no result layer yet
+    qtbot.waitUntil(lambda: not widget.previewing and "coins prepared (preview)" in viewer.layers, timeout=WAIT_MS)
+    preview = viewer.layers["coins prepared (preview)"]
+    assert "coins prepared" not in viewer.layers and preview.metadata["stacklab"]["role"] == "preview"
+    widget.apply()
+    finish(qtbot, widget)
     out = viewer.layers["coins prepared"]
+    assert "coins prepared (preview)" not in viewer.layers
     steps = out.metadata["stacklab"]["steps"]
     assert [s["op"] for s in steps] == ["bilateral", "clahe", "unsharp_mask", "adjust_gamma", "adjust_gain"]
-    np.testing.assert_allclose(out.data, Recipe(steps=steps).run(data.coins()), rtol=1e-6)
+    np.testing.assert_allclose(out.data, Recipe(steps=steps).run(coins), rtol=1e-6)
     assert out.data.max() > 1.5  # gain 2 applied to a CLAHE image in [0, 1]
+    assert tuple(out.scale) == (0.5, 0.5) and str(out.units[-1]) == "micrometer"
     assert widget.toggle_compare() is True and viewer.canvas.grid.enabled
     widget.compare_button.clicked.emit()
     assert not viewer.canvas.grid.enabled
 
 
-def test_prepare_image_widget_rgb_saturation(make_napari_viewer):
+def test_prepare_previews_a_large_image_on_a_subsampled_copy(make_napari_viewer, qtbot):
+    from napari_stacklab._napari.prepare_widget import PREVIEW_PIXELS
+
+    viewer = make_napari_viewer()
+    big = np.tile(data.camera(), (2, 2))  # 1024 x 1024
+    viewer.add_image(big, name="big", scale=(0.1, 0.1))
+    widget = PrepareImageWidget(viewer)
+    widget.image.value = viewer.layers["big"]
+    widget.gain.value = 3.0
+    qtbot.waitUntil(lambda: not widget.previewing and "big prepared (preview)" in viewer.layers, timeout=WAIT_MS)
+    preview = viewer.layers["big prepared (preview)"]
+    assert preview.data.size <= PREVIEW_PIXELS and preview.data.shape == (512, 512)
+    np.testing.assert_allclose(preview.data, big[::2, ::2] * 3.0, rtol=1e-6)
+    assert tuple(preview.scale) == (0.2, 0.2)  # drawn over the original
+
+
+def test_prepare_image_widget_rgb_saturation(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.add_image(data.astronaut()[::4, ::4], name="astronaut", rgb=True)
     widget = PrepareImageWidget(viewer)
     widget.image.value = viewer.layers["astronaut"]
     widget.saturation.value = 0.0
+    widget.apply()
+    finish(qtbot, widget)
     out = viewer.layers["astronaut prepared"]
     assert out.rgb and out.data.shape == (128, 128, 3)
     np.testing.assert_allclose(out.data[..., 0], out.data[..., 1], atol=1e-3)  # grey
-    assert out.metadata["stacklab_prepare"]["steps"][0]["op"] == "adjust_saturation"
+    assert out.metadata["stacklab"]["steps"][0]["op"] == "adjust_saturation"
 
 
 def _disk_image():
@@ -81,25 +121,35 @@ def _disk_image():
     return (30 + 190 * truth).astype(np.uint8), truth
 
 
-def test_background_removal_widget_and_save(make_napari_viewer, tmp_path):
+def test_background_removal_widget_and_save(make_napari_viewer, qtbot, tmp_path, monkeypatch):
     pytest.importorskip("pymatting")
     viewer = make_napari_viewer()
     image, truth = _disk_image()
     viewer.add_image(image, name="disk", scale=(2.0, 2.0))
     widget = BackgroundRemovalWidget(viewer)
     widget.image.value = viewer.layers["disk"]
-    widget.foreground.value = 125
-    widget.background.value = 40
+    low, high = float(image.min()), float(image.max())
+    widget.foreground.value = (125 - low) / (high - low)  # thresholds are fractions of the image's range
+    widget.background.value = (40 - low) / (high - low)
     widget.erode_size.value = 4
     widget.new_background.value = "white"
     widget.run_button.clicked.emit()
+    finish(qtbot, widget)
     alpha = viewer.layers["disk alpha"].data
     assert np.abs(alpha - truth).mean() < 0.02
     assert viewer.layers["disk mask"].data.sum() > 0
     subject = viewer.layers["disk subject"].data
     assert subject[0, 0] == 255 and tuple(viewer.layers["disk subject"].scale) == (2.0, 2.0)
 
-    widget.folder.value = tmp_path
+    step = viewer.layers["disk alpha"].metadata["stacklab"]["steps"][-1]
+    assert step["op"] == "remove_background" and step["params"]["foreground"] == pytest.approx(125, abs=0.5)
+
+    # no folder chosen: Save asks for one (never the current directory); cancelling writes nothing
+    asked = []
+    monkeypatch.setattr(type(widget), "ask_folder", lambda self: asked.append(True) or None)
+    monkeypatch.chdir(tmp_path)
+    assert widget.save() == [] and asked == [True] and list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(type(widget), "ask_folder", lambda self: tmp_path)
     widget.save_button.clicked.emit()
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["disk_background_removed.png", "disk_original.png", "disk_subject.png"]
@@ -110,15 +160,15 @@ def test_background_removal_widget_and_save(make_napari_viewer, tmp_path):
     assert cut.shape[-1] == 4 and cut.shape[0] < 96  # RGBA, cropped to the subject
 
     asked = []
-    widget.confirm_overwrite = lambda paths: asked.append(paths) or False
+    monkeypatch.setattr(type(widget), "confirm_overwrite", lambda self, paths: asked.append(paths) or False)
     before = (tmp_path / "disk_original.png").stat().st_mtime_ns
     assert widget.save() == []
     assert len(asked[0]) == 3 and (tmp_path / "disk_original.png").stat().st_mtime_ns == before
-    widget.confirm_overwrite = lambda paths: True
+    monkeypatch.setattr(type(widget), "confirm_overwrite", lambda self, paths: True)
     assert len(widget.save()) == 3
 
 
-def test_background_removal_from_labels_mask_only(make_napari_viewer):
+def test_background_removal_from_labels_mask_only(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     image, truth = _disk_image()
     viewer.add_image(image, name="disk")
@@ -129,13 +179,33 @@ def test_background_removal_from_labels_mask_only(make_napari_viewer):
     widget.labels.value = viewer.layers["drawn"]
     widget.mask_only.value = True
     widget.new_background.value = "black"
-    result = widget.run()
-    np.testing.assert_array_equal(result["mask"], truth > 0.5)
+    widget.run()
+    finish(qtbot, widget)
+    np.testing.assert_array_equal(widget.result["mask"], truth > 0.5)
     assert viewer.layers["disk subject"].data[0, 0] == 0
-    assert viewer.layers["disk mask"].metadata["remove_background"]["labels"] == "drawn"
+    step = viewer.layers["disk mask"].metadata["stacklab"]["steps"][-1]
+    assert step["params"]["mask"] == {"layer": "drawn"} and step["result"] == {"output": "mask"}
 
 
-def test_histogram_widget_follows_selection_and_limits(make_napari_viewer):
+def test_background_removal_thresholds_follow_a_float_image_and_an_empty_mask_is_said(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    image, truth = _disk_image()
+    viewer.add_image(image.astype(np.float32) / 1000.0, name="float disk")  # values 0.03 .. 0.22
+    widget = BackgroundRemovalWidget(viewer)
+    widget.image.value = viewer.layers["float disk"]
+    widget.mask_only.value = True
+    widget.run()
+    finish(qtbot, widget)
+    np.testing.assert_array_equal(widget.result["mask"], image >= 30 + 0.5 * (image.max() - 30))
+    assert widget.result["mask"].any() and "Foreground" in widget.status.value
+    widget.foreground.value = 1.0
+    widget.min_size.value = 10**6  # nothing survives: an empty mask, said so
+    widget.run()
+    finish(qtbot, widget)
+    assert "the mask is empty" in widget.status.value
+
+
+def test_histogram_widget_follows_selection_and_limits(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     coins = data.coins()
     viewer.add_image(coins, name="coins")
@@ -143,14 +213,16 @@ def test_histogram_widget_follows_selection_and_limits(make_napari_viewer):
     widget = HistogramWidget(viewer)
     viewer.layers.selection.active = viewer.layers["coins"]
     expected, _ = np.histogram(coins, bins=256, range=(coins.min(), coins.max()))
+    qtbot.waitUntil(lambda: not widget.busy and widget.counts is not None and widget.counts.sum() == coins.size,
+                    timeout=WAIT_MS)
     np.testing.assert_array_equal(widget.counts, expected)
     assert widget.axes.get_yscale() == "log"
     viewer.layers["coins"].contrast_limits = (50, 180)
     assert [line.get_xdata()[0] for line in widget.limit_lines] == [50, 180]
     viewer.layers.selection.active = viewer.layers["camera"]
-    assert widget.counts.sum() == data.camera().size
+    qtbot.waitUntil(lambda: not widget.busy and widget.counts.sum() == data.camera().size, timeout=WAIT_MS)
     widget.bins.value = 32
-    assert widget.counts.size == 32
+    qtbot.waitUntil(lambda: not widget.busy and widget.counts.size == 32, timeout=WAIT_MS)
 
 
 def test_line_profile_widget_physical_units_and_csv(make_napari_viewer, tmp_path):
@@ -172,7 +244,6 @@ def test_line_profile_widget_physical_units_and_csv(make_napari_viewer, tmp_path
     table = np.loadtxt(tmp_path / "profile.csv", delimiter=",", skiprows=1)
     np.testing.assert_allclose(table[:, 1], expected, rtol=1e-5)
     assert (tmp_path / "profile.csv").read_text().startswith("distance_micrometer,camera")
-    with pytest.raises(FileExistsError):
-        widget.export()
+    assert widget.export() is None and "exists" in widget.status.value  # refused, said, not raised
     shapes.data = [np.array([[0, 0], [0, 40]])]  # moving the line re-plots
     assert widget.values.size == 41

@@ -97,14 +97,14 @@ def test_drift_and_align_tools_estimate_on_the_chosen_device(qtbot, gpu_viewer, 
     frames = np.stack([np.roll(stack[0], (i, -2 * i), axis=(0, 1)) for i in range(4)]).astype(np.float32)
     viewer.add_image(frames, name="moving cells")
     drift_tool = DriftWidget(viewer)
-    drift_tool.source.value = "moving cells"
-    drift_tool.refine.value = False
+    drift_tool.source.value = viewer.layers["moving cells"]
+    drift_tool.set_params(refine=False)
     found = {}
     for device in ("cpu", "gpu"):
         drift_tool.device.value = device
         with warnings.catch_warnings():
             warnings.simplefilter("error", _backend.GPUFallbackWarning)
-            worker = drift_tool.estimate()
+            worker = drift_tool.run()
             with qtbot.waitSignal(worker.finished, timeout=60_000):
                 pass
         found[device] = drift_tool.shifts.copy()
@@ -114,9 +114,10 @@ def test_drift_and_align_tools_estimate_on_the_chosen_device(qtbot, gpu_viewer, 
     viewer.add_image(frames[0], name="base")
     viewer.add_image(frames[2], name="later")
     align = AlignSetWidget(viewer)
-    align.base.value, align.targets.value = "base", ["later"]
+    align.base.value, align.targets.value = viewer.layers["base"], [viewer.layers["later"]]
     align.method.value, align.device.value = "phase correlation", "gpu"
     with warnings.catch_warnings():
         warnings.simplefilter("error", _backend.GPUFallbackWarning)
-        result = align.run()
-    np.testing.assert_allclose(result["later"]["transform"].shift, [2, -4], atol=0.05)
+        align.run()
+        qtbot.waitUntil(lambda: not align.running, timeout=60_000)  # computed, and its layers shown
+    np.testing.assert_allclose(align.results["later"]["transform"].shift, [2, -4], atol=0.05)

@@ -31,6 +31,8 @@ def test_measure_in_physical_units(coins_viewer, qtbot, tmp_path):
     np.testing.assert_allclose(widget.table["area"], expected["area"] * 0.25)
     np.testing.assert_allclose(widget.table["intensity_mean"], expected["intensity_mean"])
     assert widget.table.units["area"] == "um^2"
+    assert widget.step == {"op": "regionprops_table", "params": {
+        "intensity": {"layer": "coins"}, "spacing": [0.5, 0.5], "unit": "um", "mode": "2d"}}
     features = viewer.layers["coins labels"].features
     np.testing.assert_array_equal(features["label"], np.arange(1, labels.max() + 1))
     np.testing.assert_allclose(features["area"], expected["area"] * 0.25)
@@ -53,14 +55,14 @@ def test_measure_stack_rows_per_frame(make_napari_viewer, qtbot):
     qtbot.waitUntil(lambda: not widget.running, timeout=20000)
     np.testing.assert_array_equal(widget.table["frame"], [0, 1, 1, 2])
     np.testing.assert_allclose(widget.table["area"], [100, 100, 400, 100])
-    assert "4 objects" in widget.info.value
+    assert "4 objects" in widget.status.value
 
 
 def test_no_labels_layer_is_reported(make_napari_viewer):
     viewer = make_napari_viewer()
     widget = MeasureWidget(viewer)
-    widget.run()
-    assert "Labels" in widget.info.value and widget.table is None
+    assert widget.run() is None
+    assert "Labels" in widget.status.value and widget.table is None
 
 
 def test_layer_unit_defaults_to_pixel(make_napari_viewer):
@@ -74,5 +76,5 @@ def test_layer_unit_defaults_to_pixel(make_napari_viewer):
 def test_widget_opens_through_the_manifest(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.add_labels(np.zeros((8, 8), np.int32), name="empty")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-stacklab", "Measure labels (physical units)")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-stacklab", "Measure labels")
     assert isinstance(widget, MeasureWidget)

@@ -90,25 +90,22 @@ def names(viewer):
     return [layer.name for layer in viewer.layers]
 
 
-def test_deleting_the_4d_layer_mid_computation_stops_and_shows_nothing_stale(qtbot, make_napari_viewer, scan, gate,
+def test_deleting_a_panel_mid_computation_stops_and_gives_the_4d_layer_back(qtbot, make_napari_viewer, scan, gate,
                                                                             escaped):
     viewer = make_napari_viewer()
     nav, _ = open_navigator(viewer, scan)
     nav.start()
     assert gate.entered.wait(WAIT_MS / 1000) and nav.busy
-    viewer.layers.remove("scan4d")
-    assert "'scan4d' was removed" in nav.status.value
+    assert "scan4d" not in viewer.layers  # held while the navigator runs
+    viewer.layers.remove("scan4d scan")
+    assert "'scan4d scan' was removed" in nav.status.value
+    assert names(viewer) == ["scan4d"]  # the other panels went, the 4-D layer came back
     gate.opened.set()
     wait_idle(qtbot, nav)
-    assert not viewer.layers["scan4d scan"].data.any()  # the pending scan image was discarded
-    assert not viewer.layers["scan4d mean pattern"].data.any()
-    assert nav.data is None and nav.source.value is None
-    viewer.layers["scan4d detector"].add_ellipses(np.array([[4, 4], [4, 12], [12, 12], [12, 4]]))
-    qtbot.wait(50)
-    assert not nav.busy and escaped == []  # drawing no longer computes on the removed data
+    assert names(viewer) == ["scan4d"]  # the pending images were discarded, nothing stale was shown
+    assert nav.data is None and nav.held is None and escaped == []
 
-    viewer.add_image(scan, name="again")  # and the navigator opens on new data
-    nav.start(viewer.layers["again"])
+    nav.start(viewer.layers["scan4d"])  # and the navigator opens again
     wait_idle(qtbot, nav)
     np.testing.assert_allclose(nav.layers["scan"].data, stem.virtual_detector(scan, **nav.detector()), rtol=1e-6)
 
@@ -128,19 +125,19 @@ def test_closing_the_viewer_mid_computation_touches_no_deleted_widget(qtbot, mak
     assert escaped == []  # no "wrapped C/C++ object has been deleted" from the status label
 
 
-def test_closing_the_dock_mid_computation_discards_and_stops_following(qtbot, make_napari_viewer, scan, gate,
-                                                                      escaped):
+def test_closing_the_dock_mid_computation_discards_and_puts_the_4d_layer_back(qtbot, make_napari_viewer, scan, gate,
+                                                                              escaped):
     viewer = make_napari_viewer()
     nav, dock = open_navigator(viewer, scan)
     nav.start()
     assert gate.entered.wait(WAIT_MS / 1000)
+    detector = nav.layers["detector"]
     viewer.window.remove_dock_widget(dock)  # what the dock's close button does
     gate.opened.set()
     wait_idle(qtbot, nav)
-    assert not viewer.layers["scan4d scan"].data.any()
+    assert names(viewer) == ["scan4d"] and nav.closed
     assert nav.status.value == "navigator closed"
-    viewer.layers["scan4d position"].data = np.array([[1.0, 1.0]])  # the layers stay, inert
-    viewer.layers["scan4d detector"].data = []
+    detector.data = []  # a panel kept by someone: inert, nothing listens any more
     qtbot.wait(50)
     assert not nav.busy and escaped == []
 

@@ -40,7 +40,7 @@ def test_exported_recipe_replays_to_the_gui_result(qtbot, make_napari_viewer, st
     run_op(qtbot, viewer, "Threshold", "moon median gaussian", method="otsu")
     result = viewer.layers["moon median gaussian threshold"]
 
-    _, exporter = viewer.window.add_plugin_dock_widget(PLUGIN, "Export recipe")
+    _, exporter = viewer.window.add_plugin_dock_widget(PLUGIN, "Export recipe or script")
     assert isinstance(exporter, recipe_widget.RecipeExportWidget)
     exporter.layer.value = result
     shown = yaml.safe_load(exporter.yaml.value)
@@ -61,7 +61,7 @@ def test_save_refuses_to_overwrite_without_confirmation(qtbot, make_napari_viewe
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="moon")
     run_op(qtbot, viewer, "Gaussian", "moon", sigma=2.0)
-    _, exporter = viewer.window.add_plugin_dock_widget(PLUGIN, "Export recipe")
+    _, exporter = viewer.window.add_plugin_dock_widget(PLUGIN, "Export recipe or script")
     exporter.layer.value = viewer.layers["moon gaussian"]
     target = tmp_path / "recipe.yaml"
     target.write_text("keep me", encoding="utf-8")
@@ -83,7 +83,7 @@ def test_save_refuses_to_overwrite_without_confirmation(qtbot, make_napari_viewe
 def test_layer_without_steps_cannot_be_exported(make_napari_viewer, stack, tmp_path):
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="raw")
-    _, exporter = viewer.window.add_plugin_dock_widget(PLUGIN, "Export recipe")
+    _, exporter = viewer.window.add_plugin_dock_widget(PLUGIN, "Export recipe or script")
     assert exporter.layer.value is viewer.layers["raw"]
     assert exporter.yaml.value == ""
     assert not exporter.save_button.enabled
@@ -104,7 +104,7 @@ def test_recipe_with_an_image_parameter_replays_with_inputs(qtbot, make_napari_v
     qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
     result = viewer.layers["moon match_histograms"]
 
-    _, exporter = viewer.window.add_plugin_dock_widget(PLUGIN, "Export recipe")
+    _, exporter = viewer.window.add_plugin_dock_widget(PLUGIN, "Export recipe or script")
     exporter.layer.value = result
     path = exporter.save(tmp_path / "match")
     assert path.suffix == ".yaml"

@@ -1,5 +1,16 @@
 """The registration tools in a real napari viewer (run under xvfb-run)."""
 
+WAIT_MS = 60_000
+
+
+def units_of(layer):
+    return tuple(str(u) for u in layer.units)
+
+
+def finish(qtbot, tool):
+    """Wait until the tool's worker is done and its result was shown."""
+    qtbot.waitUntil(lambda: not tool.running, timeout=WAIT_MS)
+
 import dask.array as da
 import numpy as np
 import pytest
@@ -30,18 +41,22 @@ def _click_pairs(widget, fixed_pts, moving_pts):
         widget.points["moving"].add(m)
 
 
-def test_point_tool_fit_undo_delete_refine_apply(make_napari_viewer, pair):
+def test_point_tool_fit_undo_delete_refine_apply(make_napari_viewer, qtbot, pair):
     from napari_stacklab._napari.points_tool import PointRegistrationWidget
 
     fixed, moving = pair
     viewer = make_napari_viewer()
-    viewer.add_image(fixed, name="fixed", scale=(0.5, 0.5))
-    viewer.add_image(moving, name="moving", scale=(0.25, 0.25), translate=(3.0, -2.0))
+    viewer.add_image(fixed, name="fixed", scale=(0.5, 0.5), units=("um", "um"))
+    viewer.add_image(moving, name="moving", scale=(0.25, 0.25), translate=(3.0, -2.0), units=("um", "um"))
     widget = PointRegistrationWidget(viewer)
-    widget.fixed.value, widget.moving.value = "fixed", "moving"
+    widget.fixed.value, widget.moving.value = viewer.layers["fixed"], viewer.layers["moving"]
     widget.model.value = "affine"
     widget.start()
     assert {"fixed points", "moving points"} <= {layer.name for layer in viewer.layers}
+    # the point layers are in their images' frame: no "inconsistent units" for napari
+    assert tuple(str(u) for u in widget.points["moving"].units) == ("micrometer", "micrometer")
+    assert tuple(widget.points["moving"].scale) == (0.25, 0.25)
+    assert viewer.layers.extent.units is not None
 
     _click_pairs(widget, FIXED_PTS[:2], TRUTH.apply_points(FIXED_PTS[:2]))
     assert widget.transform is None and "needs 3" in widget.status.value
@@ -77,12 +92,17 @@ def test_point_tool_fit_undo_delete_refine_apply(make_napari_viewer, pair):
     corners = np.array([[0, 0], [0, 255], [255, 0], [255, 255.0]])
     err = lambda t: np.linalg.norm(t.apply_points(corners) - TRUTH.apply_points(corners), axis=1).mean()
     assert err(rough) > 0.5
-    refined = widget.refine()
+    widget.refine()
+    finish(qtbot, widget)
+    refined = widget.transform
     assert err(refined) < 0.1 and refined.score > 0.999
 
     layer = widget.apply()
     assert layer.name == "moving registered" and isinstance(layer.data, da.Array)
-    assert tuple(layer.scale) == (0.5, 0.5)
+    assert tuple(layer.scale) == (0.5, 0.5) and tuple(str(u) for u in layer.units) == ("micrometer", "micrometer")
+    step = layer.metadata["stacklab"]["steps"][-1]
+    assert step["op"] == "apply_transform" and step["params"]["output_shape"] == [256, 256]
+    np.testing.assert_allclose(Transform.from_dict(step["params"]["transform"]).matrix, refined.matrix)
     registered = np.asarray(layer.data)
     core = (slice(30, -30), slice(30, -30))
     expected = warp(moving, TRUTH)  # the same resampling with the true transform
@@ -97,7 +117,7 @@ def test_point_tool_uses_only_spatial_axes_of_a_stack(make_napari_viewer, pair):
     viewer.add_image(np.stack([fixed, fixed * 2]), name="fixed")  # (T, M, N)
     viewer.add_image(np.stack([moving, moving * 2]), name="moving")
     widget = PointRegistrationWidget(viewer)
-    widget.fixed.value, widget.moving.value = "fixed", "moving"
+    widget.fixed.value, widget.moving.value = viewer.layers["fixed"], viewer.layers["moving"]
     widget.model.value = "similarity"
     widget.start()
     moved = TRUTH.apply_points(FIXED_PTS[:3])
@@ -107,19 +127,23 @@ def test_point_tool_uses_only_spatial_axes_of_a_stack(make_napari_viewer, pair):
     assert layer.data.shape == (2, 256, 256)
 
 
-def test_align_set_gives_aligned_layers_heatmaps_and_scores(make_napari_viewer, pair):
+def test_align_set_gives_aligned_layers_heatmaps_and_scores(make_napari_viewer, qtbot, pair):
     from napari_stacklab._napari.align_widget import HEATMAP_COLORMAP, AlignSetWidget
 
     fixed, moving = pair
     viewer = make_napari_viewer()
-    viewer.add_image(fixed, name="base")
-    viewer.add_image(moving, name="tilted")
-    viewer.add_image(np.roll(fixed, (3, -5), axis=(0, 1)) * 0.5 + 20, name="shifted")
+    frame = {"scale": (0.5, 0.5), "units": ("um", "um")}
+    viewer.add_image(fixed, name="base", **frame)
+    viewer.add_image(moving, name="tilted", **frame)
+    viewer.add_image(np.roll(fixed, (3, -5), axis=(0, 1)) * 0.5 + 20, name="shifted", **frame)
     widget = AlignSetWidget(viewer)
-    widget.base.value = "base"
-    widget.targets.value = ["tilted", "shifted"]
+    widget.base.value = viewer.layers["base"]
+    assert [layer.name for layer in widget.targets.choices] == ["tilted", "shifted"]  # never the base itself
+    widget.targets.value = [viewer.layers["tilted"], viewer.layers["shifted"]]
     assert widget.model.value == "affine"
-    results = widget.run()
+    widget.run()
+    finish(qtbot, widget)
+    results = widget.results
     assert set(results) == {"tilted", "shifted"}
     corners = np.array([[0, 0], [0, 255], [255, 0], [255, 255.0]])
     error = np.linalg.norm(results["tilted"]["transform"].apply_points(corners) - TRUTH.apply_points(corners), axis=1)
@@ -129,15 +153,37 @@ def test_align_set_gives_aligned_layers_heatmaps_and_scores(make_napari_viewer, 
     assert heat.colormap.name == HEATMAP_COLORMAP
     values = np.asarray(heat.data)
     assert values[30:-30, 30:-30].mean() > 0.9 and values.max() <= 1.0
-    assert isinstance(viewer.layers["tilted aligned"].data, da.Array)
+    aligned = viewer.layers["tilted aligned"]
+    assert isinstance(aligned.data, np.ndarray)  # an image is resampled in the worker; a stack lazily (below)
+    assert tuple(aligned.scale) == (0.5, 0.5) and str(aligned.units[-1]) == "micrometer"
+    assert [s["op"] for s in aligned.metadata["stacklab"]["steps"]] == ["apply_transform"]
+    assert [s["op"] for s in heat.metadata["stacklab"]["steps"]] == ["apply_transform", "similarity_map"]
+    assert heat.metadata["stacklab"]["role"] == "heatmap" and str(heat.units[-1]) == "micrometer"
+    assert viewer.layers.extent.units is not None
+    assert widget.table.native.rowCount() == 2
 
     widget.method.value = "phase correlation"
-    widget.targets.value = ["shifted"]
-    results = widget.run()
-    np.testing.assert_allclose(results["shifted"]["transform"].shift, [3, -5], atol=0.05)
+    widget.targets.value = [viewer.layers["shifted"]]
+    widget.run()
+    finish(qtbot, widget)
+    np.testing.assert_allclose(widget.results["shifted"]["transform"].shift, [3, -5], atol=0.05)
+    # the heatmaps are never offered as images to align
+    assert "tilted similarity" not in [layer.name for layer in widget.targets.choices]
+
+    viewer.add_image(np.stack([moving, moving * 2]), name="tilted stack", **{**frame, "scale": (1.0, 0.5, 0.5),
+                                                                             "units": ("s", "um", "um")})
+    widget.method.value = "ECC"
+    widget.targets.value = [viewer.layers["tilted stack"]]
+    widget.run()
+    finish(qtbot, widget)
+    stack = viewer.layers["tilted stack aligned"]
+    assert isinstance(stack.data, da.Array) and stack.data.shape == (2, 256, 256)
+    assert tuple(stack.scale) == (1.0, 0.5, 0.5) and units_of(stack) == ("second", "micrometer", "micrometer")
+    np.testing.assert_allclose(np.asarray(stack.data[1]), 2 * np.asarray(stack.data[0]), rtol=1e-4, atol=1e-3)
 
 
 def test_drift_widget_estimates_plots_and_reuses_shifts(make_napari_viewer, qtbot):
+    from napari_stacklab.register import drift_correct
     from napari_stacklab._napari.drift_widget import DriftWidget
 
     rng = np.random.default_rng(2)
@@ -147,21 +193,27 @@ def test_drift_widget_estimates_plots_and_reuses_shifts(make_napari_viewer, qtbo
     frames = np.stack([warp(big, Transform.from_shift(np.array([150.0, 150.0]) - s), output_shape=(160, 160),
                             order=3) for s in truth])
     viewer = make_napari_viewer()
-    viewer.add_image(frames, name="channel 1", scale=(1.0, 0.2, 0.2))
-    viewer.add_image(frames * 0.5, name="channel 2", scale=(1.0, 0.2, 0.2))
+    frame = {"scale": (1.0, 0.2, 0.2), "units": ("s", "um", "um")}
+    viewer.add_image(frames, name="channel 1", **frame)
+    viewer.add_image(frames * 0.5, name="channel 2", **frame)
     widget = DriftWidget(viewer)
-    widget.source.value = "channel 1"
-    worker = widget.estimate()
-    with qtbot.waitSignal(worker.finished, timeout=60_000):
-        pass
-    qtbot.waitUntil(lambda: "channel 1 drift corrected" in viewer.layers, timeout=10_000)
+    widget.source.value = viewer.layers["channel 1"]
+    assert widget.other.value is viewer.layers["channel 2"]  # never the drifting stack itself
+    widget.run()
+    finish(qtbot, widget)
     assert np.abs(widget.shifts - truth).max() <= 0.05
     lines = widget.plot.axes.get_lines()
     np.testing.assert_allclose(lines[0].get_ydata(), widget.shifts[:, 0] * 0.2)
-    other = widget.apply_to("channel 2")
-    assert other.name == "channel 2 drift corrected" and isinstance(other.data, da.Array)
-    np.testing.assert_allclose(np.asarray(other.data), 0.5 * np.asarray(viewer.layers["channel 1 drift corrected"].data),
-                               atol=1e-3)
+    corrected = viewer.layers["channel 1 drift_correct"]
+    assert isinstance(corrected.data, da.Array) and tuple(corrected.scale) == (1.0, 0.2, 0.2)
+    step = corrected.metadata["stacklab"]["steps"][-1]
+    assert step["op"] == "drift_correct" and step["params"] == widget.params()
+    # the layer is what the drift_correct operation gives with the recorded parameters
+    np.testing.assert_allclose(np.asarray(corrected.data), drift_correct(frames, **step["params"]), atol=1e-4)
+    other = widget.apply_to(viewer.layers["channel 2"])
+    assert other.name == "channel 2 apply_drift" and isinstance(other.data, da.Array)
+    np.testing.assert_allclose(np.asarray(other.data), 0.5 * np.asarray(corrected.data), atol=1e-3)
+    assert other.metadata["stacklab"]["steps"][-1]["params"]["shifts"] == widget.shifts.tolist()
 
 
 def test_point_tool_fits_volumes_in_3d(make_napari_viewer):
@@ -175,7 +227,7 @@ def test_point_tool_fits_volumes_in_3d(make_napari_viewer):
     viewer.add_image(warp(volume, truth.inverse()), name="moving", scale=(2.0, 0.5, 0.5))
     viewer.dims.ndisplay = 3
     widget = PointRegistrationWidget(viewer)
-    widget.fixed.value, widget.moving.value = "fixed", "moving"
+    widget.fixed.value, widget.moving.value = viewer.layers["fixed"], viewer.layers["moving"]
     widget.model.value = "euclidean"
     widget.start()
     fixed_pts = np.array([[2.0, 5, 5], [8, 30, 10], [5, 12, 33], [9, 25, 25]])

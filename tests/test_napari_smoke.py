@@ -136,6 +136,21 @@ def shown(monkeypatch):
     return messages
 
 
+def _open(viewer, op):
+    """The operation's generated widget, docked as the menu docks it.
+
+    The menu entry of an operation in ``OPERATION_TOOLS`` opens a tool built on it
+    (tested in test_napari_tools.py); its generated widget is docked directly here.
+    """
+    from napari_stacklab._napari._contrib import OPERATION_TOOLS
+    from napari_stacklab._napari.manifest import widget_factory_name
+
+    if op.name not in OPERATION_TOOLS:
+        return viewer.window.add_plugin_dock_widget(PLUGIN, op.title)
+    widget = getattr(widgets, widget_factory_name(op.name))(viewer)
+    return viewer.window.add_dock_widget(widget, name=op.title, area="right"), widget
+
+
 def test_every_operation_widget_runs_or_says_why_in_one_viewer(qtbot, make_napari_viewer, escaped, shown,
                                                                 monkeypatch):
     # napari's canvas runs a full gc.collect() on every layer removal (0.4 s in a test process);
@@ -150,7 +165,7 @@ def test_every_operation_widget_runs_or_says_why_in_one_viewer(qtbot, make_napar
     results, refused, seconds = {}, {}, {}
     for op in catalog.operations():
         layer_name = _input_for(op)
-        dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, op.title)
+        dock, widget = _open(viewer, op)
         assert isinstance(widget, widgets.OperationWidget) and widget.operation is op
         widget.input.value = viewer.layers[layer_name]
         for p in op.image_params:
@@ -199,7 +214,7 @@ def test_a_runtime_error_in_the_worker_ends_the_run(qtbot, make_napari_viewer, s
     noise = np.random.default_rng(0).random((3, 64, 64)).astype(np.float32)
     viewer = make_napari_viewer()
     viewer.add_image(noise, name="noise")
-    dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, catalog.get(name).title)
+    dock, widget = _open(viewer, catalog.get(name))
     widget.input.value = viewer.layers["noise"]
     widget.run()
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)

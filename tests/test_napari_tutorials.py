@@ -3,7 +3,8 @@
 The steps are the ones ``docs/tutorials/screenshots.py`` takes for the
 tutorial screenshots (opened from the manifest, as the menus open them);
 here the resulting layers and files are checked against ground truth and
-against the headless API. Run under Xvfb::
+against the headless API, and napari never loses its units on the way (no
+"Inconsistent units across layers"). Run under Xvfb::
 
     xvfb-run -a python -m pytest tests/test_napari_tutorials.py -q
 """
@@ -44,14 +45,19 @@ def test_compare_workflow_in_napari(make_napari_viewer, tutorial, wait, tmp_path
     viewer = make_napari_viewer()
     run = tutorial.compare_workflow(viewer, tmp_path, wait)
     names, module = run["names"], run["module"]
+    assert run["units"] == [], "a step left layers with inconsistent units"
+    assert viewer.layers.extent.units is not None and str(viewer.layers.extent.units[-1]) == "micrometer"
     base = names[0]
     # opened through the plugin's reader: pixel size from the TIFFs
     assert all(viewer.layers[n].scale.tolist() == [0.5, 0.5] for n in names)
 
-    # equalized layers equal the headless equalize_set
+    # equalized layers equal the headless equalize_set, record it, keep the pixel size
     expected = sl.equalize.equalize_set([viewer.layers[n].data for n in names], reference=0, sharpness=True)
     for name, array in zip(names, expected):
-        np.testing.assert_allclose(viewer.layers[f"{name} equalized"].data, array, rtol=1e-5, atol=1e-3)
+        layer = viewer.layers[f"{name} equalized"]
+        np.testing.assert_allclose(layer.data, array, rtol=1e-5, atol=1e-3)
+        assert layer.metadata["stacklab"]["steps"][-1]["op"] == "equalize_set"
+        assert tuple(layer.scale) == (0.5, 0.5)
 
     # Otsu threshold layer: a mask equal to the API's, recording its step
     mask_layer = viewer.layers[f"{base} equalized threshold"]
@@ -68,6 +74,9 @@ def test_compare_workflow_in_napari(make_napari_viewer, tutorial, wait, tmp_path
         assert result["similarity"] > 0.97
         heat = np.asarray(viewer.layers[f"{name} equalized similarity"].data)
         assert heat.min() >= -1 and heat.max() <= 1 and heat[20:-20, 20:-20].mean() > 0.5
+        aligned = viewer.layers[f"{name} equalized aligned"]
+        assert [s["op"] for s in aligned.metadata["stacklab"]["steps"]] == ["equalize_set", "apply_transform"]
+        assert tuple(str(u) for u in aligned.units) == ("micrometer", "micrometer")
 
     # saved through the plugin's writer: readable TIFFs with the pixel size
     for key, paths in run["saved"].items():
@@ -83,8 +92,10 @@ def test_prepare_workflow_in_napari(make_napari_viewer, tutorial, wait, tmp_path
     viewer = make_napari_viewer()
     run = tutorial.prepare_workflow(viewer, tmp_path, wait)
     original = run["original"]
-    # gain alone is a pure multiplication of the counts
-    np.testing.assert_allclose(run["gain_only"], original.astype(np.float32) * 1.3, rtol=1e-6)
+    assert run["units"] == []
+    # the preview of gain alone is a pure multiplication of (a subsampled copy of) the counts
+    assert run["preview_of_gain"].shape == original.shape  # small enough to be previewed whole
+    np.testing.assert_allclose(run["preview_of_gain"], original.astype(np.float32) * 1.3, rtol=1e-6)
     assert run["steps"] == ["bilateral", "adjust_saturation", "clahe", "unsharp_mask", "adjust_gamma", "adjust_gain"]
     prepared = viewer.layers["astronaut prepared"]
     assert prepared.rgb and prepared.data.shape == original.shape and not np.allclose(prepared.data, original)
@@ -113,10 +124,15 @@ def test_stem_workflow_in_napari(make_napari_viewer, tutorial, wait, tmp_path):
     da = pytest.importorskip("dask.array")
     viewer = make_napari_viewer()
     run = tutorial.stem_workflow(viewer, tmp_path, wait)
+    assert run["units"] == [], "a step left layers with inconsistent units"
     scan = sl.io.imread(run["scans"][0], lazy=True)
     assert isinstance(scan.data, da.Array)
     counts = np.asarray(scan.data).astype(np.float64)
     adf = run["adf"]
+
+    # while the navigator runs it holds the 4-D layer: no scan sliders, one 2-D world in nanometres
+    assert run["layer"] not in viewer.layers and run["navigator"].held.name == run["layer"]
+    assert viewer.dims.ndim == 2 and str(viewer.layers.extent.units[-1]) == "nanometer"
 
     # the navigator's annulus gives the ADF image of the headless API and of a NumPy sum
     expected = np.asarray(sl.stem.annular_dark_field(scan.data, **adf))

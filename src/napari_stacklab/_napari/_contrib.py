@@ -60,12 +60,18 @@ SAMPLES = [
     },
 ]
 
+#: Operations whose menu entry opens a tool built on the operation (its controls plus more) instead of the
+#: generated widget: drift correction adds the drift plot and "apply the same shifts to another layer".
+OPERATION_TOOLS = {
+    "drift_correct": f"{PACKAGE}._napari.drift_widget:DriftWidget",
+}
+
 #: Stateful tools and utility widgets: id, python_name, title, menu (short or full id, or None).
 TOOLS = [
     {
         "id": "export_recipe",
         "python_name": f"{PACKAGE}._napari.recipe_widget:RecipeExportWidget",
-        "title": "Export recipe",
+        "title": "Export recipe or script",
         "menu": "napari/layers/data",
     },
     {
@@ -77,7 +83,7 @@ TOOLS = [
     {
         "id": "measure_labels",
         "python_name": f"{PACKAGE}._napari.measure_widget:MeasureWidget",
-        "title": "Measure labels (physical units)",
+        "title": "Measure labels",
         "menu": "measure",
     },
     {
@@ -89,13 +95,13 @@ TOOLS = [
     {
         "id": "prepare_image",
         "python_name": f"{PACKAGE}._napari.prepare_widget:PrepareImageWidget",
-        "title": "Prepare image (filter chain)",
+        "title": "Prepare image",
         "menu": "napari/layers/filter",
     },
     {
         "id": "remove_background",
         "python_name": f"{PACKAGE}._napari.matting_widget:BackgroundRemovalWidget",
-        "title": "Remove background (alpha matting)",
+        "title": "Remove background",
         "menu": "napari/layers/filter",
     },
     {
@@ -113,19 +119,13 @@ TOOLS = [
     {
         "id": "point_registration",
         "python_name": f"{PACKAGE}._napari.points_tool:PointRegistrationWidget",
-        "title": "Point registration (pairs, residuals, ECC refine)",
+        "title": "Point registration",
         "menu": "register",
     },
     {
         "id": "align_set",
         "python_name": f"{PACKAGE}._napari.align_widget:AlignSetWidget",
-        "title": "Align images to a base (ECC, heatmaps)",
-        "menu": "register",
-    },
-    {
-        "id": "drift_correction",
-        "python_name": f"{PACKAGE}._napari.drift_widget:DriftWidget",
-        "title": "Drift correction (plot, reuse on channels)",
+        "title": "Align images to a base",
         "menu": "register",
     },
 ]

@@ -21,6 +21,32 @@ ARRAY_OUTPUTS = ("image", "labels", "mask")
 LAYER_TYPES = {"image": "image", "labels": "labels", "mask": "labels", "points": "points"}
 
 
+def source_data(layer: Any) -> Any:
+    """The full-resolution array of a layer (level 0 of a multiscale pyramid); lazy stays lazy."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+def shown_index(viewer: Any, layer: Any, frame_ndim: int = 2) -> tuple:
+    """Index, over the layer's leading (batch) axes, of the frame the viewer shows.
+
+    The last ``frame_ndim`` spatial axes of ``layer`` make a frame (an RGB
+    layer's colour axis is not counted: napari's ``layer.ndim`` leaves it out);
+    every axis before them is indexed at the viewer's current position, rounded
+    and clipped to the data.
+    """
+    n_batch = layer.ndim - frame_ndim
+    if n_batch <= 0:
+        return ()
+    point = np.asarray(layer.world_to_data(viewer.dims.point), dtype=float)
+    shape = source_data(layer).shape
+    return tuple(int(np.clip(np.round(c), 0, s - 1)) for c, s in zip(point[:n_batch], shape[:n_batch]))
+
+
+def shown_frame(viewer: Any, layer: Any, frame_ndim: int = 2) -> Any:
+    """The trailing ``frame_ndim``-D frame of ``layer`` that the viewer shows (lazy stays lazy)."""
+    return source_data(layer)[shown_index(viewer, layer, frame_ndim)]
+
+
 def _trailing(values: tuple, ndim: int, fill: Any) -> tuple:
     """The last ``ndim`` entries of ``values``, padded in front with ``fill``."""
     values = tuple(values)
@@ -62,6 +88,33 @@ def spatial_kwargs(layer: Any, ndim: int) -> dict:
         "units": _trailing(tuple(str(u) for u in layer.units), ndim, "pixel"),
         "axis_labels": axis_labels,
     }
+
+
+def axes_kwargs(layer: Any, axes: tuple) -> dict:
+    """The physical frame of the chosen ``axes`` of ``layer`` (e.g. time, y, x of a ``(T, C, Y, X)`` stack)."""
+    full = spatial_kwargs(layer, layer.ndim)
+    kwargs = {key: tuple(full[key][i] for i in axes) for key in ("scale", "translate", "units", "axis_labels")}
+    kwargs.update(rotate=np.eye(len(axes)), shear=np.eye(len(axes)), affine=np.eye(len(axes) + 1))
+    return kwargs
+
+
+def regridded_kwargs(layer: Any, grid: Any, ndim: int) -> dict:
+    """The physical frame of ``layer`` resampled onto the grid of ``grid``'s last ``ndim`` axes.
+
+    The leading axes (time, z, channel) stay ``layer``'s; the trailing
+    spatial axes take ``grid``'s pixel size, origin, units and axis labels (a
+    moving image warped onto the fixed image's grid).
+    """
+    own, target = spatial_kwargs(layer, layer.ndim), spatial_kwargs(grid, ndim)
+    kwargs = {}
+    for key in ("scale", "translate", "units", "axis_labels"):
+        kwargs[key] = tuple(own[key][: layer.ndim - ndim]) + tuple(target[key])
+    if len(set(kwargs["axis_labels"])) != len(kwargs["axis_labels"]):
+        kwargs["axis_labels"] = own["axis_labels"]
+    for key in ("rotate", "shear"):
+        kwargs[key] = _trailing_matrix(target[key], layer.ndim, homogeneous=False)
+    kwargs["affine"] = _trailing_matrix(target["affine"], layer.ndim, homogeneous=True)
+    return kwargs
 
 
 def recorded_metadata(layer: Any, step: dict) -> dict:
@@ -142,7 +195,8 @@ def add_or_replace(viewer: Any, data: Any, kwargs: dict, layer_type: str) -> Any
     name = kwargs["name"]
     existing = viewer.layers[name] if name in viewer.layers else None
     if existing is not None:
-        if isinstance(existing, _layer_class(layer_type)) and existing.ndim == data.ndim:
+        same_ndim = existing.ndim == (data.ndim if hasattr(data, "ndim") else len(kwargs["scale"]))
+        if isinstance(existing, _layer_class(layer_type)) and same_ndim:
             _update(existing, data, kwargs)
             return existing
         index = viewer.layers.index(existing)
@@ -164,9 +218,30 @@ def _layer_class(layer_type: str) -> type:
 def _update(layer: Any, data: Any, kwargs: dict) -> None:
     layer.data = data
     for key in ("scale", "translate", "rotate", "shear", "affine", "units", "axis_labels", "metadata"):
-        setattr(layer, key, kwargs[key])
+        if not _same(key, getattr(layer, key), kwargs[key]):  # every change re-lays the viewer out: skip no-ops
+            setattr(layer, key, kwargs[key])
     if "features" in kwargs:
         layer.features = kwargs["features"]
     if isinstance(layer, _layer_class("image")):
         layer.reset_contrast_limits()
     layer.refresh()
+
+
+def _same(key: str, current: Any, new: Any) -> bool:
+    """Whether setting layer property ``key`` to ``new`` would change nothing."""
+    if key == "metadata":
+        return False
+    if key == "affine":
+        current = current.affine_matrix
+    if key in ("units", "axis_labels"):
+        return tuple(map(str, current)) == tuple(map(str, _units(new) if key == "units" else new))
+    current, new = np.asarray(current, dtype=float), np.asarray(new, dtype=float)
+    return current.shape == new.shape and bool(np.allclose(current, new, rtol=0, atol=0))
+
+
+def _units(units: Any) -> tuple:
+    """Units as napari holds them (pint units of its registry: ``"um"`` -> micrometer)."""
+    import pint
+
+    registry = pint.get_application_registry()
+    return tuple(registry.Unit(str(unit)) for unit in units)

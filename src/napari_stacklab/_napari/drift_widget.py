@@ -1,10 +1,12 @@
-"""Drift correction of a time-lapse, with a drift-over-time plot and reuse on other channels.
+"""Drift correction of a time-lapse: the ``drift_correct`` operation with a drift plot and reuse on other channels.
 
-"Estimate and correct" measures the per-frame drift of the chosen stack in a
-worker thread (the GUI stays responsive), plots the row and column drift over
-time, and adds ``"<stack> drift corrected"`` (lazy). "Apply to layer" corrects
-another layer of the same acquisition (a second channel, shape ``(T, ...)``)
-with the same shifts.
+The controls are the ``drift_correct`` operation's own (generated from its
+declaration). *Run* measures the per-frame drift of the chosen stack in a
+worker (the window stays responsive; Cancel discards the estimate), plots the
+row and column drift over time in the stack's units, and adds
+``"<stack> drift_correct"`` (lazy) recording the ``drift_correct`` step, as
+the generated operation widget would. *Apply the same shifts* corrects another
+layer of the same acquisition (a second channel) with the measured shifts.
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, SpinBox
+from magicgui.widgets import ComboBox, PushButton
+
+from .. import _backend, catalog
+from ..register import apply_drift, drift
+from . import _layers
+from ._tool import Tool, action
 from .plot import DarkCanvas
-from napari.layers import Image
-from napari.qt.threading import thread_worker
 
-from .. import _backend
-from ..register import REFERENCES, apply_drift, drift
+__all__ = ["DriftWidget", "DriftPlot", "drift_step"]
 
-__all__ = ["DriftWidget", "DriftPlot"]
+OPERATION = "drift_correct"
 
 
 class DriftPlot(DarkCanvas):
@@ -37,98 +41,110 @@ class DriftPlot(DarkCanvas):
         self.draw_idle()
 
 
-class DriftWidget(Container):
-    """Estimate drift on one stack, show it over time, correct it and other layers lazily."""
+def drift_step(shifts: np.ndarray, order: int, estimated_on: str) -> dict:
+    """The recipe step that applies measured per-frame shifts (``apply_drift``; see the issue-16 report)."""
+    return {"op": "apply_drift", "params": {"shifts": np.asarray(shifts, float).tolist(), "order": int(order)},
+            "result": {"estimated_on": estimated_on}}
+
+
+def _time_frame(layer: Any) -> dict | None:
+    """The frame of the corrected ``(T, M, N)`` result: the layer's own, or its time and plane axes."""
+    return None if layer.ndim == 3 else _layers.axes_kwargs(layer, (0, layer.ndim - 2, layer.ndim - 1))
+
+
+def _is_stack(layer: Any) -> bool:
+    return layer.ndim >= 3 and not layer.rgb
+
+
+class DriftWidget(Tool):
+    """``drift_correct`` on one stack, its drift over time, and the same shifts for other layers."""
+
+    title = "Drift correction"
 
     def __init__(self, napari_viewer: Any) -> None:
-        super().__init__(labels=True)
-        self.viewer = napari_viewer
-        self.source = ComboBox(label="stack", choices=self._stack_names)
-        self.reference = ComboBox(label="reference", choices=list(REFERENCES), value="first")
-        self.upsample = SpinBox(label="upsample", value=20, min=1, max=1000)
-        self.refine = CheckBox(text="refine with ECC", value=True)
+        from .widgets import _param_field
+
+        super().__init__(napari_viewer)
+        self.operation = catalog.get(OPERATION)
+        self.source = self.chooser("stack", accept=_is_stack)
+        self.fields = {p.name: _param_field(p, lambda *_: []) for p in self.operation.params}
         self.device = ComboBox(label="device", choices=list(_backend.DEVICES), value="auto")
-        self.estimate_button = PushButton(text="Estimate and correct")
-        self.other = ComboBox(label="other layer", choices=self._stack_names)
-        self.apply_button = PushButton(text="Apply same shifts to layer")
-        self.status = Label(value="")
+        self.run_button = PushButton(text="Run: estimate and correct")
+        self.other = self.chooser("other layer", accept=_is_stack, nullable=True)
+        self.apply_button = PushButton(text="Apply the same shifts to the other layer")
         self.plot = DriftPlot()
-        self.extend([self.source, self.reference, self.upsample, self.refine, self.device, self.estimate_button,
-                     self.other, self.apply_button, self.status])
-        self.native.layout().addWidget(self.plot)
+        self.add(self.source, *(field.widget for field in self.fields.values()), self.device, self.run_button,
+                 self.other, self.apply_button)
+        self.add_plot(self.plot)
+        self.busy_widgets = [self.run_button]
+        self.distinct(self.source, self.other)
+        self.source.prefer(self.viewer.layers.selection.active)
         self.shifts: np.ndarray | None = None
-        self.worker = None
-        self.estimate_button.changed.connect(lambda *_: self.estimate())
+        self._measured_on: Any = None
+        self.run_button.changed.connect(lambda *_: self.run())
         self.apply_button.changed.connect(lambda *_: self.apply_to(self.other.value))
-        for event in ("inserted", "removed"):
-            getattr(self.viewer.layers.events, event).connect(self._reset_choices)
 
-    def _stack_names(self, *_: Any) -> list[str]:
-        return [layer.name for layer in self.viewer.layers if isinstance(layer, Image) and layer.ndim >= 3]
+    def set_params(self, **values: Any) -> None:
+        """Set operation parameters by name."""
+        for name, value in values.items():
+            self.fields[name].set(value)
 
-    def _reset_choices(self, *_: Any) -> None:
-        self.source.reset_choices()
-        self.other.reset_choices()
+    def params(self) -> dict:
+        """The ``drift_correct`` parameters of the controls, validated by the operation."""
+        return self.operation.bind({name: field.get() for name, field in self.fields.items()})
 
     def _stack(self, layer: Any) -> Any:
-        """``(T, M, N)``: the layer itself, or for ``(T, ..., M, N)`` the displayed channel/plane."""
-        data = layer.data[0] if layer.multiscale else layer.data
+        """``(T, M, N)``: the layer, or for ``(T, ..., M, N)`` the channel/plane the viewer shows."""
+        data = _layers.source_data(layer)
         if data.ndim == 3:
             return data
-        position = layer.world_to_data(self.viewer.dims.point)
-        middle = tuple(int(np.clip(round(p), 0, s - 1)) for p, s in zip(position[1:-2], data.shape[1:-2]))
-        return data[(slice(None),) + middle]
+        index = _layers.shown_index(self.viewer, layer, 2)
+        return data[(slice(None),) + index[1:]]
 
-    def estimate(self) -> Any:
-        """Start the drift estimate in a worker thread; returns the worker."""
-        if self.source.value is None:
-            self.status.value = "Choose a stack (T, Y, X)."
-            return None
-        layer = self.viewer.layers[self.source.value]
+    @action
+    def run(self) -> Any:
+        """Estimate the drift of the chosen stack in a worker, then correct it; returns the worker."""
+        layer = self.source.value
+        if layer is None:
+            raise ValueError("choose a stack (T, Y, X) to correct")
+        params = self.params()
         stack = self._stack(layer)
-        params = {"reference": self.reference.value, "upsample": self.upsample.value, "refine": self.refine.value,
-                  "device": self.device.value}
-        self.status.value = f"Estimating drift over {stack.shape[0]} frames..."
-        self.estimate_button.enabled = False
-        self.worker = thread_worker(drift, start_thread=False, ignore_errors=True)(stack, **params)
-        self.worker.returned.connect(lambda shifts: self._estimated(layer, shifts))
-        self.worker.errored.connect(self._failed)
-        self.worker.finished.connect(lambda: setattr(self.estimate_button, "enabled", True))
-        self.worker.start()
-        return self.worker
-
-    def _failed(self, exc: Exception) -> None:
-        self.status.value = f"Drift estimate failed: {exc}"
-
-    def _estimated(self, layer: Any, shifts: np.ndarray) -> None:
-        if layer not in self.viewer.layers:  # removed meanwhile: the chooser may name another stack now
-            self.status.value = f"{layer.name!r} was removed during the estimate; nothing added."
-            return
-        self.shifts = shifts
-        self.plot.show_shifts(shifts, tuple(layer.scale[-2:]), str(layer.units[-1]))
-        largest = float(np.abs(shifts).max()) if len(shifts) else 0.0
-        self.status.value = f"Max drift {largest:.2f} px over {len(shifts)} frames."
-        self.apply_to(layer.name)
-
-    def apply_to(self, name: str | None) -> Any:
-        """Add ``"<name> drift corrected"``: ``name`` corrected with the measured shifts (lazy)."""
-        if self.shifts is None or name is None:
-            self.status.value = "Estimate the drift first."
-            return None
-        layer = self.viewer.layers[name]
-        data = layer.data[0] if layer.multiscale else layer.data
-        if data.shape[0] != len(self.shifts):
-            self.status.value = f"{name!r} has {data.shape[0]} frames, the drift {len(self.shifts)}."
-            return None
-        lazy = _backend.as_dask(data, chunks=(1,) * (data.ndim - 2) + tuple(data.shape[-2:]))
-        corrected = apply_drift(lazy, self.shifts)
-        out_name = f"{name} drift corrected"
-        if out_name in self.viewer.layers:
-            self.viewer.layers.remove(out_name)
-        metadata = dict(layer.metadata)
-        metadata["stacklab_drift"] = self.shifts.tolist()
-        return self.viewer.add_image(
-            corrected, name=out_name, scale=layer.scale, translate=layer.translate, units=layer.units,
-            axis_labels=layer.axis_labels, colormap=layer.colormap.name, contrast_limits=layer.contrast_limits,
-            metadata=metadata,
+        estimate = {k: v for k, v in params.items() if k != "order"}
+        return self.launch(
+            drift, stack, device=self.device.value, **estimate,
+            on_result=lambda shifts: self._estimated(layer, stack, params, shifts),
+            description=f"Estimating the drift of {layer.name!r} over {stack.shape[0]} frames", inputs=[layer],
         )
+
+    def _estimated(self, layer: Any, stack: Any, params: dict, shifts: np.ndarray) -> None:
+        self.shifts = np.asarray(shifts, dtype=float)
+        self._measured_on = layer
+        self.plot.show_shifts(self.shifts, tuple(layer.scale[-2:]), str(layer.units[-1]))
+        lazy = _backend.as_dask(stack, chunks=(1,) + tuple(stack.shape[-2:]))
+        step = self.operation.step(params)
+        step["result"] = {"shifts": self.shifts.tolist()}
+        self.publish(apply_drift(lazy, self.shifts, order=params["order"]), source=layer,
+                     name=f"{layer.name} {OPERATION}", steps=[step], frame=_time_frame(layer),
+                     colormap=layer.colormap.name, contrast_limits=tuple(layer.contrast_limits))
+        largest = float(np.abs(self.shifts).max()) if len(self.shifts) else 0.0
+        self.say(f"Max drift {largest:.2f} px over {len(self.shifts)} frames.")
+
+    @action
+    def apply_to(self, layer: Any) -> Any:
+        """Add ``"<layer> apply_drift"``: ``layer`` corrected with the measured shifts (lazy)."""
+        if isinstance(layer, str):
+            layer = self.viewer.layers[layer]
+        if self.shifts is None:
+            raise ValueError("estimate the drift first (Run)")
+        if layer is None:
+            raise ValueError("choose the other layer to correct")
+        data = self._stack(layer)
+        if data.shape[0] != len(self.shifts):
+            raise ValueError(f"{layer.name!r} has {data.shape[0]} frames, the drift {len(self.shifts)}")
+        lazy = _backend.as_dask(data, chunks=(1,) + tuple(data.shape[-2:]))
+        order = int(self.fields["order"].get())
+        step = drift_step(self.shifts, order, self._measured_on.name)
+        return self.publish(apply_drift(lazy, self.shifts, order=order), source=layer,
+                            name=f"{layer.name} apply_drift", steps=[step],
+                            frame=_time_frame(layer),
+                            colormap=layer.colormap.name, contrast_limits=tuple(layer.contrast_limits))

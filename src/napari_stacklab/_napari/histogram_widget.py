@@ -4,6 +4,8 @@ Counts are drawn on a logarithmic axis so that rare bright or dark values
 (hot pixels, saturated areas, a diffraction pattern's tails) stay visible;
 two vertical lines show the layer's current contrast limits. The plot
 follows the layer selection, the contrast limits and the displayed plane.
+The counting runs in the background (a large or lazy layer never blocks the
+window); only the latest request is computed.
 """
 
 from __future__ import annotations
@@ -11,69 +13,65 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import Container, Label, SpinBox
-from .plot import DarkCanvas
+from magicgui.widgets import SpinBox
 
 from .. import _backend
+from . import _layers
+from ._tool import Latest, Tool
+from .plot import DarkCanvas
 
-__all__ = ["HistogramWidget"]
+__all__ = ["HistogramWidget", "histogram"]
 
 #: Layers up to this many pixels are histogrammed whole; larger ones by their displayed plane.
 WHOLE_LIMIT = 4_000_000
 
 
-def _histogram_data(layer: Any, viewer: Any) -> np.ndarray:
-    data = layer.data[0] if layer.multiscale else layer.data
-    spatial = 3 if layer.rgb else 2
-    if data.ndim > spatial and data.size > WHOLE_LIMIT:
-        position = layer.world_to_data(viewer.dims.point)
-        index = tuple(int(np.clip(round(p), 0, s - 1)) for p, s in zip(position[: data.ndim - spatial], data.shape))
-        data = data[index]
+def histogram(data: Any, rgb: bool, bins: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Worker task: ``(counts, edges, n_values)`` of the finite values of ``data`` (alpha left out)."""
     values = np.asarray(_backend.materialize(data))
-    if layer.rgb:
+    if rgb:
         values = values[..., :3]
-    return values[np.isfinite(values)] if values.dtype.kind in "fc" else values.ravel()
+    values = values[np.isfinite(values)] if values.dtype.kind in "fc" else values.ravel()
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    if high <= low:
+        high = low + 1.0
+    counts, edges = np.histogram(values, bins=bins, range=(low, high))
+    return counts, edges, int(values.size)
 
 
-class HistogramWidget(Container):
+class HistogramWidget(Tool):
     """Log-count histogram of the active image layer with its contrast limits."""
 
+    title = "Histogram"
+
     def __init__(self, napari_viewer: Any) -> None:
-        super().__init__(labels=True)
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         self.bins = SpinBox(label="bins", min=8, max=4096, value=256)
-        self.info = Label(value="")
         self.canvas = DarkCanvas()
         self.figure, self.axes = self.canvas.figure, self.canvas.axes
-        self.extend([self.bins, self.info])
-        self.native.layout().addWidget(self.canvas)
+        self.add(self.bins)
+        self.add_plot(self.canvas)
         self.layer = None
         self.counts = self.edges = None
         self.limit_lines: list = []
+        self._latest = Latest(self)
         self.bins.changed.connect(lambda *_: self.refresh())
-        self.viewer.layers.selection.events.active.connect(self._active_changed)
-        self.viewer.dims.events.current_step.connect(self._plane_changed)
-        self._connected = True
-        self.native.destroyed.connect(self._disconnect)
-        self.canvas.destroyed.connect(self._disconnect)
+        self.listen(self.viewer.layers.selection.events.active, self._active_changed)
+        self.listen(self.viewer.dims.events.current_step, self._plane_changed)
         self._active_changed()
 
-    def _disconnect(self, *_: Any) -> None:
-        if not self._connected:
-            return
-        self._connected = False
-        self.viewer.layers.selection.events.active.disconnect(self._active_changed)
-        self.viewer.dims.events.current_step.disconnect(self._plane_changed)
-        self._watch(None)
+    @property
+    def busy(self) -> bool:
+        return self._latest.busy
 
     def _watch(self, layer: Any) -> None:
         if self.layer is not None:
-            self.layer.events.contrast_limits.disconnect(self._limits_changed)
-            self.layer.events.data.disconnect(self._data_changed)
+            self.unlisten(self.layer.events.contrast_limits, self._limits_changed)
+            self.unlisten(self.layer.events.data, self.refresh)
         self.layer = layer
         if layer is not None:
-            layer.events.contrast_limits.connect(self._limits_changed)
-            layer.events.data.connect(self._data_changed)
+            self.listen(layer.events.contrast_limits, self._limits_changed)
+            self.listen(layer.events.data, self.refresh)
 
     def _active_changed(self, *_: Any) -> None:
         from napari.layers import Image
@@ -83,36 +81,44 @@ class HistogramWidget(Container):
         self.refresh()
 
     def _plane_changed(self, *_: Any) -> None:
-        if self.layer is not None and self.layer.data.size > WHOLE_LIMIT:
+        if self.layer is not None and _layers.source_data(self.layer).size > WHOLE_LIMIT:
             self.refresh()
-
-    def _data_changed(self, *_: Any) -> None:
-        self.refresh()
 
     def _limits_changed(self, *_: Any) -> None:
         self._draw_limits()
         self.canvas.draw_idle()
 
-    def refresh(self) -> None:
-        """Recompute the histogram of the watched layer and redraw."""
-        self.axes.clear()
-        self.limit_lines = []
-        self.canvas._style("", "")
-        if self.layer is None:
+    def refresh(self, *_: Any) -> None:
+        """Recount the watched layer (in the background) and redraw."""
+        if self.closed:
+            return
+        layer = self.layer
+        if layer is None:
             self.counts = self.edges = None
-            self.info.value = "select an image layer"
+            self.axes.clear()
+            self.limit_lines = []
+            self.canvas._style("", "")
+            self.say("select an image layer")
             self.canvas.draw_idle()
             return
-        values = _histogram_data(self.layer, self.viewer)
-        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
-        if high <= low:
-            high = low + 1.0
-        self.counts, self.edges = np.histogram(values, bins=self.bins.value, range=(low, high))
-        self.axes.stairs(np.maximum(self.counts, 0.5), self.edges, fill=True, color="#5ab4ff", baseline=0.5)
+        data = _layers.source_data(layer)
+        spatial = 3 if layer.rgb else 2
+        if data.ndim > spatial and data.size > WHOLE_LIMIT:
+            data = self.shown_frame(layer)
+        self._latest.request(histogram, data, layer.rgb, int(self.bins.value),
+                             on_result=lambda found: self._draw(layer, *found))
+
+    def _draw(self, layer: Any, counts: np.ndarray, edges: np.ndarray, size: int) -> None:
+        if layer is not self.layer:
+            return
+        self.counts, self.edges = counts, edges
+        self.axes.clear()
+        self.limit_lines = []
+        self.axes.stairs(np.maximum(counts, 0.5), edges, fill=True, color="#5ab4ff", baseline=0.5)
         self.axes.set_yscale("log")
-        self.canvas._style(f"{self.layer.name} value", "count (log)")
+        self.canvas._style(f"{layer.name} value", "count (log)")
         self._draw_limits()
-        self.info.value = f"{values.size} values, range {low:.4g} to {high:.4g}"
+        self.say(f"{size} values, range {edges[0]:.4g} to {edges[-1]:.4g}")
         self.canvas.draw_idle()
 
     def _draw_limits(self) -> None:

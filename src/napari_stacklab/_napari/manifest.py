@@ -30,8 +30,45 @@ def _command(entry_id: str, python_name: str, title: str) -> dict:
     return {"id": f"{_contrib.NAME}.{entry_id}", "python_name": python_name, "title": title}
 
 
+#: Submenu labels of the operation families.
+FAMILY_LABELS = {
+    "filters": "Filters", "segment": "Segmentation", "stem": "4D-STEM", "morphology": "Morphology",
+    "measure": "Measurements", "denoise": "Denoising", "phase": "Phase", "register": "Registration",
+    "preprocess": "Preprocessing",
+}
+#: A family gets its own submenu in a napari menu shared with other families once it has this many entries.
+SUBMENU_MIN = 3
+
+
+def _menu_groups(entries: list[tuple]) -> tuple[list[dict], dict]:
+    """Submenus and menu items: within a napari menu that several families share, one submenu per family.
+
+    ``entries`` are ``(command id, menu id, family or None)``; tools (family
+    ``None``) stay at the top of their napari menu, as do families with few
+    entries there and families alone in their menu.
+    """
+    by_menu: dict[str, list[tuple]] = {}
+    for command, menu, family in entries:
+        if menu:
+            by_menu.setdefault(menu, []).append((command, family))
+    submenus, menus = [], {}
+    for menu, items in by_menu.items():
+        families = [f for f in dict.fromkeys(f for _, f in items) if f is not None]
+        counts = {f: sum(1 for _, g in items if g == f) for f in families}
+        grouped = {f for f in families if len(families) > 1 and counts[f] >= SUBMENU_MIN}
+        top = menus.setdefault(menu, [])
+        for family in families:
+            if family in grouped:
+                submenu = f"{_contrib.NAME}.{menu.rsplit('/', 1)[-1]}.{family}"
+                submenus.append({"id": submenu, "label": FAMILY_LABELS.get(family, family.capitalize())})
+                top.append({"submenu": submenu})
+                menus[submenu] = [{"command": c} for c, f in items if f == family]
+        top.extend({"command": c} for c, f in items if f not in grouped)
+    return submenus, menus
+
+
 def build_manifest() -> dict:
-    commands, widgets, menus = [], [], {}
+    commands, widgets, entries = [], [], []
     for reader in _contrib.READERS:
         commands.append(_command(reader["id"], reader["python_name"], reader["title"]))
     for writer in _contrib.WRITERS:
@@ -39,19 +76,21 @@ def build_manifest() -> dict:
     for sample in _contrib.SAMPLES:
         commands.append(_command(sample["id"], sample["python_name"], sample["display_name"]))
 
-    entries = [
-        (op.name, f"{_contrib.PACKAGE}._napari.widgets:{widget_factory_name(op.name)}", op.title, op.menu_id)
+    widget_entries = [
+        (op.name, _contrib.OPERATION_TOOLS.get(op.name,
+                                               f"{_contrib.PACKAGE}._napari.widgets:{widget_factory_name(op.name)}"),
+         op.title, op.menu_id, op.family)
         for op in catalog.operations()
     ] + [
-        (tool["id"], tool["python_name"], tool["title"], registry.MENUS.get(tool["menu"], tool["menu"]))
+        (tool["id"], tool["python_name"], tool["title"], registry.MENUS.get(tool["menu"], tool["menu"]), None)
         for tool in _contrib.TOOLS
     ]
-    for entry_id, python_name, title, menu in entries:
+    for entry_id, python_name, title, menu, family in widget_entries:
         command = _command(entry_id, python_name, title)
         commands.append(command)
         widgets.append({"command": command["id"], "display_name": title})
-        if menu:
-            menus.setdefault(menu, []).append({"command": command["id"]})
+        entries.append((command["id"], menu, family))
+    submenus, menus = _menu_groups(entries)
 
     return {
         "name": _contrib.NAME,
@@ -79,6 +118,7 @@ def build_manifest() -> dict:
                 for s in _contrib.SAMPLES
             ],
             "widgets": widgets,
+            "submenus": submenus,
             "menus": menus,
         },
     }

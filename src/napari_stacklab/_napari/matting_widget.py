@@ -2,10 +2,13 @@
 
 The mask comes from intensity thresholds or from a Labels layer (drawn or
 segmented); alpha matting (PyMatting) softens its edges; the subject is put
-on a transparent, white or black background. Outputs are the layers
-``"<input> mask"``, ``"<input> alpha"`` and ``"<input> subject"``. *Save*
-writes the original, the background-removed image and the subject (cropped
-to the mask) to a folder, asking before replacing existing files.
+on a transparent, white or black background. The thresholds are fractions of
+the image's value range (0 = its minimum, 1 = its maximum), so they work the
+same on 8-bit, 16-bit and float images. The computation runs in a worker;
+outputs are the layers ``"<input> mask"``, ``"<input> alpha"`` and
+``"<input> subject"``. *Save* writes the original, the background-removed
+image and the subject (cropped to the mask) to a folder it asks for, asking
+again before replacing existing files.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, PushButton, SpinBox
 
 from .. import _backend
 from ..matting import BACKGROUNDS, extract_subject, remove_background
-from ._layers import add_or_replace, spatial_kwargs
+from . import _layers
+from ._tool import Tool, action
 
-__all__ = ["BackgroundRemovalWidget", "save_results"]
+__all__ = ["BackgroundRemovalWidget", "save_results", "value_range"]
 
 THRESHOLD, LABELS = "intensity thresholds", "labels layer"
 
@@ -62,107 +66,116 @@ def save_results(folder: Path, name: str, images: dict, fmt: str = "png", overwr
     return list(files)
 
 
-class BackgroundRemovalWidget(Container):
+def value_range(image: np.ndarray) -> tuple[float, float]:
+    """The finite minimum and maximum of ``image`` (colour channels pooled, alpha left out)."""
+    values = image[..., :3] if image.ndim == 3 else image
+    finite = values[np.isfinite(values)] if values.dtype.kind in "fc" else values
+    if finite.size == 0:
+        raise ValueError("the image has no finite value")
+    return float(finite.min()), float(finite.max())
+
+
+def remove_background_task(image: Any, *, fractions: tuple | None, mask: Any = None, **params: Any) -> tuple:
+    """Worker task: compute the image, turn threshold ``fractions`` of its range into values, remove.
+
+    Returns ``(result, image, params)``: what :func:`remove_background` gave,
+    the computed image and the parameters it was called with (thresholds in
+    the image's units, as a recipe records them).
+    """
+    image = np.asarray(_backend.materialize(image))
+    if fractions is not None:
+        low, high = value_range(image)
+        params["foreground"], params["background"] = (low + float(f) * (high - low) for f in fractions)
+    if mask is not None:
+        mask = np.asarray(_backend.materialize(mask))
+    return remove_background(image, mask=mask, **params), image, params
+
+
+class BackgroundRemovalWidget(Tool):
     """Remove the background of an image with a threshold or Labels mask and alpha matting."""
 
+    title = "Remove background"
+
     def __init__(self, napari_viewer: Any) -> None:
-        super().__init__(labels=True)
-        self.viewer = napari_viewer
-        self.image = ComboBox(label="image", choices=self._image_choices)
+        super().__init__(napari_viewer)
+        self.image = self.chooser("image", accept=lambda layer: layer.ndim == 2)
         self.mask_source = ComboBox(label="mask from", choices=[THRESHOLD, LABELS], value=THRESHOLD)
-        self.labels = ComboBox(label="labels layer", choices=self._labels_choices, nullable=True)
-        self.foreground = FloatSpinBox(label="foreground threshold", min=-1e12, max=1e12, value=128, step=1)
-        self.background = FloatSpinBox(label="background threshold", min=-1e12, max=1e12, value=64, step=1)
+        self.labels = self.chooser("labels layer", kinds=("labels",), nullable=True,
+                                   accept=lambda layer: layer.ndim == 2)
+        self.foreground = FloatSpinBox(label="foreground (fraction of range)", min=0, max=1, value=0.5, step=0.05)
+        self.background = FloatSpinBox(label="background (fraction of range)", min=0, max=1, value=0.25, step=0.05)
         self.erode_size = SpinBox(label="erode size (px)", min=0, max=200, value=10)
-        self.mask_only = CheckBox(label="mask only (no matting)", value=False)
-        self.fill_holes = CheckBox(label="post-process: fill holes", value=True)
+        self.mask_only = CheckBox(text="mask only (no matting)", value=False)
+        self.fill_holes = CheckBox(text="post-process: fill holes", value=True)
         self.min_size = SpinBox(label="post-process: min object (px)", min=0, max=10**7, value=64)
         self.new_background = ComboBox(label="background", choices=list(BACKGROUNDS), value="transparent")
-        self.estimate_foreground = CheckBox(label="estimate edge colours", value=True)
+        self.estimate_foreground = CheckBox(text="estimate edge colours", value=True)
         self.run_button = PushButton(text="Remove background")
-        self.folder = FileEdit(label="save to folder", mode="d")
+        self.folder = FileEdit(label="save to folder", mode="d", value="")
         self.format = ComboBox(label="format", choices=["png", "tif"], value="png")
-        self.save_button = PushButton(text="Save original, removed, subject")
-        self.status = Label(value="")
-        self.extend([
-            self.image, self.mask_source, self.labels, self.foreground, self.background, self.erode_size,
-            self.mask_only, self.fill_holes, self.min_size, self.new_background, self.estimate_foreground,
-            self.run_button, self.folder, self.format, self.save_button, self.status,
-        ])
+        self.save_button = PushButton(text="Save original, removed, subject...")
+        self.add(self.image, self.mask_source, self.labels, self.foreground, self.background, self.erode_size,
+                 self.mask_only, self.fill_holes, self.min_size, self.new_background, self.estimate_foreground,
+                 self.run_button, self.folder, self.format, self.save_button)
+        self.busy_widgets = [self.run_button, self.save_button]
+        self.image.prefer(self.viewer.layers.selection.active)
         self.result: dict | None = None
+        self.mask_source.changed.connect(lambda *_: self._show_mask_source())
         self.run_button.changed.connect(lambda *_: self.run())
         self.save_button.changed.connect(lambda *_: self.save())
-        for event in ("inserted", "removed"):
-            getattr(self.viewer.layers.events, event).connect(self._layers_changed)
-        self.native.destroyed.connect(self._disconnect)
-        self.reset_choices()
+        self._show_mask_source()
 
-    def _image_choices(self, *_: Any) -> list[tuple[str, Any]]:
-        from napari.layers import Image
+    def _show_mask_source(self) -> None:
+        thresholds = self.mask_source.value == THRESHOLD
+        self.labels.visible = not thresholds
+        self.foreground.visible = self.background.visible = thresholds
 
-        suffixes = (" alpha", " subject")
-        return [
-            (layer.name, layer)
-            for layer in self.viewer.layers
-            if isinstance(layer, Image) and not layer.name.endswith(suffixes)
-        ]
-
-    def _labels_choices(self, *_: Any) -> list[tuple[str, Any]]:
-        from napari.layers import Labels
-
-        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Labels)]
-
-    def _layers_changed(self, *_: Any) -> None:
-        self.reset_choices()
-
-    def _disconnect(self, *_: Any) -> None:
-        for event in ("inserted", "removed"):
-            getattr(self.viewer.layers.events, event).disconnect(self._layers_changed)
-
-    def run(self) -> dict:
-        """Compute mask, alpha and subject for the chosen image; add/replace the three layers."""
-        layer = self.image.value
-        if layer is None:
-            raise ValueError("choose an image layer")
-        if layer.ndim != 2:
-            raise ValueError(f"background removal works on one 2-D image; {layer.name!r} has {layer.ndim} dimensions")
-        image = np.asarray(_backend.materialize(layer.data))
+    def params(self) -> tuple[dict, dict]:
+        """``(params, refs)``: the :func:`remove_background` options and the layers they refer to."""
+        params = {
+            "erode_size": int(self.erode_size.value), "fill_holes": bool(self.fill_holes.value),
+            "min_size": int(self.min_size.value), "mask_only": bool(self.mask_only.value),
+            "new_background": self.new_background.value,
+            "estimate_foreground": bool(self.estimate_foreground.value and not self.mask_only.value),
+        }
         if self.mask_source.value == LABELS:
             if self.labels.value is None:
-                raise ValueError("choose a Labels layer for the mask")
-            options = {"mask": np.asarray(_backend.materialize(self.labels.value.data))}
-        else:
-            options = {"foreground": self.foreground.value, "background": self.background.value}
-        result = remove_background(
-            image,
-            erode_size=self.erode_size.value,
-            fill_holes=self.fill_holes.value,
-            min_size=self.min_size.value,
-            mask_only=self.mask_only.value,
-            new_background=self.new_background.value,
-            estimate_foreground=self.estimate_foreground.value and not self.mask_only.value,
-            **options,
+                raise ValueError("choose a Labels layer for the mask (or use intensity thresholds)")
+            return params, {"mask": self.labels.value}
+        return params, {}
+
+    @action
+    def run(self) -> Any:
+        """Compute mask, alpha and subject in a worker; returns the worker."""
+        layer = self.image.value
+        if layer is None:
+            raise ValueError("choose a 2-D image (gray or colour)")
+        params, refs = self.params()
+        fractions = None if refs else (self.foreground.value, self.background.value)
+        arrays = {name: _layers.source_data(ref) for name, ref in refs.items()}
+        return self.launch(
+            remove_background_task, _layers.source_data(layer), fractions=fractions, **params, **arrays,
+            on_result=lambda found: self._show(layer, refs, *found),
+            description=f"Removing the background of {layer.name!r}", inputs=[layer, *refs.values()],
         )
-        record = {
-            "mask_from": self.mask_source.value,
-            **({"labels": self.labels.value.name} if LABELS == self.mask_source.value else options),
-            "erode_size": self.erode_size.value,
-            "mask_only": self.mask_only.value,
-            "fill_holes": self.fill_holes.value,
-            "min_size": self.min_size.value,
-            "background": self.new_background.value,
-        }
-        metadata = {**layer.metadata, "remove_background": record}
-        frame = spatial_kwargs(layer, 2)
-        add_or_replace(self.viewer, result["mask"].astype(np.uint8), {**frame, "name": f"{layer.name} mask", "metadata": metadata}, "labels")
-        add_or_replace(self.viewer, result["alpha"], {**frame, "name": f"{layer.name} alpha", "metadata": metadata}, "image")
-        subject = result["subject"]
-        subject_kwargs = {**frame, "name": f"{layer.name} subject", "metadata": metadata}
-        if subject.ndim == 3:
-            subject_kwargs["rgb"] = True
-        add_or_replace(self.viewer, subject, subject_kwargs, "image")
+
+    def _show(self, layer: Any, refs: dict, result: dict, image: np.ndarray, params: dict) -> dict:
+        recorded = {**params, **{name: {"layer": ref.name} for name, ref in refs.items()}}
+        outputs = (("mask", result["mask"].astype(np.uint8), "labels"), ("alpha", result["alpha"], "image"),
+                   ("subject", result["subject"], "image"))
+        for key, data, kind in outputs:
+            step = {"op": "remove_background", "params": recorded, "result": {"output": key}}
+            extra = {"rgb": True} if key == "subject" and data.ndim == 3 else {}
+            self.publish(data, source=layer, name=f"{layer.name} {key}", kind=kind, steps=[step], **extra)
         self.result = {**result, "image": image, "name": layer.name}
-        self.status.value = f"foreground: {int(result['mask'].sum())} px"
+        count = int(result["mask"].sum())
+        if count == 0:
+            low, high = value_range(image)
+            self.fail(f"the mask is empty: no pixel of {layer.name!r} reaches the foreground threshold "
+                      f"{params.get('foreground', float('nan')):.4g} (its values span {low:.4g} to {high:.4g}); "
+                      "lower the foreground fraction or draw a Labels mask")
+        else:
+            self.say(f"Foreground: {count} px of {result['mask'].size}.")
         return result
 
     def files(self) -> dict:
@@ -175,6 +188,13 @@ class BackgroundRemovalWidget(Container):
         subject = extract_subject(image[crop], alpha[crop], background="transparent")
         return {"original": image, "background_removed": self.result["subject"], "subject": subject}
 
+    def ask_folder(self) -> Path | None:
+        """Ask for the folder to save into (a Qt dialog); ``None`` when the user cancels."""
+        from qtpy.QtWidgets import QFileDialog
+
+        chosen = QFileDialog.getExistingDirectory(self.native, "Save the background removal into")
+        return Path(chosen) if chosen else None
+
     def confirm_overwrite(self, paths: list[Path]) -> bool:
         """Ask before replacing files (a Qt question box)."""
         from qtpy.QtWidgets import QMessageBox
@@ -182,17 +202,23 @@ class BackgroundRemovalWidget(Container):
         answer = QMessageBox.question(
             self.native, "Replace files?", "These files exist and would be replaced:\n" + "\n".join(map(str, paths))
         )
-        return answer == QMessageBox.Yes
+        return answer == QMessageBox.StandardButton.Yes
 
+    @action
     def save(self) -> list[Path]:
-        """Write the three images to the chosen folder; return the paths written (none if declined)."""
-        folder = Path(self.folder.value)
+        """Write the three images to the chosen folder (asked for if none); return the paths written."""
         images = self.files()
+        text = str(self.folder.value or "").strip()
+        folder = Path(text) if text and text != "." else self.ask_folder()
+        if folder is None:
+            self.say("Not saved: no folder chosen.")
+            return []
+        self.folder.value = folder
         planned = planned_files(folder, self.result["name"], images, self.format.value)
         existing = [p for p in planned if p.exists()]
         if existing and not self.confirm_overwrite(existing):
-            self.status.value = "not saved: files exist"
+            self.say("Not saved: the files exist.")
             return []
         written = save_results(folder, self.result["name"], images, self.format.value, overwrite=True)
-        self.status.value = f"saved {len(written)} files to {folder}"
+        self.say(f"Saved {len(written)} files to {folder}.")
         return written

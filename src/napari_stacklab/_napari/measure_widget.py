@@ -3,18 +3,19 @@
 The pixel size and unit come from the Labels layer's ``scale`` and ``units``,
 so areas, centroids and diameters are in micrometres (or whatever the file
 said), never silently in pixels. The work runs in a worker thread; the table
-is shown in a dock with a histogram / scatter plot and "Save CSV...".
+is shown in a dock with a histogram / scatter plot and "Save CSV...", and the
+tool keeps the measurement as a ``regionprops_table`` recipe step (``step``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from magicgui.widgets import ComboBox, Container, Label, PushButton
-from napari.layers import Image, Labels
-from napari.qt.threading import thread_worker
+from magicgui.widgets import ComboBox, PushButton
 
 from .. import measure
+from . import _layers
+from ._tool import Tool, action
 from .table import TableWidget, as_frame
 
 __all__ = ["MeasureWidget", "layer_unit"]
@@ -37,15 +38,11 @@ def _measure(labels: Any, intensity: Any, spacing: tuple, unit: str, mode: str) 
     return measure.regionprops_table(labels, intensity=intensity, spacing=spacing, unit=unit, mode=mode)
 
 
-def _layers_of(viewer: Any, kind: type) -> list:
-    return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, kind) and not getattr(layer, "rgb", False)]
+def _gray(layer: Any) -> bool:
+    return not getattr(layer, "rgb", False)
 
 
-def _data(layer: Any) -> Any:
-    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-
-
-class MeasureWidget(Container):
+class MeasureWidget(Tool):
     """Choose a Labels layer (and optionally an intensity image), measure, show the table.
 
     Parameters
@@ -54,92 +51,71 @@ class MeasureWidget(Container):
         The viewer whose layers are measured.
     """
 
+    title = "Measure labels"
+
     def __init__(self, napari_viewer: Any) -> None:
-        labels_layer = ComboBox(label="labels", choices=lambda *_: _layers_of(napari_viewer, Labels))
-        intensity_layer = ComboBox(label="intensity", choices=lambda *_: _layers_of(napari_viewer, Image), nullable=True)
-        mode = ComboBox(label="objects in", choices=[("planes (2-D)", "2d"), ("volumes (3-D)", "3d")], value="2d")
-        measure_button = PushButton(text="Measure")
-        info = Label(value="")
-        super().__init__(widgets=[labels_layer, intensity_layer, mode, measure_button, info])
-        self.viewer = napari_viewer
-        self.labels_layer, self.intensity_layer, self.mode = labels_layer, intensity_layer, mode
-        self.measure_button, self.info = measure_button, info
+        super().__init__(napari_viewer)
+        self.labels_layer = self.chooser("labels", kinds=("labels",))
+        self.intensity_layer = self.chooser("intensity", accept=_gray, nullable=True)
+        self.mode = ComboBox(label="objects in", choices=[("planes (2-D)", "2d"), ("volumes (3-D)", "3d")],
+                             value="2d")
+        self.measure_button = PushButton(text="Measure")
+        self.add(self.labels_layer, self.intensity_layer, self.mode, self.measure_button)
+        self.busy_widgets = [self.measure_button]
+        self.labels_layer.prefer(self.viewer.layers.selection.active)
         self.table_widget: TableWidget | None = None
         self.table: measure.Table | None = None
-        self._worker = None
-        self.measure_button.changed.connect(self.run)
-        self.viewer.layers.events.inserted.connect(self.reset_choices)
-        self.viewer.layers.events.removed.connect(self.reset_choices)
-
-    def compute_table(self) -> measure.Table:
-        """The measurement of the chosen layers (runs in the calling thread)."""
-        return _measure(**self._inputs())
+        self.step: dict | None = None
+        self.measure_button.changed.connect(lambda *_: self.run())
 
     def _inputs(self) -> dict:
         """What a measurement needs, read from the widgets and layers (in the GUI thread only)."""
         layer = self.labels_layer.value
         if layer is None:
-            raise ValueError("choose a Labels layer to measure")
+            raise ValueError("add or choose a Labels layer to measure")
         intensity = self.intensity_layer.value
+        if intensity is not None and tuple(_layers.source_data(intensity).shape) != tuple(_layers.source_data(layer).shape):
+            raise ValueError(f"the intensity image {intensity.name!r} must have the labels' shape "
+                             f"{tuple(_layers.source_data(layer).shape)}")
         return {
-            "labels": _data(layer),
-            "intensity": None if intensity is None else _data(intensity),
+            "labels": _layers.source_data(layer),
+            "intensity": None if intensity is None else _layers.source_data(intensity),
             "spacing": tuple(float(s) for s in layer.scale),
             "unit": layer_unit(layer),
             "mode": self.mode.value,
         }
 
-    def run(self, *_: Any) -> None:
-        """Measure in a worker thread; show the table when it is done."""
-        if self._worker is not None:
-            return
+    def compute_table(self) -> measure.Table:
+        """The measurement of the chosen layers (runs in the calling thread)."""
+        return _measure(**self._inputs())
+
+    @action
+    def run(self, *_: Any) -> Any:
+        """Measure in a worker thread; show the table when it is done. Returns the worker."""
         layer = self.labels_layer.value
-        if layer is None:
-            self.info.value = "Add or choose a Labels layer first."
-            return
         inputs = self._inputs()  # the worker must not read Qt widgets or napari layers
-        self.info.value = f"Measuring {layer.name}..."
-        self.measure_button.enabled = False
-        worker = thread_worker(_measure, start_thread=False, ignore_errors=True)(**inputs)
-        worker.returned.connect(lambda table: self._measured(layer, table))
-        worker.errored.connect(self._failed)
-        worker.finished.connect(self._finished)
-        self._worker = worker
-        worker.start()
+        intensity = self.intensity_layer.value
+        params = {"intensity": None if intensity is None else {"layer": intensity.name},
+                  "spacing": list(inputs["spacing"]), "unit": inputs["unit"], "mode": inputs["mode"]}
+        step = {"op": "regionprops_table", "params": params}
+        return self.launch(_measure, **inputs, on_result=lambda table: self.show_table(layer, table, step),
+                          description=f"Measuring {layer.name!r}", inputs=[layer] + ([intensity] if intensity else []))
 
-    def _failed(self, exc: BaseException) -> None:
-        self.info.value = f"Measurement failed: {exc}"
-
-    def _finished(self) -> None:
-        self._worker = None
-        self.measure_button.enabled = True
-
-    @property
-    def running(self) -> bool:
-        return self._worker is not None
-
-    def _measured(self, layer: Any, table: measure.Table) -> None:
-        if layer not in self.viewer.layers:  # removed while measuring: no table for a vanished layer
-            self.info.value = f"{layer.name!r} was removed while it was measured; nothing shown."
-            return
-        self.show_table(layer, table)
-
-    def show_table(self, layer: Any, table: measure.Table) -> None:
+    def show_table(self, layer: Any, table: measure.Table, step: dict | None = None) -> None:
         """Attach the table to ``layer`` as features (single frames) and show it in the dock."""
-        self.table = table
+        self.table, self.step = table, step
         frame = as_frame(table)
         if "frame" not in frame and len(frame):
             layer.features = frame.assign(index=frame["label"])
         shown = frame.set_axis(table.header(), axis=1)
-        n_objects = len(frame)
-        self.info.value = f"{n_objects} objects measured in {layer_unit(layer)}"
+        self.say(f"{len(frame)} objects measured in {layer_unit(layer)}")
         title = f"{layer.name} measurements"
         if self.table_widget is not None and self.table_widget.alive:
             self.table_widget.title = title
             self.table_widget.set_table(shown)
             return
         self.table_widget = TableWidget(shown, title=title)
-        self.viewer.window.add_dock_widget(self.table_widget, name=title, area="right")
+        self.viewer.window.add_dock_widget(self.table_widget, name=title, area="right", tabify=True)
         area = next((c for c in shown.columns if str(c).startswith("area")), None)
         if area is not None:
             self.table_widget.x_column.setCurrentText(area)

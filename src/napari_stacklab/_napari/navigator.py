@@ -1,9 +1,9 @@
 """4D-STEM navigator: a scan image, the diffraction pattern under a movable marker, drawn detectors.
 
-For a 4-D image layer ``(Sy, Sx, Ky, Kx)`` the navigator adds, side by side
-in the canvas:
+For a 4-D image layer ``(Sy, Sx, Ky, Kx)`` the navigator lays out three
+labelled panels side by side in the canvas, fitted to it:
 
-- ``"<data> scan"``: the virtual-detector image of the scan, and on it
+- ``"<data> scan"`` (left): the virtual-detector image of the scan, and on it
   ``"<data> position"``, a one-point Points layer: move the point and
 - ``"<data> pattern"`` (right) shows the diffraction pattern at that scan position;
 - ``"<data> mean pattern"`` (middle): the mean pattern, the background on which the
@@ -12,8 +12,21 @@ in the canvas:
   their union) or painted in the Labels layer ``"<data> detector mask"``.
 
 Whenever the detector changes, the scan image is recomputed from the lazy
-data in a worker thread (the GUI never freezes) and cached by detector
+data in a worker thread (the window never freezes) and cached by detector
 geometry, so going back to a detector already used costs nothing.
+
+napari shows every layer in one world whose axes line up from the last one.
+The 4-D layer's two scan axes (nm) and two detector axes (mrad) cannot share
+that world with 2-D scan images (nm in the last two axes) without napari
+dropping units ("Inconsistent units across layers"), and its scan axes would
+add two sliders that move nothing on the panels. So while the navigator runs
+it holds the 4-D layer: the layer leaves the layer list (untouched, still
+lazy) and comes back at its place when the navigator is closed. The panels
+are drawn in the scan's units; the detector-space panels are scaled to the
+scan's height (their labels give the true detector pixel size). *Add virtual
+image* and *Add centre of mass* compute the maps of the drawn detector on the
+whole scan in a worker (progress, Cancel) and add them as the registry
+operations' layers, recording their steps (exportable as a recipe).
 """
 
 from __future__ import annotations
@@ -23,152 +36,191 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, PushButton
-from napari.layers import Image
+from magicgui.widgets import ComboBox, PushButton
+from qtpy.QtCore import QTimer
 
-from .. import _backend, stem
-from .widgets import _DetachWatcher
+from .. import _backend, catalog, stem
+from . import _layers
+from ._tool import Tool, action, publish, publish_operation
 
 __all__ = ["StemNavigator"]
 
 #: How many scan images the cache keeps.
 CACHE_SIZE = 32
-#: Gap between the scan image and the detector-space layers, as a fraction of the scan width.
-GAP = 0.08
+#: Gap between the panels, as a fraction of the scan width.
+GAP = 0.12
+PANELS = ("scan", "mean", "pattern", "mask", "detector", "position", "titles")
 
 
-class StemNavigator(Container):
-    """Navigate a 4D-STEM scan: marker -> pattern, drawn detector -> virtual image."""
+def _is_4d(layer: Any) -> bool:
+    return layer.ndim == 4 and not layer.rgb
+
+
+def _frame(scale: tuple, translate: tuple, units: tuple, labels: tuple) -> dict:
+    return {"scale": tuple(scale), "translate": tuple(translate), "units": tuple(units),
+            "axis_labels": tuple(labels), "rotate": np.eye(2), "shear": np.eye(2), "affine": np.eye(3)}
+
+
+class StemNavigator(Tool):
+    """Navigate a 4D-STEM scan: marker -> pattern, drawn detector -> virtual image, maps as layers."""
+
+    title = "4D-STEM navigator"
 
     def __init__(self, napari_viewer: Any) -> None:
-        super().__init__(labels=True)
-        self.viewer = napari_viewer
-        self.source = ComboBox(label="4D data", choices=self._choices)
+        super().__init__(napari_viewer)
+        self.source = self.chooser("4D data", accept=_is_4d)
         self.mode = ComboBox(label="detector", choices=["shapes", "labels"], value="shapes")
         self.start_button = PushButton(text="Open navigator")
+        self.image_button = PushButton(text="Add virtual image")
+        self.com_button = PushButton(text="Add centre of mass")
+        self.close_button = PushButton(text="Close navigator")
         self.update_button = PushButton(text="Update scan image")
-        self.status = Label(value="")
-        self.extend([self.source, self.mode, self.start_button, self.update_button, self.status])
+        self.add(self.source, self.mode, self.start_button, self.update_button, self.image_button, self.com_button,
+                 self.close_button)
+        self.image_button.tooltip = "the drawn detector's image over the whole scan, as a layer with its recipe step"
+        self.com_button.tooltip = "centre-of-mass maps around the centre of the drawn circle(s): the beam centre"
+        self.close_button.tooltip = "remove the panels and put the 4-D layer back in the layer list"
+        self.busy_widgets = [self.image_button, self.com_button]
+        self.source.prefer(self.viewer.layers.selection.active)
         self.start_button.changed.connect(lambda *_: self.start())
         self.update_button.changed.connect(lambda *_: self.update_scan_image())
+        self.image_button.changed.connect(lambda *_: self.add_virtual_image())
+        self.com_button.changed.connect(lambda *_: self.add_center_of_mass())
+        self.close_button.changed.connect(lambda *_: self.stop())
         self.mode.changed.connect(lambda *_: self.update_scan_image())
-        for event in ("inserted", "removed"):
-            getattr(self.viewer.layers.events, event).connect(self._layers_changed)
-        self.native.destroyed.connect(self._disconnect)
-        self._detach_watcher = _DetachWatcher(self.native, self._on_dock_closed)
-        self._closed = False  # the Qt widget is gone: nothing may touch it any more
+        self.listen(self.viewer.layers.events.removed, self._layer_removed)
         self._session = 0  # bumped whenever pending results must be discarded
-        self._source = None
+        self._held: tuple | None = None  # (4-D layer, its index in the layer list)
         self._cache: OrderedDict = OrderedDict()
         self._workers: list = []
         self.layers: dict[str, Any] = {}
         self.data = None
-        self.reset_choices()
 
-    # --- layer choice ------------------------------------------------------------------------
-    def _choices(self, *_: Any) -> list[tuple[str, Any]]:
-        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image) and layer.ndim == 4]
+    # --- holding the 4-D layer -----------------------------------------------------------------
+    @property
+    def held(self) -> Any:
+        """The 4-D layer the navigator holds while it runs (``None`` when closed)."""
+        return self._held[0] if self._held else None
 
-    def _layers_changed(self, event: Any = None) -> None:
-        if getattr(event, "type", None) == "removed" and self._source is not None and event.value is self._source:
-            self._end(f"{event.value.name!r} was removed; the navigator stopped")
-        if not self._closed:
-            self.reset_choices()
+    def _hold(self, layer: Any) -> None:
+        index = self.viewer.layers.index(layer)
+        self._held = (layer, index)
+        self.viewer.layers.remove(layer)
 
-    def _disconnect(self, *_: Any) -> None:
-        """The Qt widget was destroyed (e.g. the viewer closed): drop pending results, let go of the viewer."""
-        self._closed = True
-        self._end("")
-        for event in ("inserted", "removed"):
-            getattr(self.viewer.layers.events, event).disconnect(self._layers_changed)
+    def _give_back(self) -> None:
+        if self._held is None:
+            return
+        layer, index = self._held
+        self._held = None
+        if layer not in self.viewer.layers:
+            self.viewer.layers.insert(min(index, len(self.viewer.layers)), layer)
 
-    def _on_dock_closed(self) -> None:
-        """The dock was closed: the navigator stops following its layers (they stay as they are)."""
+    def _layer_removed(self, event: Any) -> None:
+        if self.layers and any(event.value is layer for layer in self.layers.values()):
+            self._end(f"the navigator's layer {event.value.name!r} was removed; the navigator stopped")
+
+    @action
+    def stop(self) -> None:
+        """Close the navigator: its panels go, the 4-D layer comes back to its place."""
+        if not self.layers:
+            raise ValueError("the navigator is not open")
         self._end("navigator closed")
 
-    def _end(self, message: str) -> None:
-        """Stop navigating: pending scan images are discarded and the layers no longer drive computations."""
+    def on_close(self) -> None:
+        self._end("navigator closed", give_back=not self.closed)
+
+    def _end(self, message: str, give_back: bool = True) -> None:
+        """Stop navigating: pending images are discarded, the panels removed, the 4-D layer put back."""
         self._session += 1
         for worker in list(self._workers):
             worker.quit()
-        if self.layers:
-            self.layers["position"].events.data.disconnect(self._on_marker)
-            self.layers["detector"].events.data.disconnect(self._on_detector)
-            self.layers["mask"].events.paint.disconnect(self._on_detector)
-            self.layers["mask"].events.data.disconnect(self._on_detector)
-        self.layers = {}
+        self.cancel()
+        panels, self.layers = self.layers, {}
+        for key, handler in self._handlers().items():
+            if key[0] in panels:
+                self.unlisten(getattr(panels[key[0]].events, key[1]), handler)
+        if give_back:
+            for layer in panels.values():
+                if layer in self.viewer.layers:
+                    self.viewer.layers.remove(layer)
+            self._give_back()
         self.data = None
-        self._source = None
-        self._say(message)
+        self.say(message)
 
-    def _say(self, text: str) -> None:
-        if not self._closed:
-            self.status.value = text
+    def _handlers(self) -> dict:
+        return {("position", "data"): self._on_marker, ("detector", "data"): self._on_detector,
+                ("mask", "paint"): self._on_detector, ("mask", "data"): self._on_detector}
 
     # --- building the view ---------------------------------------------------------------------
+    @action
     def start(self, layer: Any = None) -> None:
         """Open the navigator on ``layer`` (default: the chosen 4-D layer)."""
         layer = layer if layer is not None else self.source.value
         if layer is None:
-            self.status.value = "open a 4-D layer (scan y, scan x, detector y, detector x) first"
-            return
+            raise ValueError("open a 4-D layer (scan y, scan x, detector y, detector x) first")
         if self.layers:
             self._end("")
-        self.data = layer.data
-        self._source = layer
+        self.data = _layers.source_data(layer)
         self._cache.clear()
+        self._hold(layer)
+        try:
+            self._build(layer)
+        except Exception:
+            self._end("")  # nothing half-built stays; the 4-D layer goes back
+            raise
+
+    def _build(self, layer: Any) -> None:
         name = layer.name
         sy, sx, ky, kx = self.data.shape
-        scan_scale = tuple(float(s) for s in layer.scale[:2])
-        scan_width = sx * scan_scale[1]
-        detector_pixel = sy * scan_scale[0] / ky  # the pattern is drawn as tall as the scan
-        detector_frame = {
-            "scale": (detector_pixel, detector_pixel),
-            "translate": (0.0, scan_width * (1 + GAP)),
-        }
-        pattern_frame = {
-            "scale": (detector_pixel, detector_pixel),
-            "translate": (0.0, scan_width * (1 + 2 * GAP) + kx * detector_pixel),
-        }
+        scan = _layers.spatial_kwargs(layer, 4)
+        units, labels = scan["units"][:2], scan["axis_labels"][:2]
+        scan_scale = tuple(float(s) for s in scan["scale"][:2])
+        height, width = sy * scan_scale[0], sx * scan_scale[1]
+        pixel = height / ky  # the patterns are drawn as tall as the scan
+        scan_frame = _frame(scan_scale, (0.0, 0.0), units, labels)
+        mean_frame = _frame((pixel, pixel), (0.0, width * (1 + GAP)), units, labels)
+        pattern_left = width * (1 + GAP) + kx * pixel * (1 + GAP)
+        pattern_frame = _frame((pixel, pixel), (0.0, pattern_left), units, labels)
         center = ((ky - 1) / 2, (kx - 1) / 2)
         radius = min(ky, kx) / 8
-        layer.visible = False
         blank = np.zeros((ky, kx), np.float32)
+        self._k_unit = f"{float(layer.scale[-1]):g} {_unit(layer.units[-1])}/px"
+        above, below = -0.06 * height, 1.06 * height  # the middle title goes below: long titles never touch
+        titles = np.array([[above, width / 2], [below, width * (1 + GAP) + kx * pixel / 2],
+                           [above, pattern_left + kx * pixel / 2]])
+        panel = {"source": layer, "role": "panel"}
         self.layers = {
-            "scan": self._new_image(f"{name} scan", np.zeros((sy, sx), np.float32), scale=scan_scale, colormap="gray"),
-            "mean": self._new_image(f"{name} mean pattern", blank, **detector_frame, colormap="magma"),
-            "pattern": self._new_image(f"{name} pattern", blank, **pattern_frame, colormap="magma"),
-            "mask": self._new_labels(f"{name} detector mask", np.zeros((ky, kx), np.int32), **detector_frame),
-            "detector": self._new_shapes(f"{name} detector", [_circle(center, radius)], **detector_frame),
-            "position": self._new_points(f"{name} position", [((sy - 1) / 2, (sx - 1) / 2)], scale=scan_scale),
+            "scan": publish(self.viewer, np.zeros((sy, sx), np.float32), name=f"{name} scan", frame=scan_frame,
+                            colormap="gray", **panel),
+            "mean": publish(self.viewer, blank, name=f"{name} mean pattern", frame=mean_frame, colormap="magma",
+                            **panel),
+            "pattern": publish(self.viewer, blank, name=f"{name} pattern", frame=pattern_frame, colormap="magma",
+                               **panel),
+            "mask": publish(self.viewer, np.zeros((ky, kx), np.int32), name=f"{name} detector mask", kind="labels",
+                            frame=mean_frame, **panel),
+            "detector": publish(self.viewer, [_circle(center, radius)], name=f"{name} detector", kind="shapes",
+                                frame=mean_frame, shape_type="ellipse", edge_color="cyan", face_color="transparent",
+                                edge_width=0.5, **panel),
+            "position": publish(self.viewer, np.array([[(sy - 1) / 2, (sx - 1) / 2]]), name=f"{name} position",
+                                kind="points", frame=scan_frame, face_color="red", size=2, **panel),
+            "titles": publish(self.viewer, titles, name=f"{name} panel titles", kind="points", frame=_frame(
+                (1.0, 1.0), (0.0, 0.0), units, labels), size=0.0, features={"title": [
+                    "scan image", "mean pattern", "pattern"]},
+                text={"string": "{title}", "color": "white", "size": 10, "anchor": "center"}, **panel),
         }
+        self.layers["titles"].editable = False
         self._compute(stem.mean_pattern(self.data), self._show_mean)
-        self.layers["position"].events.data.connect(self._on_marker)
-        self.layers["detector"].events.data.connect(self._on_detector)
-        self.layers["mask"].events.paint.connect(self._on_detector)
-        self.layers["mask"].events.data.connect(self._on_detector)
+        for (key, event), handler in self._handlers().items():
+            self.listen(getattr(self.layers[key].events, event), handler)
         self.viewer.layers.selection.active = self.layers["detector"]
         self.viewer.reset_view()
+        QTimer.singleShot(0, self._fit)  # again once a dock opened with the navigator has taken its room
         self.show_position()
         self.update_scan_image()
 
-    def _add(self, kind: str, name: str, data: Any, **kwargs: Any) -> Any:
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        return getattr(self.viewer, f"add_{kind}")(data, name=name, **kwargs)
-
-    def _new_image(self, name: str, data: Any, **kwargs: Any) -> Any:
-        return self._add("image", name, data, **kwargs)
-
-    def _new_labels(self, name: str, data: Any, **kwargs: Any) -> Any:
-        return self._add("labels", name, data, **kwargs)
-
-    def _new_shapes(self, name: str, data: list, **kwargs: Any) -> Any:
-        return self._add("shapes", name, data, shape_type="ellipse", edge_color="cyan", face_color="transparent",
-                         edge_width=0.5, **kwargs)
-
-    def _new_points(self, name: str, data: list, **kwargs: Any) -> Any:
-        return self._add("points", name, np.asarray(data, float), face_color="red", size=2, **kwargs)
+    def _fit(self) -> None:
+        if self.layers and not self.closed:
+            self.viewer.reset_view()
 
     # --- the marker ----------------------------------------------------------------------------
     def position(self) -> tuple[int, int]:
@@ -186,16 +238,21 @@ class StemNavigator(Container):
         pattern = self.layers["pattern"]
         pattern.data = frame = _backend.materialize(self.data[iy, ix])
         pattern.contrast_limits = _limits(frame)
-        self.status.value = f"pattern at scan position ({iy}, {ix})"
+        titles = self.layers["titles"]
+        titles.features = {"title": ["scan image", f"mean pattern ({self._k_unit})", f"pattern at ({iy}, {ix})"]}
+        titles.refresh()
+        self.say(f"pattern at scan position ({iy}, {ix})")
 
     def _on_marker(self, event: Any = None) -> None:
-        if _in_progress(event) or len(self.layers["position"].data) == 0:
+        if _in_progress(event) or not self.layers or len(self.layers["position"].data) == 0:
             return
         self.show_position()
 
     # --- the detector --------------------------------------------------------------------------
     def detector(self) -> dict:
         """The drawn detector as :func:`napari_stacklab.stem.virtual_detector` parameters."""
+        if not self.layers:
+            raise ValueError("open the navigator first")
         ky, kx = self.data.shape[2:]
         if self.mode.value == "labels":
             mask = np.asarray(self.layers["mask"].data) > 0
@@ -241,14 +298,14 @@ class StemNavigator(Container):
         try:
             params = self.detector()
         except ValueError as exc:
-            self._say(str(exc))
+            self.say(str(exc))
             return None
         key = self._key(params)
         if key in self._cache:
             self._cache.move_to_end(key)
             self._show_scan(key, self._cache[key])
             return None
-        self._say("computing the scan image...")
+        self.say("computing the scan image...")
         return self._compute(
             stem.virtual_detector(self.data, **params), lambda image, key=key: self._store(key, image)
         )
@@ -260,7 +317,7 @@ class StemNavigator(Container):
         worker = thread_worker(_backend.materialize, start_thread=False)(lazy)
         session = self._session
         worker.returned.connect(lambda result: self._session == session and done(result))
-        worker.errored.connect(lambda exc: self._session == session and self._say(f"failed: {exc}"))
+        worker.errored.connect(lambda exc: self._session == session and self.say(f"failed: {exc}"))
         self._workers.append(worker)
         worker.finished.connect(lambda: self._workers.remove(worker))
         worker.start()
@@ -268,8 +325,8 @@ class StemNavigator(Container):
 
     @property
     def busy(self) -> bool:
-        """True while a pattern or scan image is being computed."""
-        return bool(self._workers)
+        """True while a pattern, scan image or map is being computed."""
+        return bool(self._workers) or self.running
 
     def _show_mean(self, mean: np.ndarray) -> None:
         self.layers["mean"].data = mean
@@ -285,12 +342,68 @@ class StemNavigator(Container):
         scan = self.layers["scan"]
         scan.data = image
         scan.contrast_limits = _limits(image)
-        scan.metadata["detector"] = key
-        self._say(f"scan image: {_describe(key)}")
+        scan.metadata["stacklab"]["detector"] = key
+        self.say(f"scan image: {_describe(key)}")
 
     @property
     def cache_size(self) -> int:
         return len(self._cache)
+
+    # --- maps as layers ----------------------------------------------------------------------------
+    def detector_operation(self) -> tuple[Any, dict, dict]:
+        """``(operation, params, refs)`` computing the drawn detector's image on the whole scan."""
+        params = self.detector()
+        if "mask" not in params:
+            if params["inner"] == 0:
+                return catalog.get("virtual_bright_field"), {"radius": params["outer"],
+                                                               "center": params["center"]}, {}
+            return catalog.get("annular_dark_field"), params, {}
+        mask_layer = self.layers["mask"]
+        if self.mode.value == "shapes":  # the drawn union becomes the mask layer the step refers to
+            mask_layer.data = params["mask"].astype(np.int32)
+        return catalog.get("virtual_detector"), {"mask": params["mask"]}, {"mask": mask_layer.name}
+
+    @action
+    def add_virtual_image(self) -> Any:
+        """Compute the drawn detector's image on the whole scan (worker) and add it as a layer."""
+        op, params, refs = self.detector_operation()
+        return self._run_operation(op, params, refs)
+
+    @action
+    def add_center_of_mass(self) -> Any:
+        """Centre-of-mass maps around the detector's centre (the beam centre), added as layers."""
+        params = self.detector()
+        if "mask" in params:
+            raise ValueError("draw one or two circles on the beam: their centre is the beam centre")
+        return self._run_operation(catalog.get("center_of_mass"), {"center": params["center"]}, {})
+
+    def _run_operation(self, op: Any, params: dict, refs: dict) -> Any:
+        from .widgets import compute_all
+
+        source, data = self.held, self.data
+        bound = op.bind(params)
+        return self.launch(
+            compute_all, op, data, bound,
+            on_result=lambda result: self._show_operation(op, source, data, bound, refs, result),
+            description=f"{op.title} of {source.name!r}",
+        )
+
+    def _show_operation(self, op: Any, source: Any, data: Any, params: dict, refs: dict, result: Any) -> None:
+        layers = publish_operation(self.viewer, op, result, source=source, params=params, refs=refs,
+                                   in_shape=tuple(data.shape))
+        for key in ("position", "titles"):  # the maps lie on the scan panel: keep the marker and titles on top
+            if self.layers and self.layers[key] in self.viewer.layers:
+                self.viewer.layers.move(self.viewer.layers.index(self.layers[key]), len(self.viewer.layers))
+        centre = params.get("center")
+        self.say(f"added {', '.join(repr(layer.name) for layer in layers)}"
+                 + (f" (centre {centre[0]:g}, {centre[1]:g} px)" if centre is not None else ""))
+
+
+def _unit(unit: Any) -> str:
+    try:
+        return format(unit, "~")
+    except (TypeError, ValueError):
+        return str(unit)
 
 
 def _circle(center: tuple, radius: float) -> np.ndarray:

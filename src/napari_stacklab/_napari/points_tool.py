@@ -1,13 +1,15 @@
 """Point-based registration of a moving image onto a fixed image, live and non-destructive.
 
 The tool adds two paired, colour-coded Points layers, ``"<fixed> points"``
-(magenta) and ``"<moving> points"`` (green), numbered by pair. After each
+(magenta) and ``"<moving> points"`` (green), numbered by pair, in the
+physical frame (pixel size, units, axis names) of their images. After each
 click the other layer becomes active, so clicking alternates fixed, moving,
 fixed, moving... As soon as the chosen model has enough pairs it is fitted
 and shown by setting the moving layer's ``affine`` (the data are not
 touched); the table lists every pair's residual in pixels and in the moving
 layer's physical units, with RANSAC outlier flags. "Refine with ECC" polishes
-the point fit on the displayed planes, "Apply" adds a resampled (lazy) layer.
+the point fit on the displayed planes (in a worker), "Apply" adds a
+resampled (lazy) layer that records the transform as a recipe step.
 
 Only the spatial axes count: the last two axes (three when the viewer shows
 3-D) of each layer; time and channel axes of a stack are never fitted.
@@ -18,15 +20,20 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox, Table
-from napari.layers import Image
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, PushButton, SpinBox, Table
+from napari.layers import Points
 
 from .. import _backend
-from ..register import ECC_MODELS, MODELS, ECCError, Transform, ecc, from_points, min_pairs, warp
+from ..register import ECC_MODELS, MODELS, Transform, ecc, from_points, min_pairs, warp
+from . import _layers
+from ._tool import Tool, action
+from .table import fit_table
+from .align_widget import transform_step
 
-__all__ = ["PointRegistrationWidget", "spatial_affine", "displayed_plane"]
+__all__ = ["PointRegistrationWidget", "spatial_affine"]
 
 FIXED_COLOR, MOVING_COLOR, OUTLIER_COLOR = "magenta", "lime", "red"
+COLUMNS = ["pair", "residual (px)", "residual (units)", "inlier", "fixed", "moving"]
 
 
 def spatial_affine(layer: Any, spatial: np.ndarray) -> np.ndarray:
@@ -38,24 +45,21 @@ def spatial_affine(layer: Any, spatial: np.ndarray) -> np.ndarray:
     return full
 
 
-def displayed_plane(viewer: Any, layer: Any, ndim: int = 2) -> Any:
-    """The trailing ``ndim``-D frame of ``layer`` at the viewer's current position (lazy stays lazy)."""
-    data = layer.data[0] if layer.multiscale else layer.data
-    if layer.ndim == ndim:
-        return data
-    position = layer.world_to_data(viewer.dims.point)
-    index = tuple(int(np.clip(round(p), 0, s - 1)) for p, s in zip(position[: layer.ndim - ndim], data.shape))
-    return data[index]
+def refine_with_ecc(fixed: Any, moving: Any, model: str, initial: Transform) -> Transform:
+    """Worker task: ECC from the point fit on the two displayed frames."""
+    return ecc(np.asarray(_backend.materialize(fixed)), np.asarray(_backend.materialize(moving)), model=model,
+               initial=initial, levels=2)
 
 
-class PointRegistrationWidget(Container):
+class PointRegistrationWidget(Tool):
     """Register two image layers from clicked point pairs (with undo, residuals and ECC refinement)."""
 
+    title = "Point registration"
+
     def __init__(self, napari_viewer: Any) -> None:
-        super().__init__(labels=True)
-        self.viewer = napari_viewer
-        self.fixed = ComboBox(label="fixed", choices=self._image_names)
-        self.moving = ComboBox(label="moving", choices=self._image_names)
+        super().__init__(napari_viewer)
+        self.fixed = self.chooser("fixed")
+        self.moving = self.chooser("moving")
         self.model = ComboBox(label="model", choices=list(MODELS), value="affine")
         self.order = SpinBox(label="polynomial order", value=2, min=2, max=3)
         self.robust = CheckBox(text="RANSAC (flag outliers)", value=False)
@@ -66,18 +70,20 @@ class PointRegistrationWidget(Container):
         self.delete_button = PushButton(text="Delete pair")
         self.refine_button = PushButton(text="Refine with ECC")
         self.apply_button = PushButton(text="Apply (resampled layer)")
-        self.status = Label(value="Choose the fixed and moving layers, then Start.")
-        self.table = Table(value=_table_value([], self._columns()))
-        self.extend([
-            self.fixed, self.moving, self.model, self.order, self.robust, self.threshold, self.start_button,
-            self.undo_button, self.pair, self.delete_button, self.refine_button, self.apply_button,
-            self.status, self.table,
-        ])
-        if len(self.moving.choices) > 1:
-            self.moving.value = self.moving.choices[1]
+        self.table = Table(value={c: [] for c in COLUMNS})
+        fit_table(self.table.native)
+        row = Container(layout="horizontal", labels=False, widgets=[self.pair, self.delete_button])
+        row.margins = (0, 0, 0, 0)
+        self.add(self.fixed, self.moving, self.model, self.order, self.robust, self.threshold, self.start_button,
+                 self.undo_button, row, self.refine_button, self.apply_button, self.table)
+        self.busy_widgets = [self.refine_button]
+        self.distinct(self.fixed, self.moving)
+        self.say("Choose the fixed and moving layers, then Start.")
         self.transform: Transform | None = None
         self.rows: list[list] = []
         self.points: dict[str, Any] = {}
+        self.points_images: dict[str, Any] = {}
+        self._handlers: dict = {}
         self._history: list[str] = []
         self._counts: dict[str, int] = {}
         self.start_button.changed.connect(lambda *_: self.start())
@@ -87,60 +93,60 @@ class PointRegistrationWidget(Container):
         self.apply_button.changed.connect(lambda *_: self.apply())
         for widget in (self.model, self.order, self.robust, self.threshold):
             widget.changed.connect(lambda *_: self.fit())
-        for event in ("inserted", "removed"):
-            getattr(self.viewer.layers.events, event).connect(self._reset_choices)
+        self.listen(self.viewer.layers.events.removed, self._on_removed)
 
     # -- layers ------------------------------------------------------------
-    def _image_names(self, *_: Any) -> list[str]:
-        return [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
-
-    def _reset_choices(self, *_: Any) -> None:
-        self.fixed.reset_choices()
-        self.moving.reset_choices()
-
     @property
     def fixed_layer(self) -> Any:
-        return self.viewer.layers[self.fixed.value]
+        return self.points_images["fixed"]
 
     @property
     def moving_layer(self) -> Any:
-        return self.viewer.layers[self.moving.value]
+        return self.points_images["moving"]
 
     @property
     def ndim(self) -> int:
         """Spatial dimensions fitted: 3 for volumes shown in 3-D, else 2."""
-        return 3 if self.viewer.dims.ndisplay == 3 and min(self.fixed_layer.ndim, self.moving_layer.ndim) >= 3 else 2
+        images = self.points_images or {"fixed": self.fixed.value, "moving": self.moving.value}
+        volumes = all(layer is not None and layer.ndim >= 3 for layer in images.values())
+        return 3 if self.viewer.dims.ndisplay == 3 and volumes else 2
 
+    @action
     def start(self) -> None:
         """Create (or reuse) the two paired Points layers and make the fixed one active in add mode."""
-        if self.fixed.value is None or self.moving.value is None or self.fixed.value == self.moving.value:
-            self.status.value = "Choose two different image layers."
-            return
-        for role, image, color in (("fixed", self.fixed_layer, FIXED_COLOR), ("moving", self.moving_layer, MOVING_COLOR)):
+        fixed, moving = self.fixed.value, self.moving.value
+        if fixed is None or moving is None or fixed is moving:
+            raise ValueError("choose two different image layers (fixed and moving)")
+        for layer in self.points.values():
+            self.unlisten(layer.events.data, self._handlers[layer])
+        self.points_images = {"fixed": fixed, "moving": moving}
+        self.points, self._handlers, self._history = {}, {}, []
+        for role, image, color in (("fixed", fixed, FIXED_COLOR), ("moving", moving, MOVING_COLOR)):
             name = f"{image.name} points"
-            if name in self.viewer.layers:
-                layer = self.viewer.layers[name]
+            existing = self.viewer.layers[name] if name in self.viewer.layers else None
+            if isinstance(existing, Points) and existing.ndim == image.ndim:
+                layer = existing
             else:
-                layer = self.viewer.add_points(
-                    np.empty((0, image.ndim)),
-                    name=name,
-                    ndim=image.ndim,
-                    scale=image.scale,
-                    translate=image.translate,
-                    affine=image.affine.affine_matrix,
-                    face_color=color,
-                    border_color="white",
-                    size=8,
-                    features={"pair": np.zeros(0, int)},
+                layer = self.publish(
+                    np.empty((0, image.ndim)), source=image, name=name, kind="points", role="point pairs",
+                    face_color=color, border_color="white", size=8, features={"pair": np.zeros(0, int)},
                     text={"string": "{pair}", "color": color, "size": 12, "anchor": "upper_left"},
                 )
             self.points[role] = layer
             self._counts[role] = len(layer.data)
-            layer.events.data.connect(lambda event, role=role: self._on_points(role))
+            self._handlers[layer] = lambda event=None, role=role: self._on_points(role)
+            self.listen(layer.events.data, self._handlers[layer])
         self._renumber()
         self._activate("fixed")
-        self.status.value = "Click a point in the fixed image, then the same feature in the moving image."
+        self.say("Click a point in the fixed image, then the same feature in the moving image.")
         self.fit()
+
+    def _on_removed(self, event: Any) -> None:
+        if any(event.value is layer for layer in (*self.points.values(), *self.points_images.values())):
+            for layer in self.points.values():
+                self.unlisten(layer.events.data, self._handlers[layer])
+            self.points, self.points_images, self.transform = {}, {}, None
+            self.say(f"{event.value.name!r} was removed; press Start to pick points again")
 
     def _activate(self, role: str) -> None:
         layer = self.points[role]
@@ -149,6 +155,8 @@ class PointRegistrationWidget(Container):
 
     # -- points ------------------------------------------------------------
     def _on_points(self, role: str) -> None:
+        if role not in self.points:
+            return
         n = len(self.points[role].data)
         before = self._counts.get(role, 0)
         self._counts[role] = n
@@ -174,8 +182,11 @@ class PointRegistrationWidget(Container):
         n = min(len(fixed), len(moving))
         return fixed[:n], moving[:n]
 
+    @action
     def undo(self) -> None:
         """Remove the most recently clicked point (fixed or moving)."""
+        if not self.points:
+            raise ValueError("press Start first: there are no point layers yet")
         while self._history:
             role = self._history.pop()
             layer = self.points[role]
@@ -184,10 +195,13 @@ class PointRegistrationWidget(Container):
                 layer.data = layer.data[:-1]
                 self._activate(role)
                 return
-        self.status.value = "Nothing to undo."
+        self.say("Nothing to undo.")
 
+    @action
     def delete_pair(self, pair: int) -> None:
         """Delete pair number ``pair`` (1-based) from both layers."""
+        if not self.points:
+            raise ValueError("press Start first: there are no point layers yet")
         for role, layer in self.points.items():
             if pair <= len(layer.data):
                 self._counts[role] = len(layer.data) - 1
@@ -197,6 +211,7 @@ class PointRegistrationWidget(Container):
         self.fit()
 
     # -- fitting -----------------------------------------------------------
+    @action
     def fit(self) -> Transform | None:
         """Fit the chosen model to the complete pairs and show it (moving layer's affine)."""
         if set(self.points) != {"fixed", "moving"}:
@@ -205,11 +220,11 @@ class PointRegistrationWidget(Container):
         model, order = self.model.value, self.order.value
         needed = min_pairs(model, self.ndim, order)
         if model == "polynomial" and self.ndim == 3:
-            self.status.value = "Polynomial models are 2-D only."
+            self.say("Polynomial models are 2-D only.")
             return None
         if len(fixed) < needed:
             self.transform = None
-            self.status.value = f"{len(fixed)} pair(s); {model} needs {needed}."
+            self.say(f"{len(fixed)} pair(s); {model} needs {needed}.")
             self._show_table(fixed, moving)
             return None
         try:
@@ -219,12 +234,12 @@ class PointRegistrationWidget(Container):
             )
         except (ValueError, np.linalg.LinAlgError) as exc:
             self.transform = None
-            self.status.value = f"Fit failed: {exc}"
+            self.say(f"Fit failed: {exc}")
             return None
         self._show_transform()
         self._show_table(fixed, moving)
         outliers = int((~self.transform.inliers).sum())
-        self.status.value = (
+        self.say(
             f"{model}: {len(fixed)} pairs, RMS residual {self.transform.score:.3f} px"
             + (f", {outliers} outlier(s)" if outliers else "")
         )
@@ -234,7 +249,7 @@ class PointRegistrationWidget(Container):
         """Overlay the moving layer (and its points) on the fixed one through their affines."""
         fixed, moving = self.fixed_layer, self.moving_layer
         d = self.transform.ndim
-        shown = self.transform.affine_approximation(fixed.data.shape[-d:])
+        shown = self.transform.affine_approximation(_layers.source_data(fixed).shape[-d:])
         fixed_affine = np.asarray(fixed.affine.affine_matrix)
         fixed_spatial = fixed_affine[np.ix_(list(range(fixed.ndim - d, fixed.ndim + 1)),
                                             list(range(fixed.ndim - d, fixed.ndim + 1)))]
@@ -245,14 +260,11 @@ class PointRegistrationWidget(Container):
         for layer in (moving, self.points["moving"]):
             layer.affine = spatial_affine(layer, spatial)
 
-    def _columns(self) -> list[str]:
-        return ["pair", "residual (px)", "residual (units)", "inlier", "fixed", "moving"]
-
     def _show_table(self, fixed: np.ndarray, moving: np.ndarray) -> None:
         rows = []
         t = self.transform
-        scale = np.asarray(self.moving_layer.scale[-self.ndim :]) if self.points else np.ones(self.ndim)
-        unit = str(self.moving_layer.units[-1]) if self.points else "pixel"
+        scale = np.asarray(self.moving_layer.scale[-self.ndim :])
+        unit = str(self.moving_layer.units[-1])
         for k in range(len(fixed)):
             if t is not None:
                 delta = t.apply_points(fixed[k]) - moving[k]
@@ -261,8 +273,8 @@ class PointRegistrationWidget(Container):
                 px, physical, inlier = float("nan"), float("nan"), True
             rows.append([k + 1, round(px, 4), f"{physical:.4g} {unit}", inlier, _fmt(fixed[k]), _fmt(moving[k])])
         self.rows = rows
-        self.table.value = _table_value(rows, self._columns())
-        self.table.native.resizeColumnsToContents()
+        self.table.value = {c: [row[i] for row in rows] for i, c in enumerate(COLUMNS)}
+        fit_table(self.table.native)
         for role in ("fixed", "moving"):
             layer = self.points[role]
             colors = np.tile(np.array([1.0, 1, 1, 1]), (len(layer.data), 1))
@@ -272,60 +284,52 @@ class PointRegistrationWidget(Container):
                 layer.border_color = colors
 
     # -- refine and apply -----------------------------------------------------
-    def refine(self) -> Transform | None:
-        """Polish the point fit with ECC on the displayed 2-D planes (points then ECC)."""
+    @action
+    def refine(self) -> Any:
+        """Polish the point fit with ECC on the displayed 2-D planes, in a worker; returns the worker."""
         if self.transform is None:
-            self.status.value = "Click enough pairs first: ECC starts from the point fit."
-            return None
+            raise ValueError("click enough pairs first: ECC starts from the point fit")
         if self.transform.ndim != 2:
-            self.status.value = "ECC refinement is 2-D only."
-            return None
+            raise ValueError("ECC refinement is 2-D only")
         model = self.model.value if self.model.value in ECC_MODELS else "affine"
-        fixed = _backend.materialize(displayed_plane(self.viewer, self.fixed_layer))
-        moving = _backend.materialize(displayed_plane(self.viewer, self.moving_layer))
-        try:
-            refined = ecc(fixed, moving, model=model, initial=self.transform, levels=2)
-        except ECCError as exc:
-            self.status.value = f"ECC refinement failed, keeping the point fit: {exc}"
-            return None
+        fixed, moving = self.fixed_layer, self.moving_layer
+        start = self.transform
+        return self.launch(
+            refine_with_ecc, self.shown_frame(fixed), self.shown_frame(moving), model, start,
+            on_result=lambda refined: self._refined(refined, start, model),
+            description=f"Refining with ECC ({model})", inputs=[fixed, moving],
+        )
+
+    def _refined(self, refined: Transform, start: Transform, model: str) -> None:
+        if self.transform is not start or not self.points:  # the points changed meanwhile: the result is stale
+            self.say("The points changed during the refinement; press Refine again.")
+            return
         fixed_pts, moving_pts = self.pairs()
         refined.residuals = np.linalg.norm(refined.apply_points(fixed_pts) - moving_pts, axis=1)
-        refined.inliers = self.transform.inliers
+        refined.inliers = start.inliers
         self.transform = refined
         self._show_transform()
-        self._show_table(*self.pairs())
-        self.status.value = f"Refined with ECC ({model}): correlation {refined.score:.4f}"
-        return refined
+        self._show_table(fixed_pts, moving_pts)
+        self.say(f"Refined with ECC ({model}): correlation {refined.score:.4f}")
 
+    @action
     def apply(self) -> Any:
         """Add ``"<moving> registered"``: the moving layer resampled onto the fixed grid (lazy)."""
         if self.transform is None:
-            self.status.value = "Nothing to apply yet."
-            return None
+            raise ValueError("nothing to apply yet: click enough point pairs first")
         fixed, moving = self.fixed_layer, self.moving_layer
         d = self.transform.ndim
-        data = moving.data[0] if moving.multiscale else moving.data
+        data = _layers.source_data(moving)
         lazy = _backend.as_dask(data, chunks=(1,) * (data.ndim - d) + tuple(data.shape[-d:]))
-        resampled = warp(lazy, self.transform, output_shape=fixed.data.shape[-d:])
-        name = f"{moving.name} registered"
-        metadata = dict(moving.metadata)
-        metadata["stacklab_transform"] = self.transform.to_dict()
-        kwargs = {
-            "scale": tuple(moving.scale[: moving.ndim - d]) + tuple(fixed.scale[-d:]),
-            "translate": tuple(moving.translate[: moving.ndim - d]) + tuple(fixed.translate[-d:]),
-            "colormap": moving.colormap.name, "blending": "additive", "metadata": metadata,
-            "contrast_limits": moving.contrast_limits,
-        }
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        layer = self.viewer.add_image(resampled, name=name, **kwargs)
-        self.status.value = f"Added {name!r} (lazy; the transform is in its metadata)."
+        output_shape = _layers.source_data(fixed).shape[-d:]
+        resampled = warp(lazy, self.transform, output_shape=output_shape)
+        step = transform_step(self.transform, output_shape, method="points" if "iterations" not in
+                              self.transform.metadata else "points + ECC", pairs=len(self.pairs()[0]))
+        layer = self.publish(resampled, source=moving, name=f"{moving.name} registered", steps=[step],
+                             frame=_layers.regridded_kwargs(moving, fixed, d), colormap=moving.colormap.name,
+                             blending="additive", contrast_limits=tuple(moving.contrast_limits))
+        self.say(f"Added {layer.name!r} (lazy; its recipe step holds the transform).")
         return layer
-
-
-def _table_value(rows: list[list], columns: list[str]) -> dict:
-    """magicgui ``Table`` value: one list per column."""
-    return {name: [row[i] for row in rows] for i, name in enumerate(columns)}
 
 
 def _fmt(point: np.ndarray) -> str:

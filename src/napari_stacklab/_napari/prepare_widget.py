@@ -1,12 +1,16 @@
-"""Prepare one image: a chain of registry filters with a live result.
+"""Prepare one image: a chain of registry filters, previewed live, applied at full resolution in a worker.
 
 Bilateral smoothing, colour saturation (RGB), CLAHE, unsharp masking, gamma
-and gain, each switched off at its neutral value, are applied in that order
-to the chosen image and shown live as ``"<input> prepared"``. The chain is
-recorded as recipe steps in the result's ``metadata["stacklab"]`` (for gray
-images; colour images run each 2-D step per channel, recorded under
-``"stacklab_prepare"``). A button shows the original and the result side by
-side (napari's grid mode) and back.
+and gain, each switched off at its neutral value, are applied in that order.
+Moving a slider previews the chain on a downsampled copy of the frame the
+viewer shows (``"<input> prepared (preview)"``, at most about
+:data:`PREVIEW_PIXELS` pixels, computed in the background after the slider
+rests for :data:`PREVIEW_DELAY_MS`), so dragging never blocks the window.
+*Apply* runs the chain on the whole image in a worker (one progress step per
+filter, Cancel between filters) and adds ``"<input> prepared"``, which records
+the chain as recipe steps in ``metadata["stacklab"]`` (on a colour image the
+2-D steps ran on each channel and say so: ``per_channel: true``). A button shows the
+original and the result side by side (napari's grid mode) and back.
 """
 
 from __future__ import annotations
@@ -14,13 +18,21 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSlider, Label, PushButton, SpinBox
+from magicgui.widgets import FloatSlider, Label, PushButton, SpinBox
+from qtpy.QtCore import QTimer
 
-from .. import catalog
-from ..recipe import provenance
-from ._layers import add_or_replace, spatial_kwargs
+from .. import _backend, catalog
+from . import _layers
+from ._tool import Latest, Tool, action
 
-__all__ = ["PrepareImageWidget", "prepare_steps"]
+__all__ = ["PrepareImageWidget", "prepare_steps", "run_steps", "PREVIEW_PIXELS", "PREVIEW_DELAY_MS"]
+
+#: The preview is computed on a copy of about this many pixels (every k-th row and column).
+PREVIEW_PIXELS = 512 * 512
+#: Milliseconds a slider must rest before the preview is computed.
+PREVIEW_DELAY_MS = 120
+#: Parameters measured in pixels: divided by the preview's stride so the preview looks like the result.
+_PIXEL_PARAMS = {"bilateral": ("sigma_spatial",), "unsharp_mask": ("radius",), "clahe": ("kernel_size",)}
 
 
 def prepare_steps(
@@ -54,67 +66,100 @@ def prepare_steps(
     return steps
 
 
+def _frame_ndim(step: dict) -> int:
+    op = catalog.get(step["op"])
+    return op.frame_ndim_for(step["params"])
+
+
+def _apply_step(data: Any, step: dict, rgb: bool) -> Any:
+    op = catalog.get(step["op"])
+    if rgb and _frame_ndim(step) == 2:  # a colour image: the 2-D step runs on each channel
+        return np.moveaxis(op(np.moveaxis(data, -1, 0), **step["params"]), 0, -1)
+    return op(data, **step["params"])
+
+
 def run_steps(data: Any, steps: list[dict], rgb: bool) -> Any:
-    """Apply ``steps``; for RGB data the 2-D steps run on each colour channel."""
+    """Apply ``steps`` in order (for RGB data the 2-D steps run on each colour channel); computed."""
     for step in steps:
-        op = catalog.get(step["op"])
-        if rgb and op.frame_ndim == 2:
-            data = np.moveaxis(op(np.moveaxis(data, -1, 0), **step["params"]), 0, -1)
-        else:
-            data = op(data, **step["params"])
-    return data
+        data = _apply_step(data, step, rgb)
+    return _as_float(_backend.materialize(data))
 
 
-class PrepareImageWidget(Container):
-    """Sliders for a filter chain, a live ``"<input> prepared"`` layer and a side-by-side toggle."""
+def run_steps_with_progress(data: Any, steps: list[dict], rgb: bool):
+    """Worker task: :func:`run_steps`, one progress step (and cancel point) per filter."""
+    yield ("total", max(len(steps), 1))
+    for step in steps:
+        data = _backend.materialize(_apply_step(data, step, rgb))
+        yield ("step", 1)
+    return _as_float(_backend.materialize(data))
+
+
+def _as_float(data: Any) -> Any:
+    return data.astype(np.float32) if np.dtype(data.dtype).kind in "iub" else data
+
+
+def _preview_steps(steps: list[dict], stride: int) -> list[dict]:
+    """``steps`` for a copy subsampled by ``stride``: pixel-sized parameters shrink with it."""
+    if stride == 1:
+        return steps
+    scaled = []
+    for step in steps:
+        params = dict(step["params"])
+        for name in _PIXEL_PARAMS.get(step["op"], ()):
+            value = params[name] / stride
+            params[name] = max(2, int(round(value))) if isinstance(params[name], int) else max(value, 0.1)
+        scaled.append({"op": step["op"], "params": params})
+    return scaled
+
+
+class PrepareImageWidget(Tool):
+    """Sliders for a filter chain, a live downsampled preview, Apply at full resolution, side by side."""
+
+    title = "Prepare image"
 
     def __init__(self, napari_viewer: Any) -> None:
-        super().__init__(labels=True)
-        self.viewer = napari_viewer
-        self.image = ComboBox(label="image", choices=self._choices)
-        self.bilateral = FloatSlider(label="bilateral sigma (0 = off)", min=0, max=10, step=0.5, value=0)
+        super().__init__(napari_viewer)
+        self.image = self.chooser("image")
+        self.bilateral = FloatSlider(label="bilateral sigma (px, 0 = off)", min=0, max=10, step=0.5, value=0)
         self.saturation = FloatSlider(label="saturation (RGB)", min=0, max=3, step=0.1, value=1)
         self.clahe_clip = FloatSlider(label="CLAHE clip (0 = off)", min=0, max=0.1, step=0.005, value=0)
         self.clahe_tiles = SpinBox(label="CLAHE tile grid", min=1, max=64, value=8)
-        self.sharpen_sigma = FloatSlider(label="sharpen sigma", min=0.1, max=10, step=0.1, value=1)
+        self.sharpen_sigma = FloatSlider(label="sharpen sigma (px)", min=0.1, max=10, step=0.1, value=1)
         self.sharpen_amount = FloatSlider(label="sharpen amount", min=0, max=5, step=0.1, value=0)
         self.gamma = FloatSlider(label="gamma", min=0.1, max=5, step=0.05, value=1)
         self.gain = FloatSlider(label="gain", min=0, max=5, step=0.05, value=1)
+        self.chain = Label(value="no step (all neutral)")
+        self.chain.native.setWordWrap(True)
+        self.apply_button = PushButton(text="Apply (full resolution)")
         self.compare_button = PushButton(text="Side by side with original")
-        self.status = Label(value="")
         self.controls = [
             self.bilateral, self.saturation, self.clahe_clip, self.clahe_tiles,
             self.sharpen_sigma, self.sharpen_amount, self.gamma, self.gain,
         ]
-        self.extend([self.image, *self.controls, self.compare_button, self.status])
+        self.add(self.image, *self.controls, self.chain, self.apply_button, self.compare_button)
+        self.busy_widgets = [self.apply_button]
+        self.image.prefer(self.viewer.layers.selection.active)
+        self._previews = Latest(self)
+        self._timer = QTimer(self.native)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(PREVIEW_DELAY_MS)
+        self._timer.timeout.connect(self.update_preview)
         for widget in [self.image, *self.controls]:
-            widget.changed.connect(lambda *_: self.update())
+            widget.changed.connect(lambda *_: self._timer.start())
+        self.apply_button.changed.connect(lambda *_: self.apply())
         self.compare_button.changed.connect(lambda *_: self.toggle_compare())
-        for event in ("inserted", "removed"):
-            getattr(self.viewer.layers.events, event).connect(self._layers_changed)
-        self.native.destroyed.connect(self._disconnect)
-        self.reset_choices()
 
-    def _choices(self, *_: Any) -> list[tuple[str, Any]]:
-        from napari.layers import Image
-
-        return [
-            (layer.name, layer)
-            for layer in self.viewer.layers
-            if isinstance(layer, Image) and not layer.name.endswith(" prepared")
-        ]
-
-    def _layers_changed(self, *_: Any) -> None:
-        self.reset_choices()
-
-    def _disconnect(self, *_: Any) -> None:
-        for event in ("inserted", "removed"):
-            getattr(self.viewer.layers.events, event).disconnect(self._layers_changed)
+    @property
+    def previewing(self) -> bool:
+        """True while a preview waits for the sliders to rest or is being computed."""
+        return self._timer.isActive() or self._previews.busy
 
     def steps(self) -> list[dict]:
+        """The recipe steps of the current settings for the chosen image."""
         layer = self.image.value
         rgb = bool(layer is not None and layer.rgb)
-        shape = tuple(layer.data.shape[-3:-1] if rgb else layer.data.shape[-2:]) if layer is not None else (256, 256)
+        shape = tuple(_layers.source_data(layer).shape[-3:-1] if rgb else _layers.source_data(layer).shape[-2:]) \
+            if layer is not None else (256, 256)
         return prepare_steps(
             bilateral=self.bilateral.value,
             saturation=self.saturation.value,
@@ -128,28 +173,57 @@ class PrepareImageWidget(Container):
             rgb=rgb,
         )
 
-    def update(self) -> Any:
-        """Recompute ``"<input> prepared"`` from the current settings; return the layer."""
+    @action
+    def update_preview(self) -> None:
+        """Preview the chain on a downsampled copy of the shown frame (in the background)."""
+        self._timer.stop()
         layer = self.image.value
         if layer is None:
-            return None
+            return
+        frame = self.shown_frame(layer)
+        spatial = frame.shape[:2] if layer.rgb else frame.shape
+        stride = max(1, int(np.ceil(np.sqrt(spatial[0] * spatial[1] / PREVIEW_PIXELS))))
+        copy = frame[::stride, ::stride]
         steps = self.steps()
-        data = run_steps(layer.data, steps, layer.rgb)
-        if not steps:
-            data = data.astype(np.float32) if np.dtype(data.dtype).kind in "iub" else data
-        kwargs = spatial_kwargs(layer, layer.ndim)
-        if layer.rgb:
-            kwargs["metadata"] = {**layer.metadata, "stacklab_prepare": {"steps": steps, "per_channel": True}}
-            kwargs["rgb"] = True
-        else:
-            kwargs["metadata"] = provenance(layer.metadata, steps, source=layer.name)
-        kwargs["name"] = f"{layer.name} prepared"
-        out = add_or_replace(self.viewer, data, kwargs, "image")
-        if layer.rgb:
-            out.contrast_limits = (0.0, float(np.max(data)) or 1.0)
-        self.status.value = " -> ".join(s["op"] for s in steps) or "no step (all neutral)"
+        self.chain.value = " -> ".join(s["op"] for s in steps) or "no step (all neutral)"
+        self._previews.request(run_steps, copy, _preview_steps(steps, stride), layer.rgb,
+                               on_result=lambda result: self._show_preview(layer, stride, result))
+
+    def _show_preview(self, layer: Any, stride: int, result: np.ndarray) -> None:
+        if layer not in self.viewer.layers:
+            return
+        frame = _layers.spatial_kwargs(layer, 2)
+        frame["scale"] = tuple(s * stride for s in frame["scale"])
+        rgb = {"rgb": True, "contrast_limits": (0.0, float(np.max(result)) or 1.0)} if layer.rgb else {}
+        self.publish(result, source=layer, name=f"{layer.name} prepared (preview)", role="preview", frame=frame,
+                     **rgb)
+
+    @action
+    def apply(self) -> Any:
+        """Run the chain on the whole image in a worker; returns the worker."""
+        layer = self.image.value
+        if layer is None:
+            raise ValueError("choose an image to prepare")
+        steps = self.steps()
+        return self.launch(
+            run_steps_with_progress, _layers.source_data(layer), steps, layer.rgb,
+            on_result=lambda result: self._show(layer, steps, result),
+            description=f"Preparing {layer.name!r} ({len(steps)} step(s))", inputs=[layer],
+        )
+
+    def _show(self, layer: Any, steps: list[dict], result: np.ndarray) -> Any:
+        extra = {"rgb": True, "contrast_limits": (0.0, float(np.max(result)) or 1.0)} if layer.rgb else {}
+        if layer.rgb:  # each 2-D step ran on every colour channel: a recipe cannot say that yet (issue 15)
+            steps = [{**step, "per_channel": True} if _frame_ndim(step) == 2 else step
+                     for step in steps]
+        out = self.publish(result, source=layer, name=f"{layer.name} prepared", steps=steps, **extra)
+        preview = f"{layer.name} prepared (preview)"
+        if preview in self.viewer.layers:
+            self.viewer.layers.remove(preview)
+        self.say(f"{out.name}: " + (" -> ".join(s["op"] for s in steps) or "no step (all neutral)"))
         return out
 
+    @action
     def toggle_compare(self) -> bool:
         """Switch napari's grid (original and result side by side) on or off; return the new state."""
         grid = self.viewer.canvas.grid
@@ -158,3 +232,7 @@ class PrepareImageWidget(Container):
             grid.stride = 1
         self.compare_button.text = "Overlay (toggle result)" if grid.enabled else "Side by side with original"
         return grid.enabled
+
+    def on_close(self) -> None:
+        self._timer.stop()
+        self._previews.drop()

@@ -42,6 +42,21 @@ def as_frame(table: Any) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
+def fit_table(table: Any) -> None:
+    """Make a Qt table fit its dock: columns the user can resize, the last one stretching, scrolling."""
+    from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QSizePolicy
+
+    header = table.horizontalHeader()
+    table.resizeColumnsToContents()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+    header.setStretchLastSection(True)
+    for column in range(table.columnCount()):
+        header.resizeSection(column, min(header.sectionSize(column), 160))
+    table.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+    table.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Expanding)
+    table.setMinimumHeight(120)
+
+
 class TableWidget(QWidget):
     """A table with a column plot and a "Save CSV..." button.
 
@@ -52,6 +67,9 @@ class TableWidget(QWidget):
     title : str
         Shown above the table; also the default CSV file name.
     """
+
+    #: Docks of stacklab share one tab group (see _tool.tabify_with_stacklab_docks).
+    stacklab_dock = True
 
     def __init__(self, table: Any, title: str = "table", parent: Any = None) -> None:
         super().__init__(parent)
@@ -70,7 +88,9 @@ class TableWidget(QWidget):
             controls.addWidget(widget)
         controls.addWidget(self.save_button)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel(title))
+        heading = QLabel(title)
+        heading.setWordWrap(True)
+        layout.addWidget(heading)
         layout.addWidget(self.table_view)
         layout.addLayout(controls)
         layout.addWidget(self.plot)
@@ -96,6 +116,7 @@ class TableWidget(QWidget):
             for i, value in enumerate(frame[column].to_numpy()):
                 text = f"{value:.6g}" if isinstance(value, (float, np.floating)) else str(value)
                 self.table_view.setItem(i, j, QTableWidgetItem(text))
+        fit_table(self.table_view)
         numeric = [str(c) for c in frame.columns if np.issubdtype(frame[c].dtype, np.number)]
         x, y = self.x_column.currentText(), self.y_column.currentText()
         for combo, items, keep in ((self.x_column, numeric, x), (self.y_column, [_HISTOGRAM, *numeric], y)):

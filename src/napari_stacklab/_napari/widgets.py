@@ -39,6 +39,7 @@ from qtpy.QtCore import QEvent, QObject, QTimer
 from .. import _backend, catalog, engine, registry
 from ..frames import frame_chunks
 from . import _layers
+from ._tool import worker_task
 from .manifest import widget_factory_name
 
 __all__ = ["OperationWidget", "compute_all"]
@@ -105,24 +106,6 @@ def compute_all(op: registry.Operation, data: Any, params: engine.Bound, device:
             yield ("step", 1)
         computed[key] = out
     return computed if isinstance(result, dict) else computed[None]
-
-
-class OperationFailed(Exception):
-    """An operation's ``RuntimeError`` raised again as a plain exception, out of the worker."""
-
-
-def _compute_in_worker(op: registry.Operation, data: Any, params: dict, device: str | None = None) -> Iterator:
-    """:func:`compute_all` for a worker thread.
-
-    superqt's generator worker takes a ``RuntimeError`` escaping the generator for
-    "the worker object was deleted": it only warns and never emits ``errored`` or
-    ``finished``, so the run would never end (an ECC that diverges in
-    ``drift_correct`` raises one). The message is kept.
-    """
-    try:
-        return (yield from compute_all(op, data, params, device))
-    except RuntimeError as exc:
-        raise OperationFailed(str(exc)) from exc
 
 
 # --- parameter controls ---------------------------------------------------------------------------
@@ -291,6 +274,9 @@ class OperationWidget(Container):
         The viewer whose layers are read and to which results are added.
     """
 
+    #: Docks of stacklab share one tab group (see _tool.tabify_with_stacklab_docks).
+    stacklab_dock = True
+
     def __init__(self, operation: registry.Operation, napari_viewer: Any) -> None:
         super().__init__(labels=True)
         self.operation = operation
@@ -423,12 +409,7 @@ class OperationWidget(Container):
 
     def _plane_index(self, layer: Any, params: engine.Bound) -> tuple:
         """Index of the frame the viewer shows, over the layer's batch axes (frames as ``params`` make them)."""
-        n_batch = layer.ndim - self.operation.frame_ndim_for(params)
-        if n_batch <= 0:
-            return ()
-        point = np.asarray(layer.world_to_data(self.viewer.dims.point), dtype=float)
-        shape = _layer_data(layer).shape
-        return tuple(int(np.clip(np.round(c), 0, s - 1)) for c, s in zip(point[:n_batch], shape[:n_batch]))
+        return _layers.shown_index(self.viewer, layer, self.operation.frame_ndim_for(params))
 
     def _resolved(self, job: _Job) -> engine.Bound:
         """Resolved parameters, cached so scrolling planes never recomputes global statistics."""
@@ -493,8 +474,8 @@ class OperationWidget(Container):
         self._cancelled = False
         self._stop_reason = "cancelled"
         self._warnings_shown: set[str] = set()
-        worker = thread_worker(_compute_in_worker, start_thread=False, ignore_errors=True)(
-            self.operation, job.data, job.params, job.device
+        worker = thread_worker(worker_task, start_thread=False, ignore_errors=True)(
+            compute_all, self.operation, job.data, job.params, job.device
         )
         worker.yielded.connect(lambda message: self._on_yielded(job, message))
         worker.returned.connect(lambda result: self._on_returned(job, result))
@@ -645,9 +626,7 @@ class OperationWidget(Container):
         self.info.value = f"{text} (current plane)" if preview else text
 
 
-def _layer_data(layer: Any) -> Any:
-    """The full-resolution array of a layer (level 0 of a multiscale pyramid)."""
-    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+_layer_data = _layers.source_data
 
 
 def _each_array(result: Any, convert: Any) -> Any:
