@@ -61,6 +61,22 @@ def get_namespace(array: Any) -> tuple[ModuleType, ModuleType]:
     return np, scipy.ndimage
 
 
+def fft_module(array: Any) -> ModuleType:
+    """``scipy.fft`` for host arrays, ``cupyx.scipy.fft`` for CuPy arrays.
+
+    ``scipy.fft`` keeps float32 transforms in single precision and is several
+    times faster than ``numpy.fft``; it also releases the GIL, so frames
+    transformed in dask's threads run in parallel.
+    """
+    if is_cupy(chunk_type(array)):
+        import cupyx.scipy.fft
+
+        return cupyx.scipy.fft
+    import scipy.fft
+
+    return scipy.fft
+
+
 def skimage_module(array: Any, name: str) -> Any:
     """``skimage.<name>`` for host arrays, ``cucim.skimage.<name>`` for CuPy arrays.
 

@@ -19,13 +19,23 @@ Transform (``ecc``, ``from_points``, ``warp``) are not registry operations
 (a Transform is no recipe parameter); the napari registration tools call them.
 """
 
-from ._ecc import ECC_MODELS, ECCError, ecc
-from ._phasecorr import phase_correlation
+from ._ecc import ECC_MODELS, STARTS, ECCError, ecc
+from ._features import DETECTORS, from_features
+from ._phasecorr import WINDOWS, phase_correlation
 from ._points import from_points, min_pairs
 from ._similarity import similarity_map, similarity_score
-from ._stack import REFERENCES, align_stack, apply_drift, drift, drift_correct, stack_transforms
+from ._stack import (
+    REFERENCES,
+    STACK_METHODS,
+    STACK_MODELS,
+    align_stack,
+    apply_drift,
+    drift,
+    drift_correct,
+    stack_transforms,
+)
 from ._transform import MODELS, Transform
-from ._warp import warp
+from ._warp import warp, warp_points
 
 __all__ = [
     "Transform",
@@ -33,7 +43,13 @@ __all__ = [
     "ECC_MODELS",
     "ECCError",
     "REFERENCES",
+    "STACK_MODELS",
+    "STACK_METHODS",
+    "STARTS",
+    "DETECTORS",
+    "WINDOWS",
     "from_points",
+    "from_features",
     "min_pairs",
     "ecc",
     "phase_correlation",
@@ -41,6 +57,7 @@ __all__ = [
     "apply_drift",
     "stack_transforms",
     "warp",
+    "warp_points",
     "similarity_map",
     "similarity_score",
     "drift_correct",
