@@ -171,7 +171,7 @@ class _Template:
             self.jacobian[:, self.mask] = 0
             self.template = xp.where(self.mask, 0, self.template).astype(dtype)
         j, t = self.jacobian, self.template
-        sums = [j @ j.T, j.sum(axis=1), j @ t, t.sum(), t @ t]
+        sums = [_gram(j, xp), j.sum(axis=1), _dots(j, t, xp), t.sum(), t @ t]
         self.hessian, self.j_sum, self.j_t, self.t_sum, self.t_t = (
             np.asarray(_backend.to_numpy(s), dtype=np.float64) for s in sums
         )
@@ -191,7 +191,7 @@ class _Template:
         n_out = int(out.size)
         if n_out * 2 < self.size:  # subtract the few pixels left out from the precomputed sums
             j_out, t_out = j[:, out], t[out]
-            small = [j_out @ j_out.T, j_out.sum(axis=1), j_out @ t_out, t_out.sum(), t_out @ t_out]
+            small = [_gram(j_out, xp), j_out.sum(axis=1), _dots(j_out, t_out, xp), t_out.sum(), t_out @ t_out]
             small = [np.asarray(_backend.to_numpy(s), dtype=np.float64) for s in small]
             hessian = self.hessian - small[0]
             j_sum, j_t = self.j_sum - small[1], self.j_t - small[2]
@@ -199,14 +199,27 @@ class _Template:
         else:  # most pixels left out: sum over the rest directly
             keep = xp.flatnonzero(~left_out)
             j_in, t_in = j[:, keep], t[keep]
-            big = [j_in @ j_in.T, j_in.sum(axis=1), j_in @ t_in, t_in.sum(), t_in @ t_in]
+            big = [_gram(j_in, xp), j_in.sum(axis=1), _dots(j_in, t_in, xp), t_in.sum(), t_in @ t_in]
             hessian, j_sum, j_t, t_sum, t_t = (np.asarray(_backend.to_numpy(s), dtype=np.float64) for s in big)
         if self.mask is not None:
             n_out = int(left_out.sum())
-        image = [j @ flat, flat.sum(), flat @ flat, flat @ t]
+        image = [_dots(j, flat, xp), flat.sum(), flat @ flat, flat @ t]
         j_w, w_sum, w_w, w_t = (np.asarray(_backend.to_numpy(s), dtype=np.float64) for s in image)
         return {"n": self.size - n_out, "hessian": hessian, "j_sum": j_sum, "j_t": j_t, "t_sum": t_sum,
                 "t_t": t_t, "j_w": j_w, "w_sum": w_sum, "w_w": w_w, "w_t": w_t}
+
+
+def _dots(rows: Any, vector: Any, xp: Any) -> Any:
+    """``rows @ vector`` as one dot product per row: OpenBLAS's threaded matrix-vector product can spend
+    milliseconds waking threads on a busy machine, where single dot products take microseconds."""
+    return xp.stack([row @ vector for row in rows])
+
+
+def _gram(rows: Any, xp: Any) -> Any:
+    """``rows @ rows.T`` (symmetric ``K x K``) from dot products, for the same reason as :func:`_dots`."""
+    k = len(rows)
+    products = {(a, b): rows[a] @ rows[b] for a in range(k) for b in range(a, k)}
+    return xp.stack([xp.stack([products[min(a, b), max(a, b)] for b in range(k)]) for a in range(k)])
 
 
 def _resample(image: Any, matrix: np.ndarray, shape: tuple, ndi: Any) -> Any:
@@ -497,13 +510,12 @@ def _centred(image: Any, dtype: np.dtype, xp: Any) -> Any:
 
 
 def _starts(start: Any) -> tuple:
-    """The automatic starts to try, in order: ``start`` (a name or a sequence of names) first."""
-    names = (start,) if isinstance(start, str) else tuple(start) if isinstance(start, (list, tuple)) else None
-    if not names or any(not isinstance(n, str) or n not in STARTS for n in names):
-        raise ValueError(f"start must be one of {STARTS} or a sequence of them, got {start!r}")
-    if isinstance(start, str):
-        names += tuple(n for n in STARTS if n != start)
-    return names
+    """The automatic starts to try, in order: one name first and then the others, or exactly a sequence."""
+    if isinstance(start, str) and start in STARTS:
+        return (start,) + tuple(n for n in STARTS if n != start)
+    if isinstance(start, (list, tuple)) and all(isinstance(n, str) and n in STARTS for n in start):
+        return tuple(start)
+    raise ValueError(f"start must be one of {STARTS} or a sequence of them, got {start!r}")
 
 
 @_backend.with_device("fixed", "moving", "mask")
@@ -606,6 +618,8 @@ def ecc(
         check_ndim(image, 2, name, max_ndim=2)
         check_real(image, name)
     starts = _starts(start)
+    if not starts and initial is None:
+        raise ValueError("start: an empty sequence of starts needs an initial transform")
     check_number("max_iter", max_iter, low=1, integer=True)
     check_number("eps", eps, low=0)
     check_number("tol", tol, low=0)
