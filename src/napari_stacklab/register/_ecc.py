@@ -467,7 +467,7 @@ class _Reference:
         return {"matrix": _project(self.model, matrix), "score": rho, "iterations": total, "converged": done}
 
     def align(self, moving: Any, *, initial: Transform | None, starts: tuple, max_iter: int, eps: float,
-              tol: float) -> Transform:
+              tol: float, min_correlation: float) -> Transform:
         """Try ``initial`` and then the automatic ``starts`` until one converges well; the best one wins."""
         moving_pyramid = self.moving_pyramid(moving)
         candidates = ([("initial", initial.matrix)] if initial is not None else []) + list(starts)
@@ -481,17 +481,21 @@ class _Reference:
             except ECCError as exc:
                 tried.append({"start": name, "outcome": f"failed: {exc}"})
                 continue
-            verdict = "converged" if result["converged"] else f"not converged in {max_iter} iterations per level"
+            verdict = "converged" if result["converged"] else f"not converged in {max_iter} iterations"
+            if result["converged"] and result["score"] < min_correlation:
+                verdict = f"converged below min_correlation={min_correlation:g}"
             tried.append({"start": name, "outcome": f"{verdict}, correlation {result['score']:.4f}"})
-            if result["converged"] and (best is None or result["score"] > best[1]["score"]):
+            acceptable = result["converged"] and result["score"] >= min_correlation
+            if acceptable and (best is None or result["score"] > best[1]["score"]):
                 best = (name, result)
             if best is not None and best[1]["score"] >= _GOOD_CORRELATION:
                 break
         if best is None:
             report = "; ".join(f"{t['start']}: {t['outcome']}" for t in tried)
             raise ECCError(
-                f"ECC did not converge from any start ({report}). Give an initial transform (e.g. from "
-                "points or from_features), check that the images overlap, or raise max_iter."
+                f"ECC diverged: no start converged ({report}). Give an initial transform (e.g. from "
+                "points or from_features), check that the images overlap and show the same structures, or "
+                "raise max_iter."
             )
         name, result = best
         return Transform(model=self.model, matrix=result["matrix"], score=float(result["score"]),
@@ -532,6 +536,7 @@ def ecc(
     eps: float = 1e-6,
     tol: float = 0.01,
     sigma: float = 1.0,
+    min_correlation: float = 0.25,
 ) -> Transform:
     """Align ``moving`` to ``fixed`` by maximising the enhanced correlation coefficient.
 
@@ -585,6 +590,10 @@ def ecc(
     sigma : float
         Gaussian smoothing (pixels) of both images at every level before the
         gradients are taken; 0 disables it.
+    min_correlation : float
+        A start whose final correlation stays below this has not found the
+        images in each other (unrelated images reach 0.1-0.2 by chance on
+        small frames); it counts as failed.
 
     Returns
     -------
@@ -596,8 +605,8 @@ def ecc(
     Raises
     ------
     ECCError
-        A ``ValueError``, when no start converges; the message lists what
-        each start gave.
+        A ``ValueError``, when no start converges to ``min_correlation``; the
+        message lists what each start gave.
 
     Examples
     --------
@@ -624,6 +633,7 @@ def ecc(
     check_number("eps", eps, low=0)
     check_number("tol", tol, low=0)
     check_number("sigma", sigma, low=0)
+    check_number("min_correlation", min_correlation, low=-1, high=1)
     if levels is not None:
         check_number("levels", levels, low=1, high=8, integer=True)
     if initial is not None:
@@ -641,12 +651,12 @@ def ecc(
     moving = _backend.like(moving, fixed)
     mask = None if mask is None else _backend.like(mask, fixed)
     levels = levels or _default_levels(tuple(fixed.shape) + tuple(moving.shape))
-    return host_fallback("ecc", _ecc, fixed, moving, mask, model=model, initial=initial, starts=starts,
-                         levels=levels, max_iter=max_iter, eps=eps, tol=tol, sigma=sigma)
+    return host_fallback("ecc", _ecc, fixed, moving, mask, model=model, levels=levels, sigma=sigma,
+                         initial=initial, starts=starts, max_iter=max_iter, eps=eps, tol=tol,
+                         min_correlation=min_correlation)
 
 
-def _ecc(fixed: Any, moving: Any, mask: Any, *, model: str, initial: Transform | None, starts: tuple, levels: int,
-         max_iter: int, eps: float, tol: float, sigma: float) -> Transform:
+def _ecc(fixed: Any, moving: Any, mask: Any, *, model: str, levels: int, sigma: float, **align: Any) -> Transform:
     dtype = float_dtype(np.result_type(fixed.dtype, moving.dtype))
     reference = _Reference(fixed, model=model, levels=levels, sigma=sigma, mask=mask, dtype=dtype)
-    return reference.align(moving, initial=initial, starts=starts, max_iter=max_iter, eps=eps, tol=tol)
+    return reference.align(moving, **align)

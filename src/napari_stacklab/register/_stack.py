@@ -18,7 +18,7 @@ from ..lift import reduce_frames
 from ..registry import Range, operation
 from ._ecc import ECCError, _default_levels, _Reference, _starts, host_fallback, refine_translation
 from ._features import from_features
-from ._phasecorr import WINDOWS, Window, cross_power, peak_shift, spectrum
+from ._phasecorr import MATCH, WINDOWS, Window, cross_power, noise_level, peak_shift, spectrum
 from ._transform import Transform
 from ._warp import warp
 
@@ -102,18 +102,20 @@ def _prepare_drift(frame: Any, *, window: str, refine: bool, **_: Any) -> _Prepa
 
 
 def _drift_kernel(frame: Any, reference: _Prepared, *, window: str, upsample: int, refine: bool) -> np.ndarray:
+    """``(row shift, col shift, peak / noise level)`` of one frame."""
     product = cross_power(reference.spectrum, spectrum(frame, window))
+    start, peak = peak_shift(product, upsample=1)
+    confidence = peak / noise_level(frame.shape)
     if refine:
-        start, _ = peak_shift(product, upsample=1)
         try:
             refined, rho_start, rho_end = refine_translation(
                 reference.template, reference.gradients, _smooth(frame, reference.dtype), start
             )
             if rho_end > rho_start:  # ECC only where it correlates better than where it started
-                return refined
+                return np.r_[refined, confidence]
         except ECCError:
             pass
-    return peak_shift(product, upsample=upsample)[0]
+    return np.r_[peak_shift(product, upsample=upsample)[0], confidence]
 
 
 @_backend.with_device("stack")
@@ -155,6 +157,14 @@ def drift(
         :func:`apply_drift` to this or any other channel, or with
         :func:`warp_points` to point coordinates.
 
+    Raises
+    ------
+    ValueError
+        When a frame does not match its reference at all (its
+        phase-correlation peak is no higher than that of unrelated images):
+        a blank or corrupted frame, or a scene that changed completely. The
+        message lists the frames.
+
     Examples
     --------
     >>> import numpy as np
@@ -171,8 +181,17 @@ def drift(
         raise TypeError(f"refine must be True or False, got {refine!r}")
     if stack.shape[0] == 1:
         return np.zeros((1, 2))
-    shifts = _per_frame(stack, reference, _prepare_drift, _drift_kernel, (2,), upsample=upsample, window=window,
-                        refine=refine)
+    found = _per_frame(stack, reference, _prepare_drift, _drift_kernel, (3,), upsample=upsample, window=window,
+                       refine=refine)
+    shifts, confidence = found[:, :2], found[:, 2]
+    unmatched = np.flatnonzero(confidence < MATCH) + (1 if reference == "previous" else 0)
+    if unmatched.size:
+        listed = ", ".join(f"{t} ({c:.1f})" for t, c in zip(unmatched[:8], confidence[confidence < MATCH][:8]))
+        raise ValueError(
+            f"drift: {unmatched.size} frame(s) do not match the {reference} frame (phase-correlation peak at the "
+            f"level of unrelated images; frame (peak / noise level, {MATCH:g} needed): {listed}); check those "
+            "frames, or try reference='previous' for a sample that changes over time"
+        )
     if reference == "previous":
         shifts = np.concatenate([np.zeros((1, 2)), np.cumsum(shifts, axis=0)])
     return np.asarray(shifts, dtype=np.float64)
@@ -227,7 +246,8 @@ def _transform_kernel(frame: Any, reference: _Prepared, *, model: str, method: s
     if method == "features":
         initial, starts = from_features(reference.frame, frame, model=model), ()
     try:
-        found = reference.ecc.align(frame, initial=initial, starts=starts, max_iter=100, eps=1e-6, tol=0.01)
+        found = reference.ecc.align(frame, initial=initial, starts=starts, max_iter=100, eps=1e-6, tol=0.01,
+                                    min_correlation=0.25)
     except ECCError:
         if initial is None:
             raise
