@@ -67,14 +67,20 @@ def _distances(fixed: np.ndarray, moving: np.ndarray) -> np.ndarray:
 
 
 def match(fixed_descriptors: np.ndarray, moving_descriptors: np.ndarray, *, ratio: float) -> np.ndarray:
-    """Index pairs ``(K, 2)`` of mutual nearest neighbours that pass Lowe's ratio test."""
+    """Index pairs ``(K, 2)`` of mutual nearest neighbours that pass Lowe's ratio test (none for ``ratio=1``).
+
+    The same pairs as ``skimage.feature.match_descriptors(..., cross_check=True, max_ratio=ratio)``, from one
+    BLAS product instead of ``scipy.spatial.distance.cdist``.
+    """
     if len(fixed_descriptors) < 2 or len(moving_descriptors) < 2:
         return np.empty((0, 2), dtype=int)
     distances = _distances(fixed_descriptors, moving_descriptors)
     best = distances.argmin(axis=1)
-    two = np.partition(distances, 1, axis=1)[:, :2]
     rows = np.arange(len(best))
-    keep = (distances.argmin(axis=0)[best] == rows) & (two[:, 0] < ratio * two[:, 1])
+    keep = distances.argmin(axis=0)[best] == rows
+    if ratio < 1:
+        nearest, second = np.partition(distances, 1, axis=1)[:, :2].T
+        keep &= nearest < ratio * np.maximum(second, np.finfo(np.float64).eps)
     return np.stack([rows[keep], best[keep]], axis=1)
 
 
@@ -110,7 +116,8 @@ def from_features(
     ratio : float
         Lowe's ratio test: a match is kept when its descriptor distance is
         below ``ratio`` times that of the second-best candidate (lower is
-        stricter). Matches must also be mutual nearest neighbours.
+        stricter; 1 turns the test off). Matches must also be mutual nearest
+        neighbours.
     threshold : float
         RANSAC inlier distance, in moving-image pixels.
     max_trials : int

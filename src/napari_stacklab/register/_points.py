@@ -248,7 +248,8 @@ def _ransac(model, src, dst, order, needed, threshold, max_trials, seed, units=N
         sample = rng.choice(len(src), needed, replace=False)
         try:
             candidate = _fit(model, src[sample], dst[sample], order)
-            residuals = _residuals(candidate, src, dst, units)
+            with np.errstate(divide="ignore", invalid="ignore"):  # degenerate samples are skipped below
+                residuals = _residuals(candidate, src, dst, units)
         except np.linalg.LinAlgError:
             continue
         if not np.isfinite(residuals).all():
