@@ -164,7 +164,14 @@ def _opencv_from_identity(pair):
     return _opencv(pair.fixed, pair.moving, cv2.MOTION_AFFINE, 2)
 
 
-def test_the_pair_suite_converges_where_opencv_does_and_more():
+@pytest.fixture(params=[False, True], ids=["scipy", "opencv"])
+def accelerated(request, monkeypatch):
+    """Both host paths: SciPy / scikit-image only (a default install), and with OpenCV's kernels."""
+    monkeypatch.setattr(_backend, "OPENCV_ACCELERATION", request.param)
+    return request.param
+
+
+def test_the_pair_suite_converges_where_opencv_does_and_more(accelerated):
     """The benchmark's 30 seeded pairs (8 degrees, 8 %, shear, 6 % shift, gain, noise, periodic textures):
     at least 29 within 0.1 px, and never worse than OpenCV where OpenCV converges."""
     pairs = pair_suite(30)
@@ -246,8 +253,18 @@ def test_invalid_starts_and_criteria(kwargs, words):
         ecc(image, image, **kwargs)
 
 
+def test_opencv_acceleration_gives_the_same_alignment(monkeypatch):
+    fixed, moving, truth = _pair(AFFINE)
+    monkeypatch.setattr(_backend, "OPENCV_ACCELERATION", False)
+    plain = ecc(fixed, moving)
+    monkeypatch.setattr(_backend, "OPENCV_ACCELERATION", True)
+    fast = ecc(fixed, moving)
+    assert _corner_error(fast, plain) < 2e-3 and _corner_error(fast, truth) <= 0.01
+
+
 @pytest.mark.skipif(real_gpu_present(), reason="a real GPU is here: test_gpu_matches_cpu covers it")
-def test_the_cupy_path_equals_the_cpu_path_on_the_simulated_gpu():
+def test_the_cupy_path_equals_the_cpu_path_on_the_simulated_gpu(monkeypatch):
+    monkeypatch.setattr(_backend, "OPENCV_ACCELERATION", False)  # the simulation runs scikit-image underneath
     fixed, moving, truth = _pair(AFFINE)
     expected = ecc(fixed, moving, model="affine")
     with simulated_gpu(cucim=True) as cupy:
@@ -261,7 +278,8 @@ def test_the_cupy_path_equals_the_cpu_path_on_the_simulated_gpu():
 
 
 @pytest.mark.skipif(real_gpu_present(), reason="a real GPU is here")
-def test_without_cucim_ecc_falls_back_to_the_cpu_visibly():
+def test_without_cucim_ecc_falls_back_to_the_cpu_visibly(monkeypatch):
+    monkeypatch.setattr(_backend, "OPENCV_ACCELERATION", False)
     fixed, moving, truth = _pair(AFFINE)
     expected = ecc(fixed, moving)
     with simulated_gpu(cucim=False) as cupy, pytest.warns(_backend.GPUFallbackWarning, match="install cuCIM"):

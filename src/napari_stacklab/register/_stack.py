@@ -16,9 +16,18 @@ from .. import _backend
 from .._validation import check_choice, check_ndim, check_number, check_real, float_dtype
 from ..lift import reduce_frames
 from ..registry import Range, operation
-from ._ecc import ECCError, _default_levels, _Reference, _starts, host_fallback, refine_translation
+from ._ecc import (
+    MIN_CORRELATION,
+    ECCError,
+    _default_levels,
+    _Reference,
+    _starts,
+    blur,
+    host_fallback,
+    refine_translation,
+)
 from ._features import from_features
-from ._phasecorr import MATCH, WINDOWS, Window, cross_power, noise_level, peak_shift, spectrum
+from ._phasecorr import WINDOWS, Window, cross_power, peak_shift, spectrum
 from ._transform import Transform
 from ._warp import warp
 
@@ -87,35 +96,32 @@ def _pair_kernel(pair: Any, *, prepare: Callable, kernel: Callable, params: dict
 # -- drift ---------------------------------------------------------------------
 def _smooth(frame: Any, dtype: Any) -> Any:
     """A frame as the translation refinement sees it: float, mean-free, Gaussian-smoothed (sigma 1)."""
-    _, ndi = _backend.get_namespace(frame)
     frame = frame.astype(dtype, copy=False)
-    return ndi.gaussian_filter(frame - frame.mean(dtype=np.float64).astype(dtype), 1.0, truncate=3.0)
+    return blur(frame - frame.mean(dtype=np.float64).astype(dtype), 1.0)
 
 
-def _prepare_drift(frame: Any, *, window: str, refine: bool, **_: Any) -> _Prepared:
+def _prepare_drift(frame: Any, *, window: str, **_: Any) -> _Prepared:
     xp, _ = _backend.get_namespace(frame)
-    parts = {"spectrum": spectrum(frame, window), "dtype": float_dtype(frame.dtype)}
-    if refine:
-        parts["template"] = _smooth(frame, parts["dtype"])
-        parts["gradients"] = tuple(xp.gradient(parts["template"]))
-    return _Prepared(**parts)
+    dtype = float_dtype(frame.dtype)
+    template = _smooth(frame, dtype)
+    return _Prepared(spectrum=spectrum(frame, window), dtype=dtype, template=template,
+                     gradients=tuple(xp.gradient(template)))
 
 
 def _drift_kernel(frame: Any, reference: _Prepared, *, window: str, upsample: int, refine: bool) -> np.ndarray:
-    """``(row shift, col shift, peak / noise level)`` of one frame."""
+    """``(row shift, col shift, correlation)`` of one frame; the correlation is NaN if there is none."""
     product = cross_power(reference.spectrum, spectrum(frame, window))
-    start, peak = peak_shift(product, upsample=1)
-    confidence = peak / noise_level(frame.shape)
-    if refine:
-        try:
-            refined, rho_start, rho_end = refine_translation(
-                reference.template, reference.gradients, _smooth(frame, reference.dtype), start
-            )
-            if rho_end > rho_start:  # ECC only where it correlates better than where it started
-                return np.r_[refined, confidence]
-        except ECCError:
-            pass
-    return np.r_[peak_shift(product, upsample=upsample)[0], confidence]
+    start, _ = peak_shift(product, upsample=1)
+    try:
+        refined, rho_start, rho_end = refine_translation(
+            reference.template, reference.gradients, _smooth(frame, reference.dtype), start,
+            max_iter=20 if refine else 1,
+        )
+    except ECCError:  # no overlap, or a constant frame
+        return np.r_[peak_shift(product, upsample=upsample)[0], np.nan]
+    if refine and rho_end > rho_start:  # ECC only where it correlates better than where it started
+        return np.r_[refined, rho_end]
+    return np.r_[peak_shift(product, upsample=upsample)[0], rho_start]
 
 
 @_backend.with_device("stack")
@@ -160,10 +166,10 @@ def drift(
     Raises
     ------
     ValueError
-        When a frame does not match its reference at all (its
-        phase-correlation peak is no higher than that of unrelated images):
-        a blank or corrupted frame, or a scene that changed completely. The
-        message lists the frames.
+        When a frame does not match its reference: its correlation with the
+        reference (smoothed, over their overlap, at the shift found) stays
+        below 0.25 -- a blank or corrupted frame, or a scene that changed
+        completely. The message lists the frames.
 
     Examples
     --------
@@ -183,14 +189,16 @@ def drift(
         return np.zeros((1, 2))
     found = _per_frame(stack, reference, _prepare_drift, _drift_kernel, (3,), upsample=upsample, window=window,
                        refine=refine)
-    shifts, confidence = found[:, :2], found[:, 2]
-    unmatched = np.flatnonzero(confidence < MATCH) + (1 if reference == "previous" else 0)
-    if unmatched.size:
-        listed = ", ".join(f"{t} ({c:.1f})" for t, c in zip(unmatched[:8], confidence[confidence < MATCH][:8]))
+    shifts, correlation = found[:, :2], found[:, 2]
+    bad = ~(correlation >= MIN_CORRELATION)  # (NaN: a constant frame)
+    if bad.any():
+        first = 1 if reference == "previous" else 0
+        listed = ", ".join(f"{t + first} ({c:.2f})" if np.isfinite(c) else f"{t + first} (none)"
+                           for t, c in zip(np.flatnonzero(bad)[:8], correlation[bad][:8]))
         raise ValueError(
-            f"drift: {unmatched.size} frame(s) do not match the {reference} frame (phase-correlation peak at the "
-            f"level of unrelated images; frame (peak / noise level, {MATCH:g} needed): {listed}); check those "
-            "frames, or try reference='previous' for a sample that changes over time"
+            f"drift: {int(bad.sum())} frame(s) do not match the {reference} frame (correlation at the found shift "
+            f"below {MIN_CORRELATION}; frame (correlation): {listed}); check those frames, or try "
+            "reference='previous' for a sample that changes over time"
         )
     if reference == "previous":
         shifts = np.concatenate([np.zeros((1, 2)), np.cumsum(shifts, axis=0)])
@@ -246,8 +254,8 @@ def _transform_kernel(frame: Any, reference: _Prepared, *, model: str, method: s
     if method == "features":
         initial, starts = from_features(reference.frame, frame, model=model), ()
     try:
-        found = reference.ecc.align(frame, initial=initial, starts=starts, max_iter=100, eps=1e-6, tol=0.01,
-                                    min_correlation=0.25)
+        found = reference.ecc.align(frame, initial=initial, starts=starts, max_iter=100, eps=1e-6, tol=0.05,
+                                    min_correlation=MIN_CORRELATION)
     except ECCError:
         if initial is None:
             raise
