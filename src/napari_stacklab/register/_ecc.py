@@ -341,53 +341,54 @@ def _align_level(template: _Template, moving: Any, matrix: np.ndarray, max_iter:
 _STALL = 5
 
 
-def _dot(a: Any, b: Any, xp: Any) -> Any:
-    """``sum(a * b)`` of two equally shaped (strided) 2-D views without a temporary product image."""
-    return xp.einsum("ij,ij->", a, b)
-
-
 def refine_translation(template: Any, gradients: tuple, moving: Any, shift: np.ndarray, *, max_iter: int = 20,
-                       tol: float = 1e-3) -> tuple[np.ndarray, float, float]:
+                       tol: float = 1e-3) -> tuple[np.ndarray, float, float, bool]:
     """Translation-only inverse compositional ECC from ``shift``, for drift correction.
 
     ``template`` is the (smoothed, mean-free) fixed frame and ``gradients``
     its ``(d/drow, d/dcol)``, computed once per reference; ``moving`` a frame
-    smoothed the same way. The overlap of the two frames is a rectangle, so
-    the bilinear samples are four shifted slices (no coordinate arrays) and
-    every sum is over views of the precomputed images.
+    of the same shape, smoothed the same way. The overlap of the two frames
+    is a rectangle, so the bilinear samples are four shifted slices (no
+    coordinate arrays), written into a frame-sized buffer that is zero
+    outside the overlap: every sum with the template is then one dot product
+    of contiguous arrays.
 
-    Returns ``(shift, rho_start, rho_end)``: the refined fixed -> moving
-    shift and the correlation at the first and at the last iteration.
-    Raises :class:`ECCError` when it diverges.
+    Returns ``(shift, rho_start, rho_end, converged)``: the refined fixed ->
+    moving shift, the correlation at the first and at the last iteration, and
+    whether the last update was below ``tol``. Raises :class:`ECCError` when
+    it diverges.
     """
     xp, _ = _backend.get_namespace(template)
     rows, cols = template.shape
     gr, gc = gradients
+    flat_t, flat_r, flat_c = template.ravel(), gr.ravel(), gc.ravel()
+    warped = xp.zeros_like(template)
+    flat_w = warped.ravel()
     shift = np.asarray(shift, dtype=np.float64)
-    cache: dict = {}
+    overlap, template_sums = None, None
     rho_start = rho = -1.0
     for iteration in range(max_iter):
         whole = np.floor(shift).astype(int)
-        frac = shift - whole
+        frac = (shift - whole).astype(template.dtype)
         r0, c0 = max(0, -whole[0]), max(0, -whole[1])
         r1, c1 = min(rows, moving.shape[0] - 1 - whole[0]), min(cols, moving.shape[1] - 1 - whole[1])
         if r1 - r0 < 4 or c1 - c0 < 4:
             raise ECCError("the frames no longer overlap")
         box = (slice(r0, r1), slice(c0, c1))
-        if (r0, r1, c0, c1) not in cache:  # the template's sums change only when the overlap does
+        if (r0, r1, c0, c1) != overlap:  # the template's sums change only when the overlap does
+            overlap = (r0, r1, c0, c1)
             t, jr, jc = template[box], gr[box], gc[box]
-            sums = [_dot(jr, jr, xp), _dot(jr, jc, xp), _dot(jc, jc, xp), jr.sum(), jc.sum(), _dot(jr, t, xp),
-                    _dot(jc, t, xp), t.sum(), _dot(t, t, xp)]
-            cache[r0, r1, c0, c1] = np.asarray(_backend.to_numpy(xp.stack(sums)), dtype=np.float64)
-        rr, rc, cc, sr, sc, rt, ct, st, tt = cache[r0, r1, c0, c1]
-        top, left = r0 + whole[0], c0 + whole[1]
-        band = (1 - frac[0]) * moving[top : top + r1 - r0] + frac[0] * moving[top + 1 : top + 1 + r1 - r0]
-        warped = (1 - frac[1]) * band[:, left : left + c1 - c0] + frac[1] * band[:, left + 1 : left + 1 + c1 - c0]
-        t, jr, jc = template[box], gr[box], gc[box]
-        w_sums = xp.stack([_dot(warped, jr, xp), _dot(warped, jc, xp), warped.sum(), _dot(warped, warped, xp),
-                           _dot(warped, t, xp)])
-        wr, wc, sw, ww, wt = np.asarray(_backend.to_numpy(w_sums), dtype=np.float64)
-        stats = {"n": (r1 - r0) * (c1 - c0), "hessian": np.array([[rr, rc], [rc, cc]]), "j_sum": np.array([sr, sc]),
+            sums = [(jr * jr).sum(), (jr * jc).sum(), (jc * jc).sum(), jr.sum(), jc.sum(), (jr * t).sum(),
+                    (jc * t).sum(), t.sum(), (t * t).sum()]
+            template_sums = _backend.to_numpy(xp.stack(sums)).astype(np.float64)
+            warped[...] = 0
+        rr, rc, cc, sr, sc, rt, ct, st, tt = template_sums
+        top, left, height, width = r0 + whole[0], c0 + whole[1], r1 - r0, c1 - c0
+        band = (1 - frac[0]) * moving[top : top + height] + frac[0] * moving[top + 1 : top + 1 + height]
+        warped[box] = (1 - frac[1]) * band[:, left : left + width] + frac[1] * band[:, left + 1 : left + 1 + width]
+        w_sums = xp.stack([flat_w @ flat_r, flat_w @ flat_c, flat_w.sum(), flat_w @ flat_w, flat_w @ flat_t])
+        wr, wc, sw, ww, wt = _backend.to_numpy(w_sums).astype(np.float64)
+        stats = {"n": height * width, "hessian": np.array([[rr, rc], [rc, cc]]), "j_sum": np.array([sr, sc]),
                  "j_t": np.array([rt, ct]), "t_sum": st, "t_t": tt, "j_w": np.array([wr, wc]), "w_sum": sw,
                  "w_w": ww, "w_t": wt}
         delta, rho = _ecc_step(stats, 2)
@@ -395,8 +396,8 @@ def refine_translation(template: Any, gradients: tuple, moving: Any, shift: np.n
             rho_start = rho
         shift = shift - delta  # inverse compositional: W(p) o W(delta)^-1
         if np.abs(delta).max() < tol:
-            break
-    return shift, rho_start, rho
+            return shift, rho_start, rho, True
+    return shift, rho_start, rho, False
 
 
 def _scaled(matrix: np.ndarray, factor: float) -> np.ndarray:

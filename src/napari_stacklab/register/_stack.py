@@ -74,7 +74,11 @@ def _per_frame(stack: Any, reference: str, prepare: Callable, kernel: Callable, 
     With ``reference="previous"`` the kernel gets frame pairs ``(t - 1, t)``
     and prepares the reference of each pair itself.
     """
-    lazy = stack if _backend.is_dask(stack) else _backend.as_dask(stack, chunks=(1, -1, -1))
+    if _backend.is_dask(stack):
+        lazy = stack
+    else:  # one task per frame for dask's threads; name=False: no hashing of the whole stack to name it
+        lazy = _backend.dask_module().from_array(stack, chunks=(1, -1, -1), name=False,
+                                                 meta=_backend.empty_like_meta(stack, stack.dtype))
     if reference == "previous":
         pairs = _backend.dask_module().stack([lazy[:-1], lazy[1:]], axis=1)
         return _backend.materialize(reduce_frames(_pair_kernel, pairs, frame_ndim=3, out_shape=out_shape,
@@ -111,17 +115,22 @@ def _prepare_drift(frame: Any, *, window: str, **_: Any) -> _Prepared:
 def _drift_kernel(frame: Any, reference: _Prepared, *, window: str, upsample: int, refine: bool) -> np.ndarray:
     """``(row shift, col shift, correlation)`` of one frame; the correlation is NaN if there is none."""
     product = cross_power(reference.spectrum, spectrum(frame, window))
-    start, _ = peak_shift(product, upsample=1)
+    start, _ = peak_shift(product, frame.shape, upsample=1, parabolic=True)
     try:
-        refined, rho_start, rho_end = refine_translation(
+        refined, rho_start, rho_end, converged = refine_translation(
             reference.template, reference.gradients, _smooth(frame, reference.dtype), start,
             max_iter=20 if refine else 1,
         )
     except ECCError:  # no overlap, or a constant frame
-        return np.r_[peak_shift(product, upsample=upsample)[0], np.nan]
-    if refine and rho_end > rho_start:  # ECC only where it correlates better than where it started
+        return np.r_[peak_shift(product, frame.shape, upsample=upsample)[0], np.nan]
+    # ECC polishes phase correlation's estimate (within a pixel) or is not used
+    if refine and converged and np.abs(refined - start).max() <= 1 and rho_end >= rho_start - _WORSE:
         return np.r_[refined, rho_end]
-    return np.r_[peak_shift(product, upsample=upsample)[0], rho_start]
+    return np.r_[peak_shift(product, frame.shape, upsample=upsample)[0], rho_start]
+
+
+#: A refined drift whose correlation is lower by more than this than phase correlation's is not kept.
+_WORSE = 0.01
 
 
 @_backend.with_device("stack")
@@ -150,10 +159,11 @@ def drift(
     refine : bool
         Polish each phase-correlation shift with ECC (translation model,
         inverse compositional, full resolution) over the true overlap of the
-        two frames, and keep the polished shift where it correlates better:
-        phase correlation alone is biased by the non-periodic frame border by
-        up to ~0.1 px, the refined shift is accurate to ~0.01 px on textured
-        frames.
+        two frames; the polished shift is kept where ECC converges within a
+        pixel of the phase-correlation estimate without lowering the
+        correlation. Phase correlation alone is biased by the non-periodic
+        frame border by up to ~0.1 px, the refined shift is accurate to
+        ~0.01 px on textured frames.
 
     Returns
     -------
