@@ -123,8 +123,8 @@ def _drift_kernel(frame: Any, reference: _Prepared, *, window: str, upsample: in
         )
     except ECCError:  # no overlap, or a constant frame
         return np.r_[peak_shift(product, frame.shape, upsample=upsample)[0], np.nan]
-    # ECC polishes phase correlation's estimate (within a pixel) or is not used
-    if refine and converged and np.abs(refined - start).max() <= 1 and rho_end >= rho_start - _WORSE:
+    # ECC polishes phase correlation's estimate (or corrects it, on few photons) unless it correlates worse
+    if refine and converged and rho_end >= rho_start - _WORSE:
         return np.r_[refined, rho_end]
     return np.r_[peak_shift(product, frame.shape, upsample=upsample)[0], rho_start]
 
@@ -159,10 +159,10 @@ def drift(
     refine : bool
         Polish each phase-correlation shift with ECC (translation model,
         inverse compositional, full resolution) over the true overlap of the
-        two frames; the polished shift is kept where ECC converges within a
-        pixel of the phase-correlation estimate without lowering the
-        correlation. Phase correlation alone is biased by the non-periodic
-        frame border by up to ~0.1 px, the refined shift is accurate to
+        two frames; the polished shift is kept where ECC converges without
+        lowering the correlation. Phase correlation alone is biased by the
+        non-periodic frame border by up to ~0.1 px (and can miss by pixels on
+        noisy frames with few photons); the refined shift is accurate to
         ~0.01 px on textured frames.
 
     Returns
