@@ -15,12 +15,13 @@
    ``napari_stacklab.register.drift`` against ``pystackreg.StackReg(TRANSLATION)
    .register_stack(reference="first")``. Printed: time ratio and the largest
    and mean error of each (pixels).
-4. Feature-based alignment (``from_features``, ORB and SIFT) on bundled images
-   with a known affine transform or homography: corner error of the keypoint
-   fit, then after ECC refinement from it, and the time of each step.
+4. Feature-based alignment (``from_features``, ORB and SIFT; scikit-image's
+   detectors, and OpenCV's when installed) on bundled images with a known
+   affine transform or homography: corner error of the keypoint fit, then
+   after ECC refinement from it, and the time of each step.
 
-Ours runs twice where it matters: as a default install runs it (SciPy and
-scikit-image only) and with OpenCV's warp and Gaussian filter, which it uses
+Ours runs twice: as a default install runs it (SciPy and scikit-image only)
+and with OpenCV's warp, Gaussian filter and keypoint detectors, which it uses
 when OpenCV is installed (``_backend.OPENCV_ACCELERATION``). Ratios are
 measured in the same run (the machine may be shared; absolute times mean
 little). ``--quick`` is a smoke run: ECC at 512 and 1024, 10 pairs, 20 drift
@@ -196,15 +197,17 @@ def _feature_cases(quick: bool) -> list:
 
 def bench_features(quick: bool) -> None:
     print("Feature-based alignment (from_features, then ECC from its fit), 384x384, known transform:")
-    for detector in ("orb",) if quick else ("orb", "sift"):
-        for image, model, matrix in _feature_cases(quick):
-            fixed, moving, truth = _known_pair(source_image(image, 512), 384, matrix)
-            feature_time, found = _timed(lambda: from_features(fixed, moving, model=model, detector=detector))
-            ecc_time, refined = _timed(lambda: ecc(fixed, moving, model=model, initial=found, start=()))
-            print(f"  {detector:4s} {image:9s} {model:10s}: {found.metadata['inliers']:4d} of "
-                  f"{found.metadata['matches']:4d} matches kept, error {_corner_error(found, truth, fixed.shape):.3f}"
-                  f" px in {feature_time:.2f} s; after ECC {_corner_error(refined, truth, fixed.shape):.4f} px "
-                  f"(+{ecc_time:.2f} s)")
+    for label, accelerate in PATHS.items():
+        _path(accelerate)
+        for detector in ("orb",) if quick else ("orb", "sift"):
+            for image, model, matrix in _feature_cases(quick):
+                fixed, moving, truth = _known_pair(source_image(image, 512), 384, matrix)
+                feature_time, found = _timed(lambda: from_features(fixed, moving, model=model, detector=detector))
+                ecc_time, refined = _timed(lambda: ecc(fixed, moving, model=model, initial=found, start=()))
+                print(f"  {detector:4s} ({label}) {image:9s} {model:10s}: {found.metadata['inliers']:4d} of "
+                      f"{found.metadata['matches']:4d} matches kept, error "
+                      f"{_corner_error(found, truth, fixed.shape):.3f} px in {feature_time:.2f} s; after ECC "
+                      f"{_corner_error(refined, truth, fixed.shape):.4f} px (+{ecc_time:.2f} s)")
 
 
 def main(argv: list | None = None) -> int:

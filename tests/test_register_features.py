@@ -7,10 +7,18 @@ from _register_pairs import about_centre, source_image
 from _simcupy import real_gpu_present, simulated_gpu
 from skimage import feature
 
+from napari_stacklab import _backend
 from napari_stacklab.register import DETECTORS, Transform, ecc, from_features, warp
 from napari_stacklab.register._features import _detector_image, _keypoints, match
 
 SIZE = 320
+
+
+@pytest.fixture(params=[False, True], ids=["scikit-image", "opencv"])
+def accelerated(request, monkeypatch):
+    """Both keypoint detectors: scikit-image's (a default install) and OpenCV's."""
+    monkeypatch.setattr(_backend, "OPENCV_ACCELERATION", request.param)
+    return request.param
 CORNERS = np.array([[0, 0], [0, SIZE - 1], [SIZE - 1, 0], [SIZE - 1, SIZE - 1.0]])
 
 
@@ -37,7 +45,8 @@ HOMOGRAPHY[2, :2] = [2e-4, -1.5e-4]
 @pytest.mark.parametrize("detector", DETECTORS)
 @pytest.mark.parametrize("image, model, matrix", [("camera", "affine", AFFINE), ("brick", "projective", HOMOGRAPHY),
                                                  ("astronaut", "projective", HOMOGRAPHY)])
-def test_known_transform_within_half_a_pixel_then_ecc_within_five_hundredths(detector, image, model, matrix):
+def test_known_transform_within_half_a_pixel_then_ecc_within_five_hundredths(accelerated, detector, image, model,
+                                                                             matrix):
     fixed, moving, truth = _known(image, matrix, gain=0.6, offset=30.0)  # other brightness and contrast
     found = from_features(fixed, moving, model=model, detector=detector)
     assert found.model == model and _error(found, truth) <= 0.5
@@ -46,7 +55,7 @@ def test_known_transform_within_half_a_pixel_then_ecc_within_five_hundredths(det
     assert refined.metadata["start"] == "initial" and _error(refined, truth) <= 0.05
 
 
-def test_the_inlier_pairs_travel_with_the_transform():
+def test_the_inlier_pairs_travel_with_the_transform(accelerated):
     fixed, moving, truth = _known("camera", AFFINE)
     found = from_features(fixed, moving, model="affine", threshold=1.5)
     pairs_fixed, pairs_moving = found.fixed_points[found.inliers], found.moving_points[found.inliers]
@@ -61,7 +70,7 @@ def test_the_inlier_pairs_travel_with_the_transform():
 
 
 @pytest.mark.parametrize("detector", DETECTORS)
-def test_matching_equals_scikit_image_with_cross_check_and_ratio(detector):
+def test_matching_equals_scikit_image_with_cross_check_and_ratio(accelerated, detector):
     fixed, moving, _ = _known("coins", AFFINE)
     (_, ours_fixed), (_, ours_moving) = (_keypoints(_detector_image(im), detector, 800) for im in (fixed, moving))
     for ratio in (0.6, 0.8, 1.0):
@@ -79,7 +88,7 @@ def test_dask_and_integer_input():
 
 
 @pytest.mark.skipif(real_gpu_present(), reason="a real GPU is here")
-def test_gpu_images_are_matched_on_the_host():
+def test_gpu_images_are_matched_on_the_host(accelerated):
     fixed, moving, _ = _known("camera", AFFINE)
     expected = from_features(fixed, moving)
     with simulated_gpu() as cupy:
@@ -87,7 +96,7 @@ def test_gpu_images_are_matched_on_the_host():
     np.testing.assert_array_equal(found.matrix, expected.matrix)
 
 
-def test_no_features_is_a_clear_error():
+def test_no_features_is_a_clear_error(accelerated):
     flat = np.full((64, 64), 7.0)
     ramp = np.tile(np.linspace(0, 1, 64), (64, 1))
     with pytest.raises(ValueError, match="constant"):

@@ -3,7 +3,8 @@
 Keypoints and descriptors come from scikit-image (ORB: FAST corners with
 binary BRIEF descriptors, fast; SIFT: difference-of-Gaussian blobs with
 gradient-histogram descriptors, slower and more distinctive, sub-pixel
-keypoints). Matches must be mutual nearest neighbours and pass Lowe's ratio
+keypoints), or from OpenCV's implementations of the same detectors when
+OpenCV is installed (10 to 50 times faster). Matches must be mutual nearest neighbours and pass Lowe's ratio
 test; RANSAC (:func:`from_points` with ``robust=True``) then keeps the pairs
 that agree with one transform. The inlier pairs travel with the result, so a
 user can review them as numbered point pairs and refine with ECC.
@@ -38,13 +39,18 @@ def _detector_image(image: Any) -> np.ndarray:
 
 
 def _keypoints(image: np.ndarray, detector: str, n_keypoints: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(keypoints (K, 2) in (row, col) pixels, descriptors (K, ...))``."""
+    """``(keypoints (K, 2) in (row, col) pixels, descriptors (K, ...))``; boolean descriptors for ORB."""
+    cv2 = _backend.opencv_module(image)
+    if cv2 is not None:  # the same detectors, 10-50 times faster (8-bit input)
+        create = cv2.ORB_create if detector == "orb" else cv2.SIFT_create
+        found, descriptors = create(n_keypoints).detectAndCompute(np.round(image * 255).astype(np.uint8), None)
+        if descriptors is None:
+            return np.empty((0, 2)), np.empty((0, 1))
+        keypoints = np.array([point.pt[::-1] for point in found], dtype=np.float64)  # (x, y) -> (row, col)
+        return keypoints, np.unpackbits(descriptors, axis=1).astype(bool) if detector == "orb" else descriptors
     from skimage import feature
 
-    if detector == "orb":
-        extractor = feature.ORB(n_keypoints=n_keypoints)
-    else:
-        extractor = feature.SIFT()
+    extractor = feature.ORB(n_keypoints=n_keypoints) if detector == "orb" else feature.SIFT()
     try:
         extractor.detect_and_extract(image)
     except RuntimeError:  # scikit-image's ORB raises when it finds no keypoint at all
@@ -110,7 +116,9 @@ def from_features(
         squares.
     detector : {"orb", "sift"}
         ORB (fast, binary descriptors) or SIFT (slower, more distinctive,
-        sub-pixel keypoints: the more accurate of the two).
+        sub-pixel keypoints: the more accurate of the two). OpenCV's
+        implementation runs when OpenCV is installed, scikit-image's
+        otherwise.
     n_keypoints : int
         Keypoints kept per image at most.
     ratio : float
