@@ -129,7 +129,8 @@ def from_features(
     threshold : float
         RANSAC inlier distance, in moving-image pixels.
     max_trials : int
-        RANSAC samples to try.
+        RANSAC samples to try at most (it stops once it is 99.9 % sure to
+        have drawn a sample of inliers only).
     seed : int, optional
         Seed of the RANSAC sampler (deterministic by default).
 

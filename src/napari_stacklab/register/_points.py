@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -165,7 +166,9 @@ def from_points(
     threshold : float
         RANSAC inlier distance in moving-image pixels.
     max_trials : int
-        RANSAC samples to try.
+        RANSAC samples to try at most; it stops earlier once it is 99.9 %
+        sure to have drawn a sample of inliers only (a few dozen samples when
+        most pairs are right).
     order : int
         Polynomial order (2 or 3) for ``model="polynomial"``.
     seed : int, optional
@@ -241,10 +244,27 @@ def from_points(
     return transform
 
 
+def _trials_needed(inlier_fraction: float, sample_size: int, max_trials: int) -> int:
+    """Samples after which an all-inlier sample has been drawn with probability :data:`_CONFIDENCE`."""
+    clean = inlier_fraction**sample_size
+    if clean >= 1:
+        return 0
+    if clean <= 0:
+        return max_trials
+    return min(max_trials, math.ceil(math.log(1 - _CONFIDENCE) / math.log(1 - clean)))
+
+
+#: RANSAC stops once it is this sure to have drawn at least one sample of inliers only.
+_CONFIDENCE = 0.999
+
+
 def _ransac(model, src, dst, order, needed, threshold, max_trials, seed, units=None) -> np.ndarray:
     rng = np.random.default_rng(seed)
     best, best_count, best_error = None, -1, np.inf
-    for _ in range(max_trials):
+    trials = max_trials
+    for trial in range(max_trials):
+        if trial >= trials:
+            break
         sample = rng.choice(len(src), needed, replace=False)
         try:
             candidate = _fit(model, src[sample], dst[sample], order)
@@ -258,8 +278,7 @@ def _ransac(model, src, dst, order, needed, threshold, max_trials, seed, units=N
         count, error = int(agree.sum()), float(residuals[agree].sum())
         if count > best_count or (count == best_count and error < best_error):
             best, best_count, best_error = agree, count, error
-        if best_count == len(src):
-            break
+            trials = _trials_needed(best_count / len(src), needed, max_trials)
     if best is None or best_count < needed:
         raise ValueError("RANSAC found no consistent set of point pairs; raise threshold or check the pairs")
     # One refinement pass: refit on the consensus set and re-select (removes sample noise).
