@@ -85,7 +85,9 @@ def _fit_projective(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         block[:, i * (d + 1) : (i + 1) * (d + 1)] = hs
         block[:, d * (d + 1) :] = -hd[:, i : i + 1] * hs
         rows.append(block)
-    _, _, vt = np.linalg.svd(np.concatenate(rows))
+    system = np.concatenate(rows)
+    # the null vector is the last right-singular vector; the full U of a tall system would be (2K)^2 numbers
+    _, _, vt = np.linalg.svd(system, full_matrices=len(system) < system.shape[1])
     matrix = vt[-1].reshape(d + 1, d + 1)
     matrix = np.linalg.inv(n_dst) @ matrix @ n_src
     return matrix / matrix[-1, -1]
