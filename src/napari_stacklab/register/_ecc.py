@@ -9,9 +9,10 @@ iteration costs one warp of the moving image and a few dot products. Pixels
 that the current warp maps outside the moving image (or outside ``mask``) are
 left out by subtracting their share from the precomputed sums.
 
-Everything runs through the array namespace of the data (``xp``, ``ndi``), so
-the same code runs on CuPy; only the small ``K x K`` systems are solved on the
-host.
+Everything runs through the array namespace of the data (``xp``), so the same
+code runs on CuPy; only the small ``K x K`` systems are solved on the host.
+OpenCV, when installed, resamples and smooths host images (``blur``,
+``_resample``).
 """
 
 from __future__ import annotations
@@ -206,8 +207,6 @@ class _Template:
         else:  # most pixels left out: sum over the rest directly
             keep = xp.flatnonzero(~left_out)
             hessian, j_sum, j_t, t_sum, t_t = _sums(j[:, keep], t[keep], xp)
-        if self.mask is not None:
-            n_out = int(left_out.sum())
         k = len(j)
         image = _backend.to_numpy(xp.stack(_dots(j, flat) + [flat.sum(), flat @ flat, flat @ t])).astype(np.float64)
         return {"n": self.size - n_out, "hessian": hessian, "j_sum": j_sum, "j_t": j_t, "t_sum": t_sum,
@@ -229,7 +228,7 @@ def _sums(jacobian: Any, template: Any, xp: Any) -> tuple:
     return gram, vector[k : 2 * k], vector[:k], vector[2 * k], vector[2 * k + 1]
 
 
-def _resample(image: Any, matrix: np.ndarray, shape: tuple, ndi: Any) -> Any:
+def _resample(image: Any, matrix: np.ndarray, shape: tuple) -> Any:
     """Bilinear samples of ``image`` at ``matrix @ (row, col, 1)`` for every pixel of ``shape``; NaN outside.
 
     OpenCV's warp when it is installed (about eight times faster; its 1/32
@@ -303,8 +302,8 @@ def _ecc_step(s: dict, n_params: int) -> tuple[np.ndarray, float]:
     return delta, float(rho)
 
 
-def _align_level(template: _Template, moving: Any, matrix: np.ndarray, max_iter: int, eps: float, tol: float,
-                 ndi: Any) -> tuple[np.ndarray, float, int, bool]:
+def _align_level(template: _Template, moving: Any, matrix: np.ndarray, max_iter: int, eps: float,
+                 tol: float) -> tuple[np.ndarray, float, int, bool]:
     """Inverse compositional ECC iterations at one level; returns ``(matrix, rho, iterations, converged)``.
 
     A level converges when an update moves no corner by ``tol`` pixels or
@@ -319,7 +318,7 @@ def _align_level(template: _Template, moving: Any, matrix: np.ndarray, max_iter:
     corners = np.c_[template.corners, np.ones(4)]
     last_rho, best_rho, best_matrix, since_best = -2.0, -2.0, matrix, 0
     for iterations in range(1, max_iter + 1):
-        stats = template.statistics(_resample(moving, matrix, template.shape, ndi))
+        stats = template.statistics(_resample(moving, matrix, template.shape))
         delta, rho = _ecc_step(stats, _N_PARAMS[model])
         if rho > best_rho:
             best_rho, best_matrix, since_best = rho, matrix, 0
@@ -405,14 +404,14 @@ def _scaled(matrix: np.ndarray, factor: float) -> np.ndarray:
     return np.diag([factor, factor, 1.0]) @ matrix @ np.diag([1 / factor, 1 / factor, 1.0])
 
 
-def _phase_start(fixed: Any, moving: Any, ndi: Any) -> np.ndarray:
+def _phase_start(fixed: Any, moving: Any) -> np.ndarray:
     """Translation by phase correlation of the two images of one level (their top-left corners aligned)."""
     rows, cols = min(fixed.shape[0], moving.shape[0]), min(fixed.shape[1], moving.shape[1])
     shift, _ = phase_shift(fixed[:rows, :cols], moving[:rows, :cols], upsample=4)
     return Transform.from_shift(shift).matrix
 
 
-def _log_polar_start(fixed: Any, moving: Any, ndi: Any) -> np.ndarray:
+def _log_polar_start(fixed: Any, moving: Any) -> np.ndarray:
     """Rotation and scale by log-polar phase correlation of centred squares, then the translation."""
     xp, _ = _backend.get_namespace(fixed)
     size = min(fixed.shape + moving.shape) // 2 * 2
@@ -431,7 +430,7 @@ def _log_polar_start(fixed: Any, moving: Any, ndi: Any) -> np.ndarray:
         matrix = np.eye(3)
         matrix[:2, :2] = linear
         matrix[:2, 2] = centre_moving - linear @ centre_fixed
-        warped = _resample(moving, matrix, tuple(fixed.shape), ndi)
+        warped = _resample(moving, matrix, tuple(fixed.shape))
         warped = xp.where(xp.isnan(warped), 0, warped).astype(warped.dtype)  # 0 is the (centred) mean
         shift, peak = phase_shift(fixed, warped, upsample=4)
         if peak > best_peak:
@@ -439,7 +438,7 @@ def _log_polar_start(fixed: Any, moving: Any, ndi: Any) -> np.ndarray:
     return best
 
 
-def _start_matrix(name: str, fixed_pyramid: list, moving_pyramid: list, ndi: Any) -> np.ndarray:
+def _start_matrix(name: str, fixed_pyramid: list, moving_pyramid: list) -> np.ndarray:
     """Full-resolution fixed -> moving matrix of an automatic start."""
     if name == "identity":
         return np.eye(3)
@@ -449,7 +448,7 @@ def _start_matrix(name: str, fixed_pyramid: list, moving_pyramid: list, ndi: Any
     else:  # the log-polar spectrum needs detail: the first level with a side of at most 384 pixels
         sides = [min(f.shape + m.shape) for f, m in zip(fixed_pyramid, moving_pyramid)]
         level, finder = next((k for k, side in enumerate(sides) if side <= 384), coarsest), _log_polar_start
-    return _scaled(finder(fixed_pyramid[level], moving_pyramid[level], ndi), 2.0**level)
+    return _scaled(finder(fixed_pyramid[level], moving_pyramid[level]), 2.0**level)
 
 
 class _Reference:
@@ -460,7 +459,7 @@ class _Reference:
 
     def __init__(self, fixed: Any, *, model: str, levels: int, sigma: float, mask: Any = None,
                  dtype: Any = np.float32) -> None:
-        xp, self.ndi = _backend.get_namespace(fixed)
+        xp, _ = _backend.get_namespace(fixed)
         self.dtype, self.sigma, self.levels, self.model = np.dtype(dtype), sigma, levels, model
         self.pyramid = _pyramid(_centred(fixed, self.dtype, xp), levels, sigma, xp)
         masks = [None if mask is None else mask[:: 2**k, :: 2**k] for k in range(levels)]
@@ -477,8 +476,7 @@ class _Reference:
         for level in reversed(range(self.levels)):
             # coarse levels only have to bring the next level into its basin
             matrix, rho, iterations, done = _align_level(
-                self.templates[level], moving_pyramid[level], matrix, max_iter, eps, tol * (10 if level else 1),
-                self.ndi,
+                self.templates[level], moving_pyramid[level], matrix, max_iter, eps, tol * (10 if level else 1)
             )
             total += iterations
             if level:
@@ -496,7 +494,7 @@ class _Reference:
             name, start = candidate if isinstance(candidate, tuple) else (candidate, None)
             try:
                 if start is None:
-                    start = _start_matrix(name, self.pyramid, moving_pyramid, self.ndi)
+                    start = _start_matrix(name, self.pyramid, moving_pyramid)
                 result = self.run(moving_pyramid, start, max_iter, eps, tol)
             except ECCError as exc:
                 tried.append({"start": name, "outcome": f"failed: {exc}"})
