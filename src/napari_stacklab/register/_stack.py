@@ -210,6 +210,8 @@ def drift(
             f"below {MIN_CORRELATION}; frame (correlation): {listed}); check those frames, or try "
             "reference='previous' for a sample that changes over time"
         )
+    if reference == "first":
+        shifts[0] = 0.0  # the reference itself, exactly
     if reference == "previous":
         shifts = np.concatenate([np.zeros((1, 2)), np.cumsum(shifts, axis=0)])
     return np.asarray(shifts, dtype=np.float64)
@@ -323,6 +325,8 @@ def _transforms(stack: Any, *, model: str, reference: str, method: str) -> list[
     levels = _default_levels(tuple(stack.shape[1:]) * 2)
     matrices = _per_frame(stack, reference, _prepare_ecc, _transform_kernel, (3, 3), model=model, method=method,
                           levels=levels)
+    if reference == "first":
+        matrices[0] = np.eye(3)  # the reference itself, exactly
     if reference == "previous":
         chained = [np.eye(3)]
         for pair in matrices:
