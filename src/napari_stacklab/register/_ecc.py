@@ -265,6 +265,20 @@ def host_fallback(name: str, func: Any, *arrays: Any, **params: Any) -> Any:
         return func(*(None if a is None else _backend.to_numpy(a) for a in arrays), **params)
 
 
+def _correlation(s: dict, n_params: int) -> tuple[float, float, float, float, float]:
+    """``(rho, t_mean, w_mean, |t|^2, t . w)`` of the zero-mean images over the overlap, from its sums."""
+    n = s["n"]
+    if n < max(16, 2 * n_params):
+        raise ECCError("the warped moving image no longer overlaps the fixed image")
+    t_mean, w_mean = s["t_sum"] / n, s["w_sum"] / n
+    t_norm2 = s["t_t"] - n * t_mean**2
+    w_norm2 = s["w_w"] - n * w_mean**2
+    correlation = s["w_t"] - n * w_mean * t_mean
+    if t_norm2 <= 0 or w_norm2 <= 0:
+        raise ECCError("an image is constant over the overlap")
+    return correlation / math.sqrt(t_norm2 * w_norm2), t_mean, w_mean, t_norm2, correlation
+
+
 def _ecc_step(s: dict, n_params: int) -> tuple[np.ndarray, float]:
     """One ECC update ``delta`` of the inverse compositional warp, and the correlation, from the overlap's sums.
 
@@ -275,15 +289,7 @@ def _ecc_step(s: dict, n_params: int) -> tuple[np.ndarray, float]:
     ``delta = H^-1 (lambda J^T w - J^T t)``, all images zero-mean.
     """
     n = s["n"]
-    if n < max(16, 2 * n_params):
-        raise ECCError("the warped moving image no longer overlaps the fixed image")
-    t_mean, w_mean = s["t_sum"] / n, s["w_sum"] / n
-    t_norm2 = s["t_t"] - n * t_mean**2
-    w_norm2 = s["w_w"] - n * w_mean**2
-    correlation = s["w_t"] - n * w_mean * t_mean
-    if t_norm2 <= 0 or w_norm2 <= 0:
-        raise ECCError("an image is constant over the overlap")
-    rho = correlation / math.sqrt(t_norm2 * w_norm2)
+    rho, t_mean, w_mean, t_norm2, correlation = _correlation(s, n_params)
     j_sum = s["j_sum"]
     hessian = s["hessian"] - j_sum[:, None] * j_sum[None, :] / n  # of the zero-mean Jacobian
     a = s["j_t"] - j_sum * t_mean  # J^T t (zero-mean)
@@ -354,8 +360,8 @@ def refine_translation(template: Any, gradients: tuple, moving: Any, shift: np.n
 
     Returns ``(shift, rho_start, rho_end, converged)``: the refined fixed ->
     moving shift, the correlation at the first and at the last iteration, and
-    whether the last update was below ``tol``. Raises :class:`ECCError` when
-    it diverges.
+    whether the last update was below ``tol``. ``max_iter=0`` only measures
+    the correlation at ``shift``. Raises :class:`ECCError` when it diverges.
     """
     xp, _ = _backend.get_namespace(template)
     rows, cols = template.shape
@@ -366,7 +372,7 @@ def refine_translation(template: Any, gradients: tuple, moving: Any, shift: np.n
     shift = np.asarray(shift, dtype=np.float64)
     overlap, template_sums = None, None
     rho_start = rho = -1.0
-    for iteration in range(max_iter):
+    for iteration in range(max(max_iter, 1)):
         whole = np.floor(shift).astype(int)
         frac = (shift - whole).astype(template.dtype)
         r0, c0 = max(0, -whole[0]), max(0, -whole[1])
@@ -390,6 +396,9 @@ def refine_translation(template: Any, gradients: tuple, moving: Any, shift: np.n
         stats = {"n": height * width, "hessian": np.array([[rr, rc], [rc, cc]]), "j_sum": np.array([sr, sc]),
                  "j_t": np.array([rt, ct]), "t_sum": st, "t_t": tt, "j_w": np.array([wr, wc]), "w_sum": sw,
                  "w_w": ww, "w_t": wt}
+        if max_iter == 0:
+            rho = _correlation(stats, 2)[0]
+            return shift, rho, rho, False
         delta, rho = _ecc_step(stats, 2)
         if iteration == 0:
             rho_start = rho

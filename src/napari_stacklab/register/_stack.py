@@ -115,18 +115,24 @@ def _prepare_drift(frame: Any, *, window: str, **_: Any) -> _Prepared:
 def _drift_kernel(frame: Any, reference: _Prepared, *, window: str, upsample: int, refine: bool) -> np.ndarray:
     """``(row shift, col shift, correlation)`` of one frame; the correlation is NaN if there is none."""
     product = cross_power(reference.spectrum, spectrum(frame, window))
-    start, _ = peak_shift(product, frame.shape, upsample=1, parabolic=True)
+    smoothed = _smooth(frame, reference.dtype)
+    if refine:
+        start, _ = peak_shift(product, frame.shape, upsample=1, parabolic=True)
+        try:
+            refined, rho_start, rho_end, converged = refine_translation(
+                reference.template, reference.gradients, smoothed, start
+            )
+            # ECC polishes phase correlation's estimate (or corrects it, on few photons) unless it correlates worse
+            if converged and rho_end >= rho_start - _WORSE:
+                return np.r_[refined, rho_end]
+        except ECCError:
+            pass
+    shift, _ = peak_shift(product, frame.shape, upsample=upsample)
     try:
-        refined, rho_start, rho_end, converged = refine_translation(
-            reference.template, reference.gradients, _smooth(frame, reference.dtype), start,
-            max_iter=20 if refine else 1,
-        )
+        correlation = refine_translation(reference.template, reference.gradients, smoothed, shift, max_iter=0)[1]
     except ECCError:  # no overlap, or a constant frame
-        return np.r_[peak_shift(product, frame.shape, upsample=upsample)[0], np.nan]
-    # ECC polishes phase correlation's estimate (or corrects it, on few photons) unless it correlates worse
-    if refine and converged and rho_end >= rho_start - _WORSE:
-        return np.r_[refined, rho_end]
-    return np.r_[peak_shift(product, frame.shape, upsample=upsample)[0], rho_start]
+        correlation = np.nan
+    return np.r_[shift, correlation]
 
 
 #: A refined drift whose correlation is lower by more than this than phase correlation's is not kept.
