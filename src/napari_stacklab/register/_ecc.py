@@ -559,7 +559,7 @@ def ecc(
     *,
     model: str = "affine",
     initial: Transform | None = None,
-    start: str | tuple = "phase",
+    start: Start | tuple[Start, ...] = "phase",
     mask: Any = None,
     levels: int | None = None,
     max_iter: int = 100,

@@ -19,7 +19,7 @@ import numpy as np
 from .. import _backend
 from .._validation import check_choice, check_ndim, check_number, check_real
 from ._points import from_points, min_pairs
-from ._transform import MATRIX_MODELS
+from ._transform import MATRIX_MODELS, Transform
 
 __all__ = ["from_features", "match", "DETECTORS"]
 
@@ -95,13 +95,13 @@ def from_features(
     moving: Any,
     *,
     model: str = "affine",
-    detector: str = "orb",
+    detector: Detector = "orb",
     n_keypoints: int = 2000,
     ratio: float = 0.8,
     threshold: float = 2.0,
     max_trials: int = 2000,
     seed: int | None = 0,
-):
+) -> Transform:
     """Align ``moving`` to ``fixed`` from matched keypoints, with RANSAC.
 
     Parameters

@@ -163,7 +163,7 @@ def rotation_scale(fixed: Any, moving: Any) -> tuple[float, float, float]:
 
 
 @_backend.with_device("fixed", "moving")
-def phase_correlation(fixed: Any, moving: Any, *, upsample: int = 20, window: str = "hann") -> Transform:
+def phase_correlation(fixed: Any, moving: Any, *, upsample: int = 20, window: Window = "hann") -> Transform:
     """Sub-pixel translation between two images by phase correlation.
 
     Parameters

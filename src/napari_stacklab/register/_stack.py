@@ -141,7 +141,7 @@ _WORSE = 0.01
 
 @_backend.with_device("stack")
 def drift(
-    stack: Any, *, reference: str = "first", upsample: int = 20, window: str = "hann", refine: bool = True
+    stack: Any, *, reference: Reference = "first", upsample: int = 20, window: Window = "hann", refine: bool = True
 ) -> np.ndarray:
     """Per-frame drift of a time-lapse, by phase correlation refined with ECC.
 
@@ -283,7 +283,7 @@ def _transform_kernel(frame: Any, reference: _Prepared, *, model: str, method: s
 
 @_backend.with_device("stack")
 def stack_transforms(
-    stack: Any, *, model: str = "euclidean", reference: str = "first", method: str = "ecc"
+    stack: Any, *, model: StackModel = "euclidean", reference: Reference = "first", method: StackMethod = "ecc"
 ) -> list[Transform]:
     """Per-frame transforms of a stack (StackReg-like), computed once.
 
