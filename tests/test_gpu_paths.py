@@ -63,6 +63,13 @@ CUDA_TOLERANCE = {"image": (1e-4, 1e-4), "images": (1e-4, 1e-4), "value": (1e-3,
 CUDA_MASK_MISMATCH = 1e-3
 
 
+@pytest.fixture(autouse=True)
+def _same_host_kernels(monkeypatch):
+    """The simulated GPU runs SciPy and scikit-image underneath: the CPU path it is compared with must too
+    (no OpenCV acceleration of registration's resampling and smoothing)."""
+    monkeypatch.setattr(_backend, "OPENCV_ACCELERATION", False)
+
+
 def _image(op):
     if op.name == "regionprops_table":
         from skimage.measure import label

@@ -59,6 +59,35 @@ def test_drift_within_five_hundredths_of_a_pixel(drifting, reference):
     assert np.abs(shifts - truth).max() <= 0.05
 
 
+def test_ecc_refinement_removes_the_bias_of_phase_correlation(drifting):
+    frames, truth = drifting
+    plain = drift(frames, refine=False, upsample=100)
+    refined = drift(frames, upsample=100)
+    assert np.abs(refined - truth).max() <= 0.05
+    assert np.abs(refined - truth).mean() < 0.5 * np.abs(plain - truth).mean()
+
+
+def test_frames_that_match_nothing_are_named():
+    rng = np.random.default_rng(0)
+    base = data.camera()[::2, ::2].astype(np.float32)
+    stack = np.stack([base, np.roll(base, 3, axis=0), np.zeros_like(base), rng.random(base.shape, np.float32)])
+    with pytest.raises(ValueError, match=r"drift: 2 frame\(s\) do not match the first frame.*: 2 \(none\), 3 \("):
+        drift(stack)
+    with pytest.raises(ValueError, match=r"2 frame\(s\)"):
+        drift(stack, refine=False)
+    assert phase_correlation(base, np.roll(base, 3, axis=0)).metadata["peak_to_noise"] > 10
+    assert phase_correlation(base, stack[3]).metadata["peak_to_noise"] < 3
+
+
+def test_noisy_fluorescence_drift_is_found():
+    """Few photons on smooth blobs: a low phase-correlation peak, yet the right shift (dataset oracle)."""
+    import napari_stacklab as sl
+
+    img = sl.datasets.timelapse(frames=6, size=96)
+    shifts = drift(img.data)
+    assert np.abs(shifts - img.metadata["true_shifts"]).max() <= 0.05
+
+
 def test_drift_against_the_mean_frame(drifting):
     frames, truth = drifting
     shifts = drift(frames, reference="mean")
@@ -121,6 +150,28 @@ def test_align_stack_recovers_rotations():
     core = (slice(30, -30), slice(30, -30))
     for frame in aligned.compute():
         assert similarity_score(frame[core], base[core]) > 0.995
+
+
+def test_align_stack_from_features_recovers_large_rotations():
+    """Frames turned by up to 25 degrees: matched keypoints, then ECC."""
+    base = data.camera()[::2, ::2].astype(np.float32)
+    centre = np.array([127.5, 127.5])
+    truths = [Transform.identity()]
+    for k, angle in enumerate((0.3, -0.45), 1):
+        m = _rigid(angle, (0, 0))
+        m[:2, 2] = centre - m[:2, :2] @ centre + [2.0 * k, -3.0 * k]
+        truths.append(Transform("euclidean", m))
+    stack = np.stack([warp(base, t.inverse(), order=3, mode="nearest") for t in truths])
+    corners = np.array([[0, 0], [0, 255], [255, 0], [255, 255.0]])
+    found = stack_transforms(stack, model="euclidean", method="features")
+    for est, true in zip(found, truths):
+        assert np.linalg.norm(est.apply_points(corners) - true.apply_points(corners), axis=1).mean() <= 0.1
+    assert found[1].metadata["method"] == "features"
+    aligned = align_stack(stack, model="euclidean", method="features")
+    core = (slice(60, -60), slice(60, -60))
+    assert similarity_score(aligned[2][core], base[core]) > 0.99
+    with pytest.raises(ValueError, match="method must be one of"):
+        stack_transforms(stack, method="sift")
 
 
 def _rigid(angle, shift):

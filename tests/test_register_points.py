@@ -64,6 +64,16 @@ def test_similarity_matches_scikit_image(pairs, rng):
     np.testing.assert_allclose(ours.matrix, swap @ oracle.params @ swap, atol=1e-9)
 
 
+def test_homography_matches_scikit_image_on_many_noisy_pairs(pairs, rng):
+    """The least-squares DLT on a tall system (more pairs than unknowns), as for matched features."""
+    many = np.concatenate([pairs, rng.uniform(0, 500, (200, 2))])
+    noisy = Transform("projective", TRUE["projective"]).apply_points(many) + rng.normal(0, 0.5, many.shape)
+    ours = from_points(many, noisy, model="projective")
+    oracle = sktf.ProjectiveTransform.from_estimate(many[:, ::-1], noisy[:, ::-1])
+    corners = np.array([[0, 0], [0, 500], [500, 0], [500, 500.0]])
+    np.testing.assert_allclose(ours.apply_points(corners), oracle(corners[:, ::-1])[:, ::-1], atol=0.02)
+
+
 @pytest.mark.parametrize("model", ["euclidean", "similarity", "affine", "projective"])
 def test_ransac_ignores_30_percent_outliers(model, pairs, rng):
     truth = Transform(model, TRUE[model])

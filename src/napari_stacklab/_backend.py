@@ -72,6 +72,39 @@ def get_namespace(array: Any) -> tuple[ModuleType, ModuleType]:
     return np, scipy.ndimage
 
 
+def fft_module(array: Any) -> ModuleType:
+    """``scipy.fft`` for host arrays, ``cupyx.scipy.fft`` for CuPy arrays.
+
+    ``scipy.fft`` keeps float32 transforms in single precision and is several
+    times faster than ``numpy.fft``; it also releases the GIL, so frames
+    transformed in dask's threads run in parallel.
+    """
+    if is_cupy(chunk_type(array)):
+        import cupyx.scipy.fft
+
+        return cupyx.scipy.fft
+    import scipy.fft
+
+    return scipy.fft
+
+
+#: Let OpenCV, when it is installed, run a few host kernels it does much faster (registration's
+#: bilinear resampling and Gaussian smoothing). False: SciPy and scikit-image only (the tests and
+#: ``benchmarks/bench_register.py`` run both).
+OPENCV_ACCELERATION = True
+
+
+def opencv_module(array: Any) -> ModuleType | None:
+    """``cv2`` for an in-memory NumPy array when OpenCV is installed and allowed, else None."""
+    if not OPENCV_ACCELERATION or is_dask(array) or is_cupy(array):
+        return None
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
+
+
 def skimage_module(array: Any, name: str) -> Any:
     """``skimage.<name>`` for host arrays, ``cucim.skimage.<name>`` for CuPy arrays.
 

@@ -1,4 +1,4 @@
-"""Registration: transforms from points, ECC, phase correlation; drift correction; resampling.
+"""Registration: transforms from points, features, ECC, phase correlation; drift correction; resampling.
 
 Every method returns a :class:`Transform` mapping **fixed-image** pixel
 coordinates to **moving-image** pixel coordinates, in ``(row, col)`` (napari's)
@@ -8,24 +8,38 @@ fixed one in napari without resampling::
 
     import napari_stacklab as sl
     t = sl.register.from_points(fixed_pts, moving_pts, model="similarity", robust=True)
-    t = sl.register.ecc(fixed, moving, model="affine", initial=t)      # refine
+    t = sl.register.from_features(fixed, moving, model="affine")       # or: matched keypoints
+    t = sl.register.ecc(fixed, moving, model="affine", initial=t)      # refine (or start from scratch)
     aligned = sl.register.warp(moving, t, output_shape=fixed.shape)
+    spots = sl.register.warp_points(spots_on_moving, t)                # annotations follow
+    t.to_json("moving_to_fixed.json")
     shifts = sl.register.drift(stack, upsample=20)                      # (T, 2)
     other = sl.register.apply_drift(other_channel, shifts)             # lazy for dask
 
 Registry operations (napari menu, recipes): ``drift_correct``,
 ``align_stack`` and ``similarity_map``. Functions that take or return a
-Transform (``ecc``, ``from_points``, ``warp``) are not registry operations
-(a Transform is no recipe parameter); the napari registration tools call them.
+Transform (``ecc``, ``from_points``, ``from_features``, ``warp``,
+``warp_points``) are not registry operations (a Transform is no recipe
+parameter); the napari registration tools call them.
 """
 
-from ._ecc import ECC_MODELS, ECCError, ecc
-from ._phasecorr import phase_correlation
+from ._ecc import ECC_MODELS, STARTS, ECCError, ecc
+from ._features import DETECTORS, from_features
+from ._phasecorr import WINDOWS, phase_correlation
 from ._points import from_points, min_pairs
 from ._similarity import similarity_map, similarity_score
-from ._stack import REFERENCES, align_stack, apply_drift, drift, drift_correct, stack_transforms
+from ._stack import (
+    REFERENCES,
+    STACK_METHODS,
+    STACK_MODELS,
+    align_stack,
+    apply_drift,
+    drift,
+    drift_correct,
+    stack_transforms,
+)
 from ._transform import MODELS, Transform
-from ._warp import warp
+from ._warp import warp, warp_points
 
 __all__ = [
     "Transform",
@@ -33,7 +47,13 @@ __all__ = [
     "ECC_MODELS",
     "ECCError",
     "REFERENCES",
+    "STACK_MODELS",
+    "STACK_METHODS",
+    "STARTS",
+    "DETECTORS",
+    "WINDOWS",
     "from_points",
+    "from_features",
     "min_pairs",
     "ecc",
     "phase_correlation",
@@ -41,6 +61,7 @@ __all__ = [
     "apply_drift",
     "stack_transforms",
     "warp",
+    "warp_points",
     "similarity_map",
     "similarity_score",
     "drift_correct",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -84,7 +85,9 @@ def _fit_projective(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         block[:, i * (d + 1) : (i + 1) * (d + 1)] = hs
         block[:, d * (d + 1) :] = -hd[:, i : i + 1] * hs
         rows.append(block)
-    _, _, vt = np.linalg.svd(np.concatenate(rows))
+    system = np.concatenate(rows)
+    # the null vector is the last right-singular vector; the full U of a tall system would be (2K)^2 numbers
+    _, _, vt = np.linalg.svd(system, full_matrices=len(system) < system.shape[1])
     matrix = vt[-1].reshape(d + 1, d + 1)
     matrix = np.linalg.inv(n_dst) @ matrix @ n_src
     return matrix / matrix[-1, -1]
@@ -114,8 +117,22 @@ def _fit(model: str, src: np.ndarray, dst: np.ndarray, order: int) -> Transform:
     )
 
 
-def _residuals(transform: Transform, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    return np.sqrt(((transform.apply_points(src) - dst) ** 2).sum(axis=1))
+def _residuals(transform: Transform, src: np.ndarray, dst: np.ndarray, units: np.ndarray | None = None) -> np.ndarray:
+    """Distance of every pair after the fit, in moving-image pixels or, with ``units``, in its units."""
+    error = transform.apply_points(src) - dst
+    if units is not None:
+        error = error * units
+    return np.sqrt((error**2).sum(axis=1))
+
+
+def _spacing(value: Any, name: str, ndim: int) -> np.ndarray | None:
+    """A pixel size per spatial axis (the last ``ndim`` entries of a layer's scale), or None."""
+    if value is None:
+        return None
+    scale = np.atleast_1d(np.asarray(value, dtype=np.float64))
+    if scale.ndim != 1 or len(scale) < ndim or not np.isfinite(scale).all() or (scale[-ndim:] <= 0).any():
+        raise ValueError(f"{name} must give {ndim} positive pixel sizes (a layer's scale), got {value!r}")
+    return scale[-ndim:]
 
 
 def from_points(
@@ -128,6 +145,8 @@ def from_points(
     max_trials: int = 2000,
     order: int = 2,
     seed: int | None = 0,
+    scale_fixed: Any = None,
+    scale_moving: Any = None,
 ) -> Transform:
     """Fit a transform to matching point pairs (least squares, optionally RANSAC).
 
@@ -149,18 +168,30 @@ def from_points(
     threshold : float
         RANSAC inlier distance in moving-image pixels.
     max_trials : int
-        RANSAC samples to try.
+        RANSAC samples to try at most; it stops earlier once it is 99.9 %
+        sure to have drawn a sample of inliers only (a few dozen samples when
+        most pairs are right).
     order : int
         Polynomial order (2 or 3) for ``model="polynomial"``.
     seed : int, optional
         Seed of the RANSAC sampler (deterministic by default).
+    scale_fixed, scale_moving : sequence of float, optional
+        Pixel size of each image per axis (a napari layer's ``scale``; only
+        the last ``D`` entries are used), e.g. ``(2.0, 0.3, 0.3)`` µm for a
+        z-stack with 2 µm steps. The model is then fitted in physical units,
+        so ``"euclidean"`` is a true rotation of the specimen however
+        anisotropic the voxels, and ``threshold`` and the residuals are in
+        the moving layer's units. The returned transform still maps pixels to
+        pixels.
 
     Returns
     -------
     Transform
-        Maps fixed to moving coordinates; ``residuals`` holds each pair's
-        distance in pixels after the fit, ``inliers`` the RANSAC flags (all
-        True without ``robust``), ``score`` the inlier RMS residual.
+        Maps fixed to moving pixel coordinates; ``residuals`` holds each
+        pair's distance after the fit (pixels, or the units of
+        ``scale_moving``), ``inliers`` the RANSAC flags (all True without
+        ``robust``), ``score`` the inlier RMS residual, ``fixed_points`` and
+        ``moving_points`` the pairs.
 
     Examples
     --------
@@ -190,24 +221,57 @@ def from_points(
     if len(src) < needed:
         raise ValueError(f"model={model!r} needs at least {needed} point pairs, got {len(src)}")
 
+    ndim = src.shape[1]
+    sf, sm = _spacing(scale_fixed, "scale_fixed", ndim), _spacing(scale_moving, "scale_moving", ndim)
+    physical = (sf is not None or sm is not None) and model != "polynomial"
+    if physical:  # fit in physical units, then express the fit in pixels: S_m^-1 T S_f
+        sf = np.ones(ndim) if sf is None else sf
+        sm = np.ones(ndim) if sm is None else sm
+        fit_src, fit_dst = src * sf, dst * sm
+    else:  # a polynomial absorbs a change of units exactly: fit it in pixels
+        fit_src, fit_dst = src, dst
     inliers = np.ones(len(src), dtype=bool)
     if robust and len(src) > needed:
-        inliers = _ransac(model, src, dst, order, needed, threshold, max_trials, seed)
-    transform = _fit(model, src[inliers], dst[inliers], order)
-    transform.residuals = _residuals(transform, src, dst)
+        inliers = _ransac(model, fit_src, fit_dst, order, needed, threshold, max_trials, seed,
+                          None if physical else sm)
+    transform = _fit(model, fit_src[inliers], fit_dst[inliers], order)
+    if physical:
+        transform.matrix = np.diag(np.r_[1 / sm, 1.0]) @ transform.matrix @ np.diag(np.r_[sf, 1.0])
+    transform.residuals = _residuals(transform, src, dst, sm)
     transform.inliers = inliers
     transform.score = float(np.sqrt(np.mean(transform.residuals[inliers] ** 2)))
+    transform.fixed_points, transform.moving_points = src, dst
+    if physical:
+        transform.metadata["scale"] = {"fixed": sf.tolist(), "moving": sm.tolist()}
     return transform
 
 
-def _ransac(model, src, dst, order, needed, threshold, max_trials, seed) -> np.ndarray:
+def _trials_needed(inlier_fraction: float, sample_size: int, max_trials: int) -> int:
+    """Samples after which an all-inlier sample has been drawn with probability :data:`_CONFIDENCE`."""
+    clean = inlier_fraction**sample_size
+    if clean >= 1:
+        return 0
+    if clean <= 0:
+        return max_trials
+    return min(max_trials, math.ceil(math.log(1 - _CONFIDENCE) / math.log(1 - clean)))
+
+
+#: RANSAC stops once it is this sure to have drawn at least one sample of inliers only.
+_CONFIDENCE = 0.999
+
+
+def _ransac(model, src, dst, order, needed, threshold, max_trials, seed, units=None) -> np.ndarray:
     rng = np.random.default_rng(seed)
     best, best_count, best_error = None, -1, np.inf
-    for _ in range(max_trials):
+    trials = max_trials
+    for trial in range(max_trials):
+        if trial >= trials:
+            break
         sample = rng.choice(len(src), needed, replace=False)
         try:
             candidate = _fit(model, src[sample], dst[sample], order)
-            residuals = _residuals(candidate, src, dst)
+            with np.errstate(divide="ignore", invalid="ignore"):  # degenerate samples are skipped below
+                residuals = _residuals(candidate, src, dst, units)
         except np.linalg.LinAlgError:
             continue
         if not np.isfinite(residuals).all():
@@ -216,11 +280,10 @@ def _ransac(model, src, dst, order, needed, threshold, max_trials, seed) -> np.n
         count, error = int(agree.sum()), float(residuals[agree].sum())
         if count > best_count or (count == best_count and error < best_error):
             best, best_count, best_error = agree, count, error
-        if best_count == len(src):
-            break
+            trials = _trials_needed(best_count / len(src), needed, max_trials)
     if best is None or best_count < needed:
         raise ValueError("RANSAC found no consistent set of point pairs; raise threshold or check the pairs")
     # One refinement pass: refit on the consensus set and re-select (removes sample noise).
     refit = _fit(model, src[best], dst[best], order)
-    refined = _residuals(refit, src, dst) < threshold
+    refined = _residuals(refit, src, dst, units) < threshold
     return refined if refined.sum() >= best_count else best

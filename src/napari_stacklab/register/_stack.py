@@ -7,24 +7,43 @@ channel of the acquisition.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Callable, Literal
+import uuid
+from typing import Annotated, Any, Callable, Literal, get_args
 
 import numpy as np
 
 from .. import _backend
-from .._validation import check_choice, check_ndim, check_number, check_real
+from .._validation import check_choice, check_ndim, check_number, check_real, float_dtype
 from ..lift import reduce_frames
 from ..registry import Range, operation
-from ._ecc import ecc
-from ._phasecorr import WINDOWS, phase_shift
+from ._ecc import (
+    MIN_CORRELATION,
+    ECCError,
+    _default_levels,
+    _Reference,
+    _starts,
+    blur,
+    host_fallback,
+    refine_translation,
+)
+from ._features import from_features
+from ._phasecorr import WINDOWS, Window, cross_power, peak_shift, spectrum
 from ._transform import Transform
 from ._warp import warp
 
-__all__ = ["drift", "apply_drift", "stack_transforms", "drift_correct", "align_stack", "REFERENCES"]
+__all__ = ["drift", "apply_drift", "stack_transforms", "drift_correct", "align_stack", "REFERENCES",
+           "STACK_MODELS", "STACK_METHODS"]
 
+Reference = Literal["first", "mean", "previous"]
 #: What each frame is aligned to: the first frame, the mean frame, or the previous frame (cumulated).
-REFERENCES = ("first", "mean", "previous")
-STACK_MODELS = ("translation", "euclidean", "similarity", "affine")
+REFERENCES: tuple[str, ...] = get_args(Reference)
+StackModel = Literal["euclidean", "translation", "similarity", "affine"]
+#: Motion models of :func:`stack_transforms` (the first is the default).
+STACK_MODELS: tuple[str, ...] = get_args(StackModel)
+StackMethod = Literal["ecc", "features"]
+#: How :func:`stack_transforms` finds each transform: ECC with its automatic starts, or matched
+#: keypoints (:func:`from_features`) refined by ECC.
+STACK_METHODS: tuple[str, ...] = get_args(StackMethod)
 
 
 def _check_stack(stack: Any, reference: str) -> None:
@@ -33,73 +52,140 @@ def _check_stack(stack: Any, reference: str) -> None:
     check_choice("reference", reference, REFERENCES)
 
 
-def _per_frame(stack: Any, reference: str, kernel: Callable, out_shape: tuple, **params: Any) -> np.ndarray:
-    """``kernel(frame, reference_frame)`` for every frame, computed once; ``previous`` gives frame pairs."""
+class _Prepared:
+    """A reference prepared once and handed to every frame's task.
+
+    dask would otherwise hash its (large) arrays to name the graph; a random
+    token per instance names it at no cost.
+    """
+
+    def __init__(self, **parts: Any) -> None:
+        self.__dict__.update(parts)
+        self._token = uuid.uuid4().hex
+
+    def __dask_tokenize__(self) -> str:
+        return self._token
+
+
+def _per_frame(stack: Any, reference: str, prepare: Callable, kernel: Callable, out_shape: tuple,
+               **params: Any) -> np.ndarray:
+    """``kernel(frame, prepare(reference_frame))`` for every frame, in parallel over dask's threads.
+
+    With ``reference="previous"`` the kernel gets frame pairs ``(t - 1, t)``
+    and prepares the reference of each pair itself.
+    """
+    if _backend.is_dask(stack):
+        lazy = stack
+    else:  # one task per frame for dask's threads; name=False: no hashing of the whole stack to name it
+        lazy = _backend.dask_module().from_array(stack, chunks=(1, -1, -1), name=False,
+                                                 meta=_backend.empty_like_meta(stack, stack.dtype))
     if reference == "previous":
-        stacker = _backend.dask_module() if _backend.is_dask(stack) else _backend.get_namespace(stack)[0]
-        pairs = stacker.stack([stack[:-1], stack[1:]], axis=1)
-        return _backend.materialize(
-            reduce_frames(_pair_kernel, pairs, frame_ndim=3, out_shape=out_shape, kernel=kernel, **params)
-        )
-    ref = stack[0] if reference == "first" else stack.mean(axis=0)
-    ref = _backend.materialize(ref) if _backend.is_dask(ref) else ref
-    return _backend.materialize(
-        reduce_frames(_ref_kernel, stack, out_shape=out_shape, kernel=kernel, reference=ref, **params)
-    )
+        pairs = _backend.dask_module().stack([lazy[:-1], lazy[1:]], axis=1)
+        return _backend.materialize(reduce_frames(_pair_kernel, pairs, frame_ndim=3, out_shape=out_shape,
+                                                  prepare=prepare, kernel=kernel, params=params))
+    ref = lazy[0] if reference == "first" else lazy.mean(axis=0, dtype=np.float64).astype(float_dtype(stack.dtype))
+    ref = _backend.like(_backend.materialize(ref), stack)  # computed once, explicitly
+    return _backend.materialize(reduce_frames(_ref_kernel, lazy, out_shape=out_shape, kernel=kernel,
+                                              prepared=prepare(ref, **params), params=params))
 
 
-def _ref_kernel(frame: Any, *, kernel: Callable, reference: Any, **params: Any) -> np.ndarray:
+def _ref_kernel(frame: Any, *, kernel: Callable, prepared: _Prepared, params: dict) -> np.ndarray:
+    return kernel(frame, prepared, **params)
+
+
+def _pair_kernel(pair: Any, *, prepare: Callable, kernel: Callable, params: dict) -> np.ndarray:
+    return kernel(pair[1], prepare(pair[0], **params), **params)
+
+
+# -- drift ---------------------------------------------------------------------
+def _smooth(frame: Any, dtype: Any) -> Any:
+    """A frame as the translation refinement sees it: float, mean-free, Gaussian-smoothed (sigma 1)."""
+    frame = frame.astype(dtype, copy=False)
+    return blur(frame - frame.mean(dtype=np.float64).astype(dtype), 1.0)
+
+
+def _prepare_drift(frame: Any, *, window: str, **_: Any) -> _Prepared:
     xp, _ = _backend.get_namespace(frame)
-    return kernel(xp.asarray(reference), frame, **params)
+    dtype = float_dtype(frame.dtype)
+    template = _smooth(frame, dtype)
+    return _Prepared(spectrum=spectrum(frame, window), dtype=dtype, template=template,
+                     gradients=tuple(xp.gradient(template)))
 
 
-def _pair_kernel(pair: Any, *, kernel: Callable, **params: Any) -> np.ndarray:
-    return kernel(pair[0], pair[1], **params)
+def _drift_kernel(frame: Any, reference: _Prepared, *, window: str, upsample: int, refine: bool) -> np.ndarray:
+    """``(row shift, col shift, correlation)`` of one frame; the correlation is NaN if there is none."""
+    product = cross_power(reference.spectrum, spectrum(frame, window))
+    smoothed = _smooth(frame, reference.dtype)
+    if refine:
+        start, _ = peak_shift(product, frame.shape, upsample=1, parabolic=True)
+        try:
+            refined, rho_start, rho_end, converged = refine_translation(
+                reference.template, reference.gradients, smoothed, start
+            )
+            # ECC polishes phase correlation's estimate (or corrects it, on few photons) unless it correlates worse
+            if converged and rho_end >= rho_start - _WORSE:
+                return np.r_[refined, rho_end]
+        except ECCError:
+            pass
+    shift, _ = peak_shift(product, frame.shape, upsample=upsample)
+    try:
+        correlation = refine_translation(reference.template, reference.gradients, smoothed, shift, max_iter=0)[1]
+    except ECCError:  # no overlap, or a constant frame
+        correlation = np.nan
+    return np.r_[shift, correlation]
 
 
-def _shift_kernel(reference: Any, frame: Any, *, upsample: int, window: str, refine: bool) -> np.ndarray:
-    shift = phase_shift(reference, frame, upsample=upsample, window=window)[0]
-    if not refine:
-        return shift
-    # Phase correlation is biased by the non-periodic image border (~0.1 px); ECC on the true overlap is not.
-    return ecc(reference, frame, model="translation", initial=Transform.from_shift(shift), levels=1).shift
-
-
-def _ecc_kernel(reference: Any, frame: Any, *, model: str) -> np.ndarray:
-    return ecc(reference, frame, model=model).matrix
+#: A refined drift whose correlation is lower by more than this than phase correlation's is not kept.
+_WORSE = 0.01
 
 
 @_backend.with_device("stack")
 def drift(
-    stack: Any, *, reference: str = "first", upsample: int = 20, window: str = "hann", refine: bool = True
+    stack: Any, *, reference: Reference = "first", upsample: int = 20, window: Window = "hann", refine: bool = True
 ) -> np.ndarray:
-    """Per-frame drift of a time-lapse, by phase correlation.
+    """Per-frame drift of a time-lapse, by phase correlation refined with ECC.
+
+    The reference frame is transformed once; every frame costs one FFT, a
+    sub-pixel peak search and, with ``refine``, a few translation-only ECC
+    iterations on the true overlap of the two frames. Frames are processed in
+    parallel with dask (eager stacks too), and only the shifts are computed.
 
     Parameters
     ----------
     stack : array, shape ``(T, M, N)``
-        One channel of the time-lapse (NumPy, CuPy or dask; dask frames are
-        processed in parallel and only the shifts are computed).
+        One channel of the time-lapse (NumPy, CuPy or dask).
     reference : {"first", "mean", "previous"}
         Align to the first frame, to the mean frame, or each frame to the
         previous one with the shifts summed up (for slow changes of the
         sample that make the first frame a poor reference).
     upsample : int
-        Sub-pixel precision ``1 / upsample``.
+        Sub-pixel precision ``1 / upsample`` of the phase correlation.
     window : {"hann", "none"}
         Apodisation before the FFT.
     refine : bool
         Polish each phase-correlation shift with ECC (translation model,
-        full resolution) over the true overlap of the two frames: phase
-        correlation alone is biased by the non-periodic frame border by up to
-        ~0.1 px, the refined shift is accurate to ~0.01 px on textured frames.
+        inverse compositional, full resolution) over the true overlap of the
+        two frames; the polished shift is kept where ECC converges without
+        lowering the correlation. Phase correlation alone is biased by the
+        non-periodic frame border by up to ~0.1 px (and can miss by pixels on
+        noisy frames with few photons); the refined shift is accurate to
+        ~0.01 px on textured frames.
 
     Returns
     -------
     ndarray of float64, shape ``(T, 2)``
         ``(row, col)`` displacement of every frame relative to the reference
         frame (first frame for ``"previous"``). Apply it with
-        :func:`apply_drift` to this or any other channel.
+        :func:`apply_drift` to this or any other channel, or with
+        :func:`warp_points` to point coordinates.
+
+    Raises
+    ------
+    ValueError
+        When a frame does not match its reference: its correlation with the
+        reference (smoothed, over their overlap, at the shift found) stays
+        below 0.25 -- a blank or corrupted frame, or a scene that changed
+        completely. The message lists the frames.
 
     Examples
     --------
@@ -113,11 +199,25 @@ def drift(
     _check_stack(stack, reference)
     check_number("upsample", upsample, low=1, high=1000, integer=True)
     check_choice("window", window, WINDOWS)
-    if stack.shape[0] == 1:
-        return np.zeros((1, 2))
     if not isinstance(refine, bool):
         raise TypeError(f"refine must be True or False, got {refine!r}")
-    shifts = _per_frame(stack, reference, _shift_kernel, (2,), upsample=upsample, window=window, refine=refine)
+    if stack.shape[0] == 1:
+        return np.zeros((1, 2))
+    found = _per_frame(stack, reference, _prepare_drift, _drift_kernel, (3,), upsample=upsample, window=window,
+                       refine=refine)
+    shifts, correlation = found[:, :2], found[:, 2]
+    bad = ~(correlation >= MIN_CORRELATION)  # (NaN: a constant frame)
+    if bad.any():
+        first = 1 if reference == "previous" else 0
+        listed = ", ".join(f"{t + first} ({c:.2f})" if np.isfinite(c) else f"{t + first} (none)"
+                           for t, c in zip(np.flatnonzero(bad)[:8], correlation[bad][:8]))
+        raise ValueError(
+            f"drift: {int(bad.sum())} frame(s) do not match the {reference} frame (correlation at the found shift "
+            f"below {MIN_CORRELATION}; frame (correlation): {listed}); check those frames, or try "
+            "reference='previous' for a sample that changes over time"
+        )
+    if reference == "first":
+        shifts[0] = 0.0  # the reference itself, exactly
     if reference == "previous":
         shifts = np.concatenate([np.zeros((1, 2)), np.cumsum(shifts, axis=0)])
     return np.asarray(shifts, dtype=np.float64)
@@ -161,19 +261,47 @@ def apply_drift(data: Any, shifts: Any, *, order: int = 1, cval: float = 0.0, mo
     return warp(data, [Transform.from_shift(s) for s in shifts], order=order, cval=cval, mode=mode)
 
 
+def _prepare_ecc(frame: Any, *, model: str, method: str, levels: int, **_: Any) -> _Prepared:
+    """The reference frame's pyramid and ECC precomputation, made once for every frame."""
+    ecc_reference = _Reference(frame, model=model, levels=levels, sigma=1.0, dtype=float_dtype(frame.dtype))
+    return _Prepared(ecc=ecc_reference, frame=frame if method == "features" else None)
+
+
+def _transform_kernel(frame: Any, reference: _Prepared, *, model: str, method: str, levels: int) -> np.ndarray:
+    initial, starts = None, _starts("phase")
+    if method == "features":
+        initial, starts = from_features(reference.frame, frame, model=model), ()
+    try:
+        found = reference.ecc.align(frame, initial=initial, starts=starts, max_iter=100, eps=1e-6, tol=0.05,
+                                    min_correlation=MIN_CORRELATION)
+    except ECCError:
+        if initial is None:
+            raise
+        return initial.matrix  # ECC could not polish the keypoint fit: keep it
+    return found.matrix
+
+
 @_backend.with_device("stack")
-def stack_transforms(stack: Any, *, model: str = "euclidean", reference: str = "first") -> list[Transform]:
-    """Per-frame ECC transforms of a stack (StackReg-like), computed once.
+def stack_transforms(
+    stack: Any, *, model: StackModel = "euclidean", reference: Reference = "first", method: StackMethod = "ecc"
+) -> list[Transform]:
+    """Per-frame transforms of a stack (StackReg-like), computed once.
 
     Parameters
     ----------
     stack : array, shape ``(T, M, N)``
-        One channel (dask frames are processed in parallel).
-    model : {"translation", "euclidean", "similarity", "affine"}
+        One channel (frames are processed in parallel with dask).
+    model : {"euclidean", "translation", "similarity", "affine"}
         Motion model per frame.
     reference : {"first", "mean", "previous"}
         As in :func:`drift`; ``"previous"`` composes the frame-to-frame
         transforms.
+    method : {"ecc", "features"}
+        ``"ecc"``: :func:`ecc` with its automatic starts (the reference
+        frame's pyramid is prepared once). ``"features"``: matched ORB
+        keypoints and RANSAC (:func:`from_features`), then ECC from there (the
+        keypoint fit is kept where ECC cannot polish it); for large motions
+        between frames.
 
     Returns
     -------
@@ -193,24 +321,33 @@ def stack_transforms(stack: Any, *, model: str = "euclidean", reference: str = "
     """
     _check_stack(stack, reference)
     check_choice("model", model, STACK_MODELS)
+    check_choice("method", method, STACK_METHODS)
+    return host_fallback("stack_transforms", _transforms, stack, model=model, reference=reference, method=method)
+
+
+def _transforms(stack: Any, *, model: str, reference: str, method: str) -> list[Transform]:
     if stack.shape[0] == 1:
         return [Transform.identity(2, model)]
-    matrices = _per_frame(stack, reference, _ecc_kernel, (3, 3), model=model)
+    levels = _default_levels(tuple(stack.shape[1:]) * 2)
+    matrices = _per_frame(stack, reference, _prepare_ecc, _transform_kernel, (3, 3), model=model, method=method,
+                          levels=levels)
+    if reference == "first":
+        matrices[0] = np.eye(3)  # the reference itself, exactly
     if reference == "previous":
         chained = [np.eye(3)]
         for pair in matrices:
             chained.append(pair @ chained[-1])
         matrices = chained
-    return [Transform(model=model, matrix=m) for m in matrices]
+    return [Transform(model=model, matrix=m, metadata={"method": method}) for m in matrices]
 
 
 @operation(menu="register", lift=False, frame_ndim=3, name="drift_correct", title="Drift correction")
 def drift_correct(
     image,
     *,
-    reference: Literal["first", "mean", "previous"] = "first",
+    reference: Reference = "first",
     upsample: Annotated[int, Range(1, 1000)] = 20,
-    window: Literal["hann", "none"] = "hann",
+    window: Window = "hann",
     refine: bool = True,
     order: Annotated[int, Range(0, 5)] = 1,
 ):
@@ -263,8 +400,9 @@ def drift_correct(
 def align_stack(
     image,
     *,
-    model: Literal["euclidean", "translation", "similarity", "affine"] = "euclidean",
-    reference: Literal["first", "mean", "previous"] = "first",
+    model: StackModel = "euclidean",
+    reference: Reference = "first",
+    method: StackMethod = "ecc",
     order: Annotated[int, Range(0, 5)] = 1,
 ):
     """Align every frame of a stack ``(T, M, N)`` to a reference with ECC (StackReg-like).
@@ -278,6 +416,9 @@ def align_stack(
         Motion model per frame.
     reference : {"first", "mean", "previous"}
         Frame every frame is aligned to.
+    method : {"ecc", "features"}
+        ECC with automatic starts, or matched keypoints (ORB + RANSAC)
+        refined by ECC (see :func:`stack_transforms`).
     order : int
         Interpolation order of the resampling.
 
@@ -298,5 +439,6 @@ def align_stack(
     >>> bool(np.abs(out[1, 8:-8, 8:-8] - frame[8:-8, 8:-8]).max() < 1)
     True
     """
-    transforms = stack_transforms(image, model=model, reference=reference)
-    return warp(image, transforms, order=order)
+    _check_stack(image, reference)
+    # the registry moves the whole operation to the CPU if the GPU cannot run it
+    return warp(image, _transforms(image, model=model, reference=reference, method=method), order=order)

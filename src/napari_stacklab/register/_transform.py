@@ -17,16 +17,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
-__all__ = ["Transform", "MODELS", "MATRIX_MODELS", "polynomial_terms"]
+__all__ = ["Transform", "MODELS", "MATRIX_MODELS", "polynomial_terms", "scale_translate"]
 
-#: Matrix models from the most to the least constrained (composition keeps the more general one).
-MATRIX_MODELS = ("translation", "euclidean", "similarity", "affine", "projective")
-MODELS = MATRIX_MODELS + ("polynomial",)
+Model = Literal["translation", "euclidean", "similarity", "affine", "projective", "polynomial"]
+#: Every model, the matrix models from the most to the least constrained (composition keeps the more general one).
+MODELS: tuple[str, ...] = get_args(Model)
+MATRIX_MODELS: tuple[str, ...] = MODELS[:5]
 _AFFINE_MODELS = MATRIX_MODELS[:4]
+#: Optional array fields, saved as nested lists.
+_ARRAYS = ("coefficients", "inverse_coefficients", "residuals", "inliers", "fixed_points", "moving_points")
 
 
 def polynomial_terms(points: np.ndarray, order: int) -> np.ndarray:
@@ -63,6 +66,14 @@ class Transform:
     score : float, optional
         Quality of the fit: ECC's final correlation coefficient, or phase
         correlation's peak height.
+    fixed_points, moving_points : ndarray, shape ``(K, D)``, optional
+        The point pairs a fit was made from (clicked, or matched keypoints of
+        :func:`from_features`), in pixels; ``residuals`` and ``inliers``
+        refer to them. ``fixed_points[inliers]`` and
+        ``moving_points[inliers]`` are the pairs to review.
+    metadata : dict
+        How the transform was found (JSON-ready values): e.g. ECC's
+        ``start``, ``tried``, ``iterations``; the feature detector.
     """
 
     model: str
@@ -74,6 +85,8 @@ class Transform:
     inliers: np.ndarray | None = None
     score: float | None = None
     metadata: dict = field(default_factory=dict)
+    fixed_points: np.ndarray | None = None
+    moving_points: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -145,8 +158,11 @@ class Transform:
                 inverse_coefficients=self.coefficients,
                 residuals=None,
                 inliers=None,
+                fixed_points=None,
+                moving_points=None,
             )
-        return replace(self, matrix=np.linalg.inv(self.matrix), residuals=None, inliers=None)
+        return replace(self, matrix=np.linalg.inv(self.matrix), residuals=None, inliers=None, fixed_points=None,
+                       moving_points=None)
 
     def compose(self, other: "Transform") -> "Transform":
         """``self @ other``: apply ``other`` first, then ``self`` (matrix product)."""
@@ -207,15 +223,15 @@ class Transform:
         if not self.is_affine:
             raise ValueError(f"a {self.model} transform is not affine; use affine_approximation(shape) first")
         d = self.ndim
-        to_world_fixed = _scale_translate(scale_fixed, translate_fixed, d)
-        to_world_moving = _scale_translate(scale_moving, translate_moving, d)
+        to_world_fixed = scale_translate(scale_fixed, translate_fixed, d)
+        to_world_moving = scale_translate(scale_moving, translate_moving, d)
         return to_world_fixed @ np.linalg.inv(self.matrix) @ np.linalg.inv(to_world_moving)
 
     # -- persistence -------------------------------------------------------
     def to_dict(self) -> dict:
         """Plain JSON-ready dictionary (``from_dict`` restores it)."""
-        out = {"model": self.model, "matrix": self.matrix.tolist()}
-        for key in ("coefficients", "inverse_coefficients", "residuals", "inliers"):
+        out = {"stacklab_transform": _FORMAT, "model": self.model, "matrix": self.matrix.tolist()}
+        for key in _ARRAYS:
             value = getattr(self, key)
             if value is not None:
                 out[key] = np.asarray(value).tolist()
@@ -224,14 +240,25 @@ class Transform:
         if self.score is not None:
             out["score"] = float(self.score)
         if self.metadata:
-            out["metadata"] = self.metadata
+            out["metadata"] = json.loads(json.dumps(self.metadata, default=_plain))
         return out
 
     @classmethod
     def from_dict(cls, data: dict) -> "Transform":
+        """The transform :meth:`to_dict` describes (a dictionary as read from JSON)."""
+        if not isinstance(data, dict):
+            raise TypeError(f"a transform is described by a dict, got {type(data).__name__}")
+        missing = [key for key in ("model", "matrix") if key not in data]
+        if missing:
+            raise ValueError(f"not a transform: the dict has no {' and no '.join(map(repr, missing))} entry")
+        if data.get("stacklab_transform", _FORMAT) > _FORMAT:
+            raise ValueError(
+                f"this transform was saved in format {data['stacklab_transform']}, newer than this "
+                f"napari-stacklab reads ({_FORMAT}); update napari-stacklab"
+            )
         arrays = {
             key: np.asarray(data[key], dtype=bool if key == "inliers" else np.float64)
-            for key in ("coefficients", "inverse_coefficients", "residuals", "inliers")
+            for key in _ARRAYS
             if key in data
         }
         return cls(
@@ -244,7 +271,14 @@ class Transform:
         )
 
     def to_json(self, path: str | Path | None = None) -> str:
-        """JSON text of the transform; also written to ``path`` when given."""
+        """JSON text of the transform; also written to ``path`` when given.
+
+        Examples
+        --------
+        >>> t = Transform.from_shift([1.5, -2.0])
+        >>> Transform.from_json(t.to_json()).shift.tolist()
+        [1.5, -2.0]
+        """
         text = json.dumps(self.to_dict(), indent=1)
         if path is not None:
             Path(path).write_text(text, encoding="utf-8")
@@ -259,11 +293,30 @@ class Transform:
         return cls.from_dict(json.loads(text))
 
 
-def _scale_translate(scale: Any, translate: Any, ndim: int) -> np.ndarray:
+#: Version of the saved transform format (``"stacklab_transform"`` in the JSON).
+_FORMAT = 1
+
+
+def _plain(value: Any) -> Any:
+    """JSON for NumPy values in metadata."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"metadata value {value!r} cannot be saved as JSON")
+
+
+def scale_translate(scale: Any, translate: Any, ndim: int) -> np.ndarray:
     """Homogeneous matrix of napari's data-to-world ``translate + scale * x`` over the last ``ndim`` axes."""
     matrix = np.eye(ndim + 1)
     if scale is not None:
-        matrix[np.arange(ndim), np.arange(ndim)] = np.asarray(scale, dtype=np.float64)[-ndim:]
+        scale = np.atleast_1d(np.asarray(scale, dtype=np.float64))
+        if scale.ndim != 1 or len(scale) < ndim or not np.isfinite(scale).all() or (scale[-ndim:] <= 0).any():
+            raise ValueError(f"scale must give {ndim} positive pixel sizes, got {scale.tolist()}")
+        matrix[np.arange(ndim), np.arange(ndim)] = scale[-ndim:]
     if translate is not None:
-        matrix[:-1, -1] = np.asarray(translate, dtype=np.float64)[-ndim:]
+        translate = np.atleast_1d(np.asarray(translate, dtype=np.float64))
+        if translate.ndim != 1 or len(translate) < ndim or not np.isfinite(translate).all():
+            raise ValueError(f"translate must give {ndim} finite offsets, got {translate.tolist()}")
+        matrix[:-1, -1] = translate[-ndim:]
     return matrix

@@ -9,9 +9,9 @@ import numpy as np
 from .. import _backend
 from .._validation import check_array, check_choice, check_ndim, check_number, check_numeric, float_dtype
 from ..lift import map_frames
-from ._transform import Transform
+from ._transform import Transform, scale_translate
 
-__all__ = ["warp", "warp_frame"]
+__all__ = ["warp", "warp_frame", "warp_points"]
 
 MODES = ("constant", "nearest", "reflect", "mirror", "wrap")
 
@@ -152,3 +152,94 @@ def warp(
         chunks=whole.chunks[:n_batch] + tuple((s,) for s in out_frame),
         dtype=dtype, meta=_backend.empty_like_meta(moving, dtype),
     )
+
+
+def warp_points(
+    points: Any,
+    transform: Transform | Sequence[Transform],
+    *,
+    scale_fixed: Any = None,
+    scale_moving: Any = None,
+    translate_fixed: Any = None,
+    translate_moving: Any = None,
+) -> Any:
+    """Move coordinates drawn on the moving image to where :func:`warp` puts that image.
+
+    :func:`warp` resamples the moving image onto the fixed grid; this sends
+    annotations of the moving image (napari Points, Shapes vertices, tracked
+    positions) the same way, with the inverse of the fixed -> moving
+    ``transform``, so they land on the registered image.
+
+    Parameters
+    ----------
+    points : array, shape ``(K, N)``, or a list of such arrays
+        Coordinates in napari's axis order (a Points layer's ``data``, or a
+        Shapes layer's ``data``, one vertex array per shape). The last
+        ``transform.ndim`` columns are spatial; leading columns (time,
+        channel, ...) are kept as they are.
+    transform : Transform or sequence of Transform
+        Fixed -> moving transform, as for :func:`warp`. A sequence gives one
+        transform per index of the first axis (per frame): the first column
+        of ``points`` says which one applies. Per-frame drift from
+        :func:`drift` is ``[Transform.from_shift(s) for s in shifts]``.
+    scale_fixed, scale_moving, translate_fixed, translate_moving : sequence of float, optional
+        napari ``scale`` and ``translate`` (only the spatial entries are used)
+        when the coordinates are in world units: ``*_moving`` of the layer the
+        points were drawn on, ``*_fixed`` of the registered layer (default:
+        the moving ones). Without them the coordinates are pixels.
+
+    Returns
+    -------
+    ndarray of float64, shape ``(K, N)``, or a list of them
+        The moved coordinates, in the same units as the input.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_stacklab.register import Transform
+    >>> t = Transform.from_shift([2.0, -3.0])                 # moving content sits 2 rows down, 3 cols left
+    >>> warp_points(np.array([[12.0, 7.0]]), t).tolist()      # a point on that content goes back
+    [[10.0, 10.0]]
+    >>> per_frame = [Transform.from_shift(s) for s in [[0, 0], [1.0, 1.0]]]
+    >>> warp_points(np.array([[1, 5.0, 5.0]]), per_frame).tolist()   # (t, row, col)
+    [[1.0, 4.0, 4.0]]
+    """
+    transforms = [transform] if isinstance(transform, Transform) else list(transform)
+    if not transforms or not all(isinstance(t, Transform) for t in transforms):
+        raise TypeError("transform must be a Transform or a non-empty sequence of Transforms")
+    ndim = transforms[0].ndim
+    if any(t.ndim != ndim for t in transforms):
+        raise ValueError("all transforms must have the same number of dimensions")
+    if isinstance(points, (list, tuple)) and points and np.ndim(points[0]) == 2:  # Shapes: vertices per shape
+        kwargs = {"scale_fixed": scale_fixed, "scale_moving": scale_moving, "translate_fixed": translate_fixed,
+                  "translate_moving": translate_moving}
+        return [warp_points(vertices, transforms, **kwargs) for vertices in points]
+    coords = np.array(_backend.materialize(points) if hasattr(points, "shape") else points, dtype=np.float64)
+    if coords.ndim != 2 or coords.shape[1] < ndim or (len(transforms) > 1 and coords.shape[1] < ndim + 1):
+        need = ndim + (len(transforms) > 1)
+        raise ValueError(f"points must have shape (K, >= {need}) for these transforms, got {coords.shape}")
+    if not np.isfinite(coords).all():
+        raise ValueError("points must be finite")
+    to_pixels = np.linalg.inv(scale_translate(scale_moving, translate_moving, ndim))
+    to_world = scale_translate(scale_moving if scale_fixed is None else scale_fixed,
+                               translate_moving if translate_fixed is None else translate_fixed, ndim)
+    if len(transforms) == 1:
+        frames = np.zeros(len(coords), dtype=int)
+    else:
+        frames = np.round(coords[:, 0]).astype(int)
+        if frames.size and (frames.min() < 0 or frames.max() >= len(transforms)):
+            raise ValueError(
+                f"points: frame indices (first column) run from {frames.min()} to {frames.max()}, "
+                f"but there are {len(transforms)} transforms"
+            )
+    out = coords.copy()
+    for frame in np.unique(frames):
+        rows = frames == frame
+        spatial = _homogeneous(coords[rows, -ndim:]) @ to_pixels.T
+        moved = transforms[frame].inverse().apply_points(spatial[:, :-1])
+        out[rows, -ndim:] = (_homogeneous(moved) @ to_world.T)[:, :-1]
+    return out
+
+
+def _homogeneous(points: np.ndarray) -> np.ndarray:
+    return np.c_[points, np.ones(len(points))]
