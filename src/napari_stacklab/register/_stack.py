@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import _backend
 from .._validation import check_choice, check_ndim, check_number, check_real
+from ..channels import Channels, grey
 from ..lift import reduce_frames
 from ..registry import Range, operation
 from ._ecc import ecc
@@ -204,7 +205,20 @@ def stack_transforms(stack: Any, *, model: str = "euclidean", reference: str = "
     return [Transform(model=model, matrix=m) for m in matrices]
 
 
-@operation(menu="register", lift=False, frame_ndim=3, name="drift_correct", title="Drift correction")
+def _by_time_then_channel(image: Any, channel_axis: int | None, rgb: bool) -> tuple[Any, Any]:
+    """The grey stack to estimate on (luminance, or the channels' mean) and the data as ``(T, C, ...)``."""
+    if channel_axis is None:
+        return image, image
+    moved = _backend.array_module(image).moveaxis(image, channel_axis, 1)
+    return grey(image, Channels(channel_axis, rgb)), moved
+
+
+def _channel_back(result: Any, channel_axis: int | None) -> Any:
+    return result if channel_axis is None else _backend.array_module(result).moveaxis(result, 1, channel_axis)
+
+
+@operation(menu="register", lift=False, frame_ndim=3, name="drift_correct", title="Drift correction",
+           channels="native")
 def drift_correct(
     image,
     *,
@@ -213,6 +227,8 @@ def drift_correct(
     window: Literal["hann", "none"] = "hann",
     refine: bool = True,
     order: Annotated[int, Range(0, 5)] = 1,
+    channel_axis: int | None = None,
+    rgb: bool = False,
 ):
     """Remove translational drift from a time-lapse ``(T, M, N)``.
 
@@ -220,7 +236,10 @@ def drift_correct(
     ----------
     image : array, shape ``(T, M, N)``
         One channel of a time-lapse. Shifts are measured once (phase
-        correlation, :func:`drift`), then applied lazily.
+        correlation, :func:`drift`), then applied lazily. With a colour or
+        channel axis (``rgb=True``, ``channel_axis``) they are measured once on
+        the luminance (colour) or the mean of the channels, and every channel
+        is moved alike.
     reference : {"first", "mean", "previous"}
         Frame every frame is aligned to (``"previous"`` sums frame-to-frame
         shifts).
@@ -255,17 +274,21 @@ def drift_correct(
     >>> round(similarity_score(out[2][core], frame[core]), 2)
     0.99
     """
-    shifts = drift(image, reference=reference, upsample=upsample, window=window, refine=refine)
-    return apply_drift(image, shifts, order=order)
+    estimate, data = _by_time_then_channel(image, channel_axis, rgb)
+    shifts = drift(estimate, reference=reference, upsample=upsample, window=window, refine=refine)
+    return _channel_back(apply_drift(data, shifts, order=order), channel_axis)
 
 
-@operation(menu="register", lift=False, frame_ndim=3, name="align_stack", title="Align stack (ECC per frame)")
+@operation(menu="register", lift=False, frame_ndim=3, name="align_stack", title="Align stack (ECC per frame)",
+           channels="native")
 def align_stack(
     image,
     *,
     model: Literal["euclidean", "translation", "similarity", "affine"] = "euclidean",
     reference: Literal["first", "mean", "previous"] = "first",
     order: Annotated[int, Range(0, 5)] = 1,
+    channel_axis: int | None = None,
+    rgb: bool = False,
 ):
     """Align every frame of a stack ``(T, M, N)`` to a reference with ECC (StackReg-like).
 
@@ -273,7 +296,9 @@ def align_stack(
     ----------
     image : array, shape ``(T, M, N)``
         One channel. Transforms are estimated once (:func:`stack_transforms`),
-        then applied lazily.
+        then applied lazily. With a colour or channel axis they are estimated
+        once on the luminance (colour) or the mean of the channels, and every
+        channel is moved alike.
     model : {"euclidean", "translation", "similarity", "affine"}
         Motion model per frame.
     reference : {"first", "mean", "previous"}
@@ -298,5 +323,6 @@ def align_stack(
     >>> bool(np.abs(out[1, 8:-8, 8:-8] - frame[8:-8, 8:-8]).max() < 1)
     True
     """
-    transforms = stack_transforms(image, model=model, reference=reference)
-    return warp(image, transforms, order=order)
+    estimate, data = _by_time_then_channel(image, channel_axis, rgb)
+    transforms = stack_transforms(estimate, model=model, reference=reference)
+    return _channel_back(warp(data, transforms, order=order), channel_axis)
