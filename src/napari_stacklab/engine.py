@@ -378,7 +378,7 @@ def resolve_channels(op: Operation, image: Any, bound: Bound) -> Bound:
         return Bound(op, bound, resolved=True, channels=channels, parts=parts)
     if how == "grey":
         values = _channel_values(bound, image, channels, _grey_value)
-        found = op.resolve(luminance(image, axis), Bound(op, values))
+        found = op.resolve(luminance(image, axis), Bound(op, values)) if op.prepare is not None else values
     else:
         view, moved, values = _colour_view(op, image, bound, channels, how)
         found = view.resolve(moved, Bound(view, values))
