@@ -32,6 +32,7 @@ _SUBMODULES = (
     "lift",
     "frames",
     "statistics",
+    "channels",
     "engine",
     "registry",
     "catalog",

@@ -64,6 +64,7 @@ __all__ = [
     "luminance",
     "grey",
     "colour_white",
+    "lightness",
     "with_lightness",
     "with_value",
 ]
@@ -289,6 +290,20 @@ def colour_white(frame: Any) -> float:
         return float(np.iinfo(dtype).max)
     high = float(frame.max()) if frame.size else 1.0
     return high if high > 1.0 else 1.0
+
+
+def lightness(frame: Any) -> Any:
+    """CIELAB lightness L* (0 to 100) of colour pixels, colour last (alpha ignored; white from :func:`colour_white`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> [round(float(v), 1) for v in lightness(np.array([[[255, 255, 255], [128, 128, 128]]], np.uint8))[0]]
+    [100.0, 53.6]
+    """
+    xp, _ = get_namespace(frame)
+    unit = xp.clip(frame[..., :3].astype(np.float64) / colour_white(frame), 0, 1)
+    return skimage_module(frame, "color").rgb2lab(unit)[..., 0]
 
 
 def with_lightness(frame: Any, transform: Any) -> Any:

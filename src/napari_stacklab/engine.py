@@ -122,8 +122,9 @@ class Plan:
 
     The operation's declaration evaluated for these parameters and this
     image: the place where a cost estimate (bytes and work from the shape,
-    dtype and plan) can be checked before anything is computed, and where a
-    channel axis would be kept out of the frame axes.
+    dtype and plan) can be checked before anything is computed. A channel
+    axis never reaches a plan: :func:`_run_channels` has taken it out (or put
+    it last, as one more axis of a colour frame) before.
     """
 
     frame_ndim: int
