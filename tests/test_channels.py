@@ -474,3 +474,22 @@ def test_the_documented_policy_table_is_the_registry():
 
     page = (Path(__file__).resolve().parents[1] / "docs" / "user" / "channels.md").read_text(encoding="utf-8")
     assert policy_table() in page, "docs/user/channels.md: paste this table\n" + policy_table()
+
+
+def test_equalize_a_set_of_colour_images_on_lightness():
+    astronaut = data.astronaut()[::2, ::2]
+    dim = (astronaut * 0.45).astype(np.uint8)
+    same, brightened = sl.equalize.equalize_set([astronaut, dim], reference=0, rgb=True)
+    assert brightened.dtype == np.uint8 and brightened.shape == astronaut.shape
+    light = [color.rgb2lab(image)[..., 0] for image in (astronaut, dim, brightened)]
+    assert abs(light[2].mean() - light[0].mean()) < 1.0 < abs(light[1].mean() - light[0].mean())
+    np.testing.assert_allclose(light[2].std(), light[0].std(), rtol=0.05)
+    hue = [color.rgb2hsv(image)[..., 0] for image in (dim, brightened)]
+    lit = color.rgb2hsv(dim)[..., 1] > 0.3
+    assert np.median(np.abs(np.angle(np.exp(2j * np.pi * (hue[1] - hue[0])))[lit])) < np.radians(3)
+    assert np.abs(same.astype(int) - astronaut).max() <= 2  # the reference comes back (through L*a*b*)
+    lazy = sl.equalize.equalize_set([da.from_array(astronaut, chunks=(100, 100, 1)), dim], reference=0, rgb=True)
+    assert isinstance(lazy[0], da.Array)
+    np.testing.assert_array_equal(lazy[1], brightened)
+    with pytest.raises(ValueError, match=r"images\[1\] must have 3 \(RGB\) or 4"):
+        sl.equalize.equalize_set([astronaut, astronaut[..., :2]], rgb=True)
