@@ -493,3 +493,29 @@ def test_equalize_a_set_of_colour_images_on_lightness():
     np.testing.assert_array_equal(lazy[1], brightened)
     with pytest.raises(ValueError, match=r"images\[1\] must have 3 \(RGB\) or 4"):
         sl.equalize.equalize_set([astronaut, astronaut[..., :2]], rgb=True)
+
+
+# --- on the GPU (the host-simulated CuPy + cuCIM of tests/_simcupy.py; the real device with -m gpu) ----
+GPU_CASES = [("gaussian", {"sigma": 1.5}), ("threshold", {}), ("clahe", {"clip_limit": 0.02}),
+             ("adjust_gamma", {"gamma": 0.7}), ("adjust_gain", {"gain": 1.4}), ("unsharp_mask", {"amount": 2.0}),
+             ("adjust_saturation", {"factor": 1.5}), ("equalize_hist", {})]
+
+
+@pytest.mark.parametrize("name, params", GPU_CASES, ids=[name for name, _ in GPU_CASES])
+def test_colour_runs_stay_on_the_gpu_and_equal_the_cpu(name, params):
+    from _simcupy import real_gpu_present, simulated_gpu
+
+    from napari_stacklab import _backend
+
+    if real_gpu_present():
+        pytest.skip("a real GPU is here: tests/test_gpu_paths.py's cuda setting covers the kernels")
+    photo = data.astronaut()[::8, ::8]
+    op = catalog.get(name)
+    expected = _quiet(op.func, photo, rgb=True, device="cpu", **params)
+    with simulated_gpu(cucim=True):
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            result = op.func(photo, rgb=True, device="gpu", **params)
+        assert not [w for w in record if issubclass(w.category, _backend.GPUFallbackWarning)], name
+        assert _backend.on_gpu(result), f"{name}: {type(result)}"
+        np.testing.assert_array_equal(result.get(), expected)

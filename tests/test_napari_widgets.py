@@ -220,9 +220,9 @@ def test_per_axis_image_and_device_parameters(qtbot, viewer, stack, monkeypatch)
     seen = []
     real = engine.run
 
-    def spy(op, image, params, device=None):
+    def spy(op, image, params, device=None, **channels):
         seen.append((threading.current_thread() is threading.main_thread(), device))
-        return real(op, image, params, device=device)
+        return real(op, image, params, device=device, **channels)
 
     monkeypatch.setattr(engine, "run", spy)
     widget = open_widget(viewer, "Gaussian")
