@@ -100,3 +100,15 @@ def test_a_channel_axis_layer_previews_and_runs_each_channel(qtbot, make_napari_
     run_and_wait(qtbot, widget)
     np.testing.assert_array_equal(viewer.layers["fluo threshold"].data, expected.astype(np.uint8))
     assert expected[:, 0].mean() < 0.3 and 0.3 < expected[:, 1].mean() < 0.6  # each channel its own threshold
+
+
+def test_the_previewed_plane_holds_every_channel_and_the_whole_frame(make_napari_viewer):
+    viewer = make_napari_viewer()
+    t_c = viewer.add_image(np.zeros((4, 2, 8, 8), np.float32), axis_labels=("t", "c", "y", "x"))
+    c_last = viewer.add_image(np.zeros((4, 8, 8, 2), np.float32), axis_labels=("t", "y", "x", "c"))
+    rgb = viewer.add_image(np.zeros((4, 8, 8, 3), np.uint8), rgb=True)
+    every = slice(None)
+    assert _channels.with_channel_axis((1, 0), _channels.layer_channels(t_c), t_c) == (1, every)
+    assert _channels.with_channel_axis((1,), _channels.layer_channels(t_c), t_c) == ()  # a (t, y, x) frame
+    assert _channels.with_channel_axis((1, 3), _channels.layer_channels(c_last), c_last) == (1,)
+    assert _channels.with_channel_axis((1,), _channels.layer_channels(rgb), rgb) == (1,)

@@ -289,7 +289,7 @@ def colour_white(frame: Any) -> float:
     if dtype.kind in "iu":
         return float(np.iinfo(dtype).max)
     high = float(frame.max()) if frame.size else 1.0
-    return high if high > 1.0 else 1.0
+    return max(high, 1.0)
 
 
 def lightness(frame: Any) -> Any:

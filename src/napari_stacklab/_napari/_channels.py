@@ -27,16 +27,21 @@ def layer_channels(layer: Any) -> Channels | None:
     return find_channels(tuple(layer.axis_labels), tuple(data.shape), layer.metadata.get("channel_names"))
 
 
-def with_channel_axis(index: tuple, channels: Channels | None, ndim: int) -> tuple:
+def with_channel_axis(index: tuple, channels: Channels | None, layer: Any) -> tuple:
     """``index`` of the shown plane over a layer's leading axes, with the channel axis kept whole.
 
-    A preview computes every channel of the plane, as the run will.
+    ``index`` counts the layer's leading axes (``layer.ndim`` minus the frame)
+    as if every one were a batch axis. An RGB layer's colour axis is not one
+    of them. A channel axis among them is kept whole (a preview computes
+    every channel of the plane, as the run will); a channel axis among the
+    trailing axes is not a frame axis, so the frame reaches one axis further
+    forward and the last index goes.
     """
-    if channels is None:
+    if channels is None or not index or getattr(layer, "rgb", False):
         return index
-    axis = channels.axis % ndim
+    axis = channels.axis % layer.ndim
     if axis >= len(index):
-        return index
+        return index[:-1]
     return index[:axis] + (slice(None),) + index[axis + 1:]
 
 

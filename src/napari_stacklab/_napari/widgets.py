@@ -454,7 +454,7 @@ class OperationWidget(Container):
         try:
             job = self._job()
             resolved = self._resolved(job)
-            index = _channels.with_channel_axis(self._plane_index(job.layer, resolved), resolved.channels, job.data.ndim)
+            index = _channels.with_channel_axis(self._plane_index(job.layer, resolved), resolved.channels, job.layer)
             planes = {
                 p.name: _backend.materialize(resolved[p.name][index]) for p in self.operation.image_params
                 if getattr(resolved.get(p.name), "ndim", None) == job.data.ndim
