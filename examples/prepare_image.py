@@ -6,7 +6,10 @@ The founding *prepare one image* workflow, headless, on the colour photograph
 1. bilateral smoothing, colour saturation, CLAHE (clip limit, tile grid),
    sharpening (unsharp mask: sigma, amount), gamma and gain, each applied to
    the original, and all of them chained, shown side by side with the
-   original in one contact sheet;
+   original in one contact sheet. Each operation is told the image is colour
+   (``rgb=True``): the bilateral weights use colour distances, CLAHE works on
+   lightness, gamma and gain on the brightest channel, so hue is kept, and
+   uint8 RGB in gives uint8 RGB out;
 2. background removal: a rough mask (what you would paint in a Labels layer)
    becomes a trimap (certain foreground, certain background, an unknown band
    of ``erode_size`` pixels), closed-form alpha matting (PyMatting) finds the
@@ -42,32 +45,23 @@ SETTINGS = {
 }
 
 
-def per_channel(operation, rgb: np.ndarray, **params) -> np.ndarray:
-    """Apply a 2-D operation to each colour channel: the channel axis becomes a batch axis."""
-    return np.moveaxis(np.asarray(operation(np.moveaxis(rgb, -1, 0), **params)), 0, -1)
+#: The operation of each filter of the chain.
+OPERATIONS = {
+    "bilateral": sl.filters.bilateral,
+    "saturation": sl.filters.adjust_saturation,
+    "clahe": sl.filters.clahe,
+    "sharpen": sl.filters.unsharp_mask,
+    "gamma": sl.filters.adjust_gamma,
+    "gain": sl.filters.adjust_gain,
+}
 
 
 def apply_filter(name: str, rgb: np.ndarray) -> np.ndarray:
-    """One filter of the chain on an RGB image in 0-255 units; float32 result in the same units."""
-    f = sl.filters
-    params = SETTINGS[name]
-    if name == "bilateral":
-        return per_channel(f.bilateral, rgb, **params)
-    if name == "saturation":
-        return np.asarray(f.adjust_saturation(rgb, **params))
+    """One filter of the chain on a uint8 RGB image; uint8 RGB out (display adjustments keep the type)."""
+    params = dict(SETTINGS[name])
     if name == "clahe":
-        kernel = max(2, min(rgb.shape[:2]) // params["tile_grid"])
-        # CLAHE returns a display image in [0, 1] per channel: back to 0-255 units
-        return 255 * per_channel(f.clahe, rgb, clip_limit=params["clip_limit"], kernel_size=kernel)
-    if name == "sharpen":
-        return per_channel(f.unsharp_mask, rgb, **params)
-    if name == "gamma":
-        return per_channel(f.adjust_gamma, rgb, **params)
-    return per_channel(f.adjust_gain, rgb, **params)
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+        params["kernel_size"] = max(2, min(rgb.shape[:2]) // params.pop("tile_grid"))
+    return np.asarray(OPERATIONS[name](rgb, rgb=True, **params))
 
 
 def contact_sheet(panels: dict, columns: int = 4, gap: int = 4) -> np.ndarray:
@@ -100,11 +94,11 @@ def main(out_dir: str | Path, *, quick: bool = False) -> dict:
 
     # 1. every filter side by side with the original, and the whole chain
     panels = {"original": original}
-    chained = original.astype(np.float32)
+    chained = original
     for name in SETTINGS:
-        panels[name] = to_uint8(apply_filter(name, original))
-        chained = np.clip(apply_filter(name, chained), 0, 255)
-    panels["chain"] = to_uint8(chained)
+        panels[name] = apply_filter(name, original)
+        chained = apply_filter(name, chained)
+    panels["chain"] = chained
     files = {"side_by_side": out / "side_by_side.png"}
     iio.imwrite(files["side_by_side"], contact_sheet(panels))
 

@@ -220,9 +220,9 @@ def test_per_axis_image_and_device_parameters(qtbot, viewer, stack, monkeypatch)
     seen = []
     real = engine.run
 
-    def spy(op, image, params, device=None):
+    def spy(op, image, params, device=None, **channels):
         seen.append((threading.current_thread() is threading.main_thread(), device))
-        return real(op, image, params, device=device)
+        return real(op, image, params, device=device, **channels)
 
     monkeypatch.setattr(engine, "run", spy)
     widget = open_widget(viewer, "Gaussian")
@@ -316,7 +316,7 @@ def test_rgb_layer_result_is_shown_as_rgb_with_the_layer_pixel_size(qtbot, viewe
     assert out.rgb and out.data.shape == photo.shape
     assert tuple(out.scale) == (0.5, 0.5) and tuple(str(u) for u in out.units) == ("micrometer", "micrometer")
     params = {k: v for k, v in out.metadata["stacklab"]["steps"][-1]["params"].items()}
-    np.testing.assert_allclose(out.data, sl.filters.adjust_saturation(photo, **params), rtol=1e-6)
+    np.testing.assert_array_equal(out.data, sl.filters.adjust_saturation(photo, rgb=True, **params))  # uint8 RGB
 
 
 def test_inpaint_with_a_mask_layer_per_frame_runs_previews_and_records(qtbot, viewer, stack):

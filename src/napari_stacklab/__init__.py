@@ -33,6 +33,7 @@ _SUBMODULES = (
     "lift",
     "frames",
     "statistics",
+    "channels",
     "engine",
     "registry",
     "catalog",

@@ -14,7 +14,7 @@ from .frames import WarpMode
 from .registry import Range, operation
 
 
-@operation(menu="filter", family="filters")
+@operation(menu="filter", family="filters", channels="colour", display_adjustment=True)
 def bilateral(
     image,
     *,
@@ -22,6 +22,7 @@ def bilateral(
     sigma_color: Annotated[float, Range(0, None, low_inclusive=False)] | None = None,
     bins: Annotated[int, Range(16, 1_000_000)] = 10000,
     mode: WarpMode = "constant",
+    channel_axis: int | None = None,
 ):
     """Edge-preserving bilateral smoothing of each frame.
 
@@ -30,7 +31,10 @@ def bilateral(
     noise is smoothed but edges stay sharp. Runs
     ``skimage.restoration.denoise_bilateral`` on each whole frame; the frame
     is scaled to [0, 1] internally (scikit-image needs it) and scaled back,
-    so the output keeps the input's counts.
+    so the output keeps the input's counts. On a colour image (``rgb=True``)
+    the weights use the distance between colours (one weight for the three
+    channels), so an edge between two colours of the same brightness is kept
+    and no colour fringes appear.
 
     Parameters
     ----------
@@ -39,8 +43,8 @@ def bilateral(
     sigma_spatial : float
         Spatial standard deviation in pixels (window ``max(5, 2*ceil(3*sigma)+1)``).
     sigma_color : float, optional
-        Grey-value standard deviation **in the units of the image** (counts);
-        ``None`` uses the standard deviation of each frame.
+        Grey-value (colour: colour-distance) standard deviation **in the units
+        of the image** (counts); ``None`` uses the standard deviation of each frame.
     bins : int
         Number of discrete grey-value weights (precision of the colour kernel).
     mode : str
@@ -50,7 +54,8 @@ def bilateral(
     -------
     array, shape ``(..., M, N)``
         float32 (float64 for float64 input), in the units of the input.
-        Frames are never split (no halo): it is a whole-frame operation.
+        Frames are never split (no halo): it is a whole-frame operation. An
+        integer colour image keeps its dtype (uint8 RGB in, uint8 RGB out).
 
     Examples
     --------
@@ -68,6 +73,6 @@ def bilateral(
     scaled = (frame - low) / span
     color = None if sigma_color is None else sigma_color / span
     out = skimage_module(image, "restoration").denoise_bilateral(
-        scaled, sigma_color=color, sigma_spatial=sigma_spatial, bins=bins, mode=mode
+        scaled, sigma_color=color, sigma_spatial=sigma_spatial, bins=bins, mode=mode, channel_axis=channel_axis
     )
     return (out * span + low).astype(frame.dtype, copy=False)

@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from .channels import Channels, find_channels
+
 #: Key under which images and layers record how they were made (``metadata[PROVENANCE_KEY]``, written
-#: into output files' metadata too). Defined here, on the io floor, so writers need not import recipe.
+#: into output files' metadata too). Defined here, on the ground floor, so writers need not import recipe.
 PROVENANCE_KEY = "stacklab"
 
 
@@ -30,7 +32,8 @@ class Image:
         Position of the first pixel along each axis, in ``units``.
     metadata : dict
         Everything else the file said, plus ``"source"`` (the path read) and,
-        after operations, ``"stacklab"`` (the recorded recipe steps).
+        after operations, ``"stacklab"`` (the recorded recipe steps). An
+        optional ``"channel_names"`` names the channels of the channel axis.
     name : str
         A display name (the file stem by default).
     """
@@ -62,6 +65,23 @@ class Image:
     @property
     def ndim(self) -> int:
         return self.data.ndim
+
+    @property
+    def channels(self) -> Channels | None:
+        """The colour or channel axis the axis labels name (``"s"``, ``"rgb"``: colour; ``"c"``: channels)."""
+        return find_channels(self.axis_labels, self.shape, self.metadata.get("channel_names"))
+
+    @property
+    def channel_axis(self) -> int | None:
+        """Index of the channel axis (see :attr:`channels`), or ``None``."""
+        found = self.channels
+        return None if found is None else found.axis % self.ndim
+
+    @property
+    def rgb(self) -> bool:
+        """True when the channel axis holds colour (RGB or RGBA)."""
+        found = self.channels
+        return found is not None and found.rgb
 
     def with_data(self, data: Any, **changes: Any) -> "Image":
         """A new Image with ``data`` (same number of axes) and the same physical frame."""

@@ -19,12 +19,22 @@ the CPU with the policy of :mod:`napari_stacklab._backend`; before a lazy GPU
 graph is built, the kernel is probed on a tiny device array so that the
 fallback happens now rather than when the graph is computed.
 
+An image with a colour or channel axis (:class:`~napari_stacklab.channels.Channels`)
+goes through one more step first, :func:`_run_channels`: the operation's
+channel policy decides whether each channel runs alone, the luminance runs,
+whole colour frames run, or the operation takes the axis itself; every one of
+these is an ordinary run of the steps above on an image without a channel
+axis in its frames.
+
 The engine knows operations only through the record it is handed: it never
 imports the registry, which builds the public functions that call it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,12 +45,14 @@ import numpy as np
 
 from . import _backend
 from ._validation import check_array, check_ndim, check_numeric
+from .channels import Channels, luminance, treatment
 from .lift import map_frames
 
 if TYPE_CHECKING:  # the record's type, for readers; the engine only reads its attributes
     from .registry import Operation
 
-__all__ = ["Bound", "Plan", "run", "plan", "computable_dtype"]
+__all__ = ["Bound", "Plan", "run", "plan", "computable_dtype", "resolve_channels", "keeps_channels",
+           "CHANNEL_KEYWORDS"]
 
 
 class Bound(Mapping):
@@ -51,13 +63,21 @@ class Bound(Mapping):
     made, a widget when its button is pressed, a Python call in the engine.
     ``resolved`` is true once the operation's ``prepare`` has run on them
     (``Operation.resolve``): global statistics are then not computed again.
+
+    ``channels`` says which axis of the image they are for holds colour or
+    channels (a property of the input, not a parameter: never recorded in a
+    recipe). Resolved for an image whose channels run one by one, ``parts``
+    holds each channel's resolved parameters (each channel its own statistics).
     """
 
-    __slots__ = ("operation", "resolved", "_values")
+    __slots__ = ("operation", "resolved", "channels", "parts", "_values")
 
-    def __init__(self, operation: Any, values: Mapping, *, resolved: bool = False) -> None:
+    def __init__(self, operation: Any, values: Mapping, *, resolved: bool = False,
+                 channels: Channels | None = None, parts: tuple | None = None) -> None:
         self.operation = operation
         self.resolved = resolved
+        self.channels = channels
+        self.parts = parts
         self._values = dict(values)
 
     def __getitem__(self, name: str) -> Any:
@@ -74,8 +94,26 @@ class Bound(Mapping):
         return f"<{state} {getattr(self.operation, 'name', '?')} {self._values!r}>"
 
     def replace(self, **changes: Any) -> Bound:
-        """A copy with some values replaced (already checked by the caller)."""
-        return Bound(self.operation, {**self._values, **changes}, resolved=self.resolved)
+        """A copy with some values replaced (already checked by the caller).
+
+        Each channel's part gets the changes too, an array that carries the
+        channel axis split to that channel.
+        """
+        parts = self.parts
+        if parts is not None and changes:
+            count = len(parts)
+            parts = tuple(
+                part.replace(**{k: _channel_value(v, self.channels.axis, c, count) for k, v in changes.items()})
+                for c, part in enumerate(parts)
+            )
+        return Bound(self.operation, {**self._values, **changes}, resolved=self.resolved,
+                     channels=self.channels, parts=parts)
+
+    def with_channels(self, channels: Channels | None) -> Bound:
+        """These parameters for an image with ``channels``; global statistics resolved for others are redone."""
+        if channels == self.channels:
+            return self
+        return Bound(self.operation, self._values, channels=channels)
 
 
 @dataclass(frozen=True)
@@ -84,8 +122,9 @@ class Plan:
 
     The operation's declaration evaluated for these parameters and this
     image: the place where a cost estimate (bytes and work from the shape,
-    dtype and plan) can be checked before anything is computed, and where a
-    channel axis would be kept out of the frame axes.
+    dtype and plan) can be checked before anything is computed. A channel
+    axis never reaches a plan: :func:`_run_channels` has taken it out (or put
+    it last, as one more axis of a colour frame) before.
     """
 
     frame_ndim: int
@@ -114,16 +153,21 @@ def _computable(image: Any) -> Any:
     return image if dtype == image.dtype else image.astype(dtype)
 
 
-def run(op: Operation, image: Any, params: Mapping | None = None, *, device: str | None = None) -> Any:
+def run(op: Operation, image: Any, params: Mapping | None = None, *, device: str | None = None,
+        channels: Channels | None = None) -> Any:
     """Run ``op`` on ``image`` with ``params`` on ``device`` (default: where ``image`` is).
 
     ``params`` is a plain mapping (validated here), a :class:`Bound`
     (validated already) or a resolved :class:`Bound` (global statistics
     already computed: a widget resolves once, shows the values, then
-    previews planes and runs the whole stack with them).
+    previews planes and runs the whole stack with them). ``channels`` (or
+    the ``Bound``'s) names the image's colour or channel axis; the
+    operation's channel policy decides what happens to it.
     """
     check_array(image)
     bound = params if isinstance(params, Bound) and params.operation is op else op.bind(params)
+    if channels is not None or bound.channels is not None:  # a colour or channel axis: see _run_channels
+        return _run_channels(op, image, bound if channels is None else bound.with_channels(channels), device)
     frame_ndim = op.frame_ndim_for(bound)
     _check_frames(op, image, bound, frame_ndim)
     check_numeric(image, allow_complex=op.allow_complex)
@@ -278,3 +322,225 @@ def _stacked(op: Operation, image: Any, params: Mapping, frame_ndim: int) -> dic
         p.name: params[p.name] for p in op.image_params
         if p.per_frame and tuple(getattr(params.get(p.name), "shape", ())) == tuple(image.shape)
     }
+
+
+# --- colour and channel axes --------------------------------------------------------------------
+#: Keywords a kernel may declare to be told about the channel axis (filled by the engine, never parameters).
+CHANNEL_KEYWORDS = ("channel_axis", "rgb")
+_ARRAYS = ("image", "labels", "mask", "images")
+
+
+def _run_channels(op: Operation, image: Any, bound: Bound, device: str | None) -> Any:
+    """Run ``op`` on an image with a colour or channel axis, as its channel policy says.
+
+    Every branch ends in an ordinary :func:`run` on an image whose frames hold
+    no channel axis (or, for colour and native operations, hold it last, where
+    the kernel expects it):
+
+    - *split*: each channel alone, with its own statistics; the results go
+      back on the channel axis (points get the channel as a coordinate, tables
+      a ``channel`` column, values come one per channel);
+    - *grey*: the luminance of a colour image (and of colour image parameters);
+    - *colour*: whole colour frames, the colour axis last; an alpha channel
+      is held back and put back;
+    - *native*: the operation receives the axis, moved last.
+
+    A display adjustment on an integer colour image returns the image's dtype,
+    rounded and clipped to its range.
+    """
+    channels = bound.channels.checked(tuple(image.shape))
+    how = _treatment(op, channels, image.shape)
+    if how == "split":
+        result = _each_channel(op, image, bound, channels, device)
+    elif how == "grey":
+        values = bound if bound.resolved else _channel_values(bound, image, channels, _grey_value)
+        result = run(op, luminance(image, channels.axis), Bound(op, values, resolved=bound.resolved), device=device)
+    else:
+        result = _colour_frames(op, image, bound, channels, how, device)
+    if op.display_adjustment and channels.rgb:
+        result = _in_dtype(result, image.dtype)
+    return result
+
+
+def resolve_channels(op: Operation, image: Any, bound: Bound) -> Bound:
+    """``bound`` resolved (``prepare`` run) for an image with a colour or channel axis, as :func:`run` uses it.
+
+    Channels that run one by one are resolved one by one (``Bound.parts``);
+    a luminance or colour run is resolved on the image it runs on.
+    """
+    channels = bound.channels.checked(tuple(image.shape))
+    how = _treatment(op, channels, image.shape)
+    axis, count = channels.axis, int(image.shape[channels.axis])
+    if how == "split":
+        parts = tuple(
+            op.resolve(_channel(image, axis, c), Bound(op, _one_channel(bound, image, axis, c)))
+            for c in range(count)
+        )
+        return Bound(op, bound, resolved=True, channels=channels, parts=parts)
+    if how == "grey":
+        values = _channel_values(bound, image, channels, _grey_value)
+        found = op.resolve(luminance(image, axis), Bound(op, values)) if op.prepare is not None else values
+    else:
+        view, moved, values = _colour_view(op, image, bound, channels, how)
+        found = view.resolve(moved, Bound(view, values))
+    return Bound(op, found, resolved=True, channels=channels)
+
+
+def keeps_channels(op: Operation, channels: Channels | None) -> bool:
+    """Whether ``op``'s result keeps the channel axis of an input with ``channels`` (where it was)."""
+    if channels is None or op.output not in _ARRAYS:
+        return False
+    return treatment(op.channels, channels) not in ("grey", "refused")
+
+
+def _treatment(op: Operation, channels: Channels, shape: tuple) -> str:
+    how = treatment(op.channels, channels)
+    if how == "refused":
+        what = "a colour image (rgb=True)" if channels.rgb else f"a channel axis (channel_axis={channels.axis})"
+        raise ValueError(
+            f"{op.name} refuses {what}, shape {tuple(shape)}: it works on single-channel data only. "
+            f"Run it on one channel (take index k of axis {channels.axis}) or, for colour, on the "
+            "luminance (napari_stacklab.channels.luminance)"
+        )
+    return how
+
+
+def _channel(array: Any, axis: int, index: int) -> Any:
+    return array[(slice(None),) * (axis % array.ndim) + (index,)]
+
+
+def _carries(value: Any, image: Any, axis: int) -> bool:
+    """An image parameter with the image's channel axis (a colour reference, a mask per channel)."""
+    return (hasattr(value, "shape") and value.ndim == image.ndim
+            and value.shape[axis] == image.shape[axis])
+
+
+def _channel_value(value: Any, axis: int, index: int, count: int) -> Any:
+    """For :meth:`Bound.replace` on a part: an array with ``count`` entries on ``axis`` gives channel ``index``."""
+    if hasattr(value, "shape") and value.ndim >= -axis and value.shape[axis] == count:
+        return _channel(value, axis, index)
+    return value
+
+
+def _channel_values(bound: Mapping, image: Any, channels: Channels, convert: Any) -> dict:
+    return {k: convert(v, channels) if _carries(v, image, channels.axis) else v for k, v in bound.items()}
+
+
+def _one_channel(bound: Mapping, image: Any, axis: int, index: int) -> dict:
+    return {k: _channel(v, axis, index) if _carries(v, image, axis) else v for k, v in bound.items()}
+
+
+def _grey_value(value: Any, channels: Channels) -> Any:
+    """A colour image parameter in grey: its luminance, or for a mask, any channel set."""
+    if np.dtype(value.dtype) == np.bool_:
+        return value.any(axis=channels.axis)
+    return luminance(value, channels.axis)
+
+
+def _each_channel(op: Operation, image: Any, bound: Bound, channels: Channels, device: str | None) -> Any:
+    axis, count = channels.axis, int(image.shape[channels.axis])
+    results = []
+    for c in range(count):
+        part = bound.parts[c] if bound.parts is not None else Bound(op, _one_channel(bound, image, axis, c))
+        results.append(run(op, _channel(image, axis, c), part, device=device))
+    return _joined(op, results, channels, image.ndim)
+
+
+def _joined(op: Operation, results: list, channels: Channels, ndim: int) -> Any:
+    """Per-channel results as one: arrays stacked on the channel axis, points and tables marked."""
+    first, axis = results[0], channels.axis
+    if op.output in ("image", "labels", "mask"):
+        return _backend.array_module(first).stack(results, axis=axis)
+    if op.output == "images":
+        return {key: _backend.array_module(first[key]).stack([r[key] for r in results], axis=axis)
+                for key in first}
+    if op.output == "points":
+        return np.concatenate([_with_coordinate(points, axis % ndim, c) for c, points in enumerate(results)])
+    if op.output == "table" and isinstance(first, dict):
+        names = channels.names_for(len(results))
+        rows = [len(next(iter(t.values()), ())) for t in results]
+        columns = {"channel": np.concatenate([np.full(n, name) for n, name in zip(rows, names)])}
+        columns.update({key: np.concatenate([np.asarray(t[key]) for t in results]) for key in first})
+        units = getattr(first, "units", None)
+        return type(first)(columns, units={"channel": "", **units}) if units is not None else columns
+    if op.output == "value":
+        return np.asarray(results)
+    return results
+
+
+def _with_coordinate(points: Any, position: int, index: int) -> np.ndarray:
+    points = np.asarray(_backend.to_numpy(points), dtype=np.float64)
+    return np.insert(points, position, float(index), axis=1)
+
+
+def _colour_frames(op: Operation, image: Any, bound: Bound, channels: Channels, how: str,
+                   device: str | None) -> Any:
+    view, moved, values = _colour_view(op, image, bound, channels, how)
+    if bound.resolved:
+        values = dict(bound)
+    alpha = None
+    if how == "colour" and image.shape[channels.axis] == 4:
+        alpha = _backend.array_module(image).moveaxis(image, channels.axis, -1)[..., 3:]
+    result = run(view, moved, Bound(view, values, resolved=bound.resolved), device=device)
+    if op.output not in _ARRAYS:
+        return result
+    xp = _backend.array_module(result)
+    if alpha is not None:
+        alpha = _backend.like(alpha if op.display_adjustment else _as_opacity(alpha), result)
+        result = xp.concatenate([result, alpha.astype(result.dtype)], axis=-1)
+    return xp.moveaxis(result, -1, channels.axis)
+
+
+def _colour_view(op: Operation, image: Any, bound: Mapping, channels: Channels, how: str) -> tuple:
+    """``op`` seen through colour frames: the record, the image (colour last) and the parameters."""
+
+    def moved(array: Any) -> Any:  # channels last; a colour operation sees no alpha
+        array = _backend.array_module(array).moveaxis(array, channels.axis, -1)
+        return array if how == "native" else array[..., :3]
+
+    values = {k: moved(v) if _carries(v, image, channels.axis) else v for k, v in bound.items()}
+    colour = moved(image)
+    if _backend.is_dask(colour):  # a colour frame is never split between chunks
+        colour = colour.rechunk({colour.ndim - 1: -1})
+    return _channel_operation(op, how, channels), colour, values
+
+
+def _channel_operation(op: Operation, how: str, channels: Channels) -> Operation:
+    """The record of ``op`` whose kernel sees frames with the channel axis last, and is told so."""
+    declared = inspect.signature(op.kernel).parameters
+    told = {key: value for key, value in (("channel_axis", -1), ("rgb", channels.rgb)) if key in declared}
+    changes: dict = {"kernel": functools.partial(op.kernel, **told) if told else op.kernel}
+    if how == "colour" and op.lifted:
+        changes["frame_rule"] = lambda **params: op.frame_ndim_for(params) + 1
+        changes["halo"] = None if op.halo is None else (
+            lambda **params: _halo_with_channel(op.halo_for(params), op.frame_ndim_for(params)))
+        if op.frame_shape is not None:
+            changes["frame_shape"] = lambda in_frame, **params: (
+                *op.frame_shape_for(in_frame[:-1], params), in_frame[-1])
+    return dataclasses.replace(op, **changes)
+
+
+def _halo_with_channel(halo: Any, frame_ndim: int) -> Any:
+    """A halo for frames with the colour axis appended: none along it."""
+    if halo is None:
+        return None
+    per_axis = (halo,) * frame_ndim if np.isscalar(halo) else tuple(halo)
+    return (*per_axis, 0)
+
+
+def _as_opacity(alpha: Any) -> Any:
+    """An alpha channel as opacity in [0, 1] (integers divided by their dtype's maximum)."""
+    dtype = np.dtype(alpha.dtype)
+    if dtype.kind in "iu":
+        return alpha / float(np.iinfo(dtype).max)
+    return alpha
+
+
+def _in_dtype(result: Any, dtype: Any) -> Any:
+    """``result`` rounded, clipped and cast to an integer ``dtype`` (a display adjustment of a colour image)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iu" or not hasattr(result, "dtype") or np.dtype(result.dtype) == dtype:
+        return result
+    info = np.iinfo(dtype)
+    xp = _backend.array_module(result)
+    return xp.clip(xp.rint(result), info.min, info.max).astype(dtype)

@@ -21,6 +21,7 @@ import numpy as np
 
 from . import _backend
 from ._validation import as_float, check_choice, check_ndim, check_number, check_real, float_dtype
+from .channels import lightness, with_lightness
 from .frames import iter_frame_indices
 from .lift import map_frames, reduce_frames
 from .registry import ImageRef, Range, validated
@@ -249,6 +250,7 @@ def equalize_set(
     sharpness: bool = False,
     sharpness_radius: Annotated[float, Range(0, None, low_inclusive=False)] = 1.0,
     max_amount: Annotated[float, Range(0, 100, low_inclusive=False)] = 10.0,
+    rgb: bool = False,
 ) -> list:
     """Equalize brightness, contrast and (optionally) sharpness across a set of images.
 
@@ -284,6 +286,10 @@ def equalize_set(
         Gaussian sigma of the unsharp mask, in pixels (> 0).
     max_amount : float
         Largest sharpening amount allowed (in (0, 100]).
+    rgb : bool
+        The images are colour, channels last ``(..., M, N, 3)`` (or RGBA):
+        their CIELAB lightness L* is equalized as above and a* and b* (hue
+        and chroma) are kept; an alpha channel is kept.
 
     Returns
     -------
@@ -291,6 +297,8 @@ def equalize_set(
         New arrays, one per input, same shapes and kind (dask stays lazy);
         float32 (float64 for float64 or 32/64-bit integer input). Values
         are in the units of the reference levels, never rescaled to [0, 1].
+        Colour images are in their own units, and integer colour images keep
+        their dtype (uint8 RGB in, uint8 RGB out).
 
     Examples
     --------
@@ -301,6 +309,9 @@ def equalize_set(
     >>> bool(np.isclose(eb.mean(), a.mean())), bool(np.isclose(eb.std(), a.std()))
     (True, True)
     """
+    if rgb:
+        return _equalize_colour(images, reference=reference, method=method, sharpness=sharpness,
+                                sharpness_radius=sharpness_radius, max_amount=max_amount)
     images = _check_images(images)
     if isinstance(reference, str):
         check_choice("reference", reference, ("median",))
@@ -312,3 +323,39 @@ def equalize_set(
     if sharpness:
         equalized = _equalize_sharpness(equalized, reference, float(sharpness_radius), float(max_amount))
     return equalized
+
+
+def _equalize_colour(images: list, **settings: Any) -> list:
+    """:func:`equalize_set` of colour images: their lightness is equalized, hue and chroma kept."""
+    for i, image in enumerate(images):
+        check_ndim(image, 3, f"images[{i}]")
+        if image.shape[-1] not in (3, 4):
+            raise ValueError(f"images[{i}] must have 3 (RGB) or 4 (RGBA) colour channels last with rgb=True, "
+                             f"got shape {tuple(image.shape)}")
+    whole = [image.rechunk({image.ndim - 1: -1}) if _backend.is_dask(image) else image for image in images]
+    light = [_colour_blocks(lightness, image, drop_axis=True) for image in whole]
+    equalized = equalize_set(light, rgb=False, **settings)
+    return [_colour_blocks(_relit, image, new) for image, new in zip(whole, equalized)]
+
+
+def _relit(frame: Any, light: Any) -> Any:
+    """``frame`` with the lightness ``light`` (L*), in its dtype (integers rounded and clipped)."""
+    out = with_lightness(frame, lambda _: light / 100.0)
+    if frame.shape[-1] == 4:
+        out = _backend.get_namespace(frame)[0].concatenate([out, frame[..., 3:].astype(out.dtype)], axis=-1)
+    dtype = np.dtype(frame.dtype)
+    if dtype.kind not in "iu":
+        return out
+    xp, _ = _backend.get_namespace(out)
+    return xp.clip(xp.rint(out), np.iinfo(dtype).min, np.iinfo(dtype).max).astype(dtype)
+
+
+def _colour_blocks(func: Callable, image: Any, *others: Any, drop_axis: bool = False) -> Any:
+    """``func`` on colour blocks (colour axis whole); lazy for dask."""
+    if not _backend.is_dask(image):
+        return func(image, *others)
+    others = [_backend.as_dask(o).rechunk(image.chunks[:-1]) for o in others]
+    if drop_axis:
+        return _backend.dask_module().map_blocks(func, image, dtype=np.float64, drop_axis=image.ndim - 1)
+    dtype = image.dtype if np.dtype(image.dtype).kind in "iu" else float_dtype(image.dtype)
+    return _backend.dask_module().map_blocks(lambda block, light: func(block, light), image, *others, dtype=dtype)

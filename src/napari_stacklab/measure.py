@@ -120,6 +120,29 @@ def _check_properties(properties: Any, frame_ndim: int, has_intensity: bool) -> 
     return ("label",) + tuple(p for p in properties if p != "label")
 
 
+def _channel_axis_of(labels_shape: tuple, intensity_shape: tuple) -> int | None:
+    """The channel axis of a multichannel intensity image: the one axis ``labels`` lacks (the last that fits)."""
+    if intensity_shape == labels_shape:
+        return None
+    if len(intensity_shape) == len(labels_shape) + 1:
+        for axis in reversed(range(len(intensity_shape))):
+            if intensity_shape[:axis] + intensity_shape[axis + 1:] == labels_shape:
+                return axis
+    raise ValueError(
+        f"intensity must have the shape of image {labels_shape}, or that shape with one axis of channels, "
+        f"got {intensity_shape}"
+    )
+
+
+def _named_channels(table: dict, names: Sequence[str]) -> dict:
+    """``intensity_mean-0`` -> ``intensity_mean-<name of channel 0>`` (scikit-image numbers the channels)."""
+    renamed = {}
+    for column, values in table.items():
+        base, _, index = column.partition("-")
+        renamed[f"{base}-{names[int(index)]}" if base in _INTENSITY and index.isdigit() else column] = values
+    return renamed
+
+
 def _frame_table(labels: Any, intensity: Any, properties: tuple, spacing: tuple | None) -> dict:
     labels = _backend.to_numpy(labels)
     if labels.dtype == bool:
@@ -140,6 +163,7 @@ def regionprops_table(
     unit: str = "pixel",
     properties: Sequence[str] | None = None,
     mode: Mode = "2d",
+    channel_names: Sequence[str] | None = None,
 ):
     """Measure every labeled object, in physical units, frame by frame.
 
@@ -148,7 +172,10 @@ def regionprops_table(
     image : array of int, shape ``(..., M, N)``
         Labels (0 = background; a bool mask counts as one object).
     intensity : array, optional
-        Image of the same shape for ``intensity_mean/min/max``.
+        Image of the same shape for ``intensity_mean/min/max``, or with one
+        more axis of channels (an RGB image ``(..., M, N, 3)``, a fluorescence
+        stack ``(C, ..., M, N)``): then each intensity property has one column
+        per channel, ``intensity_mean-<channel name>``.
     spacing : float or tuple of float, optional
         Pixel size along the frame axes, or along every axis (e.g. a layer's
         ``scale``; the last 2 or 3 values are used). Areas are
@@ -165,6 +192,9 @@ def regionprops_table(
         plus the intensity statistics when ``intensity`` is given.
     mode : {"2d", "3d"}
         Measure objects in planes ``(M, N)`` or volumes ``(P, M, N)``.
+    channel_names : sequence of str, optional
+        Names of the intensity's channels (``"DAPI", "GFP"``); default
+        ``c0, c1, ...``.
 
     Returns
     -------
@@ -182,14 +212,22 @@ def regionprops_table(
     >>> table = regionprops_table(labels, spacing=0.5, unit="um", properties=["area"])
     >>> table["area"].tolist(), table.units["area"]
     ([1.5, 4.0], 'um^2')
+    >>> rgb = np.zeros((10, 10, 3)); rgb[..., 0] = 200; rgb[..., 2] = 50
+    >>> table = regionprops_table(labels, intensity=rgb, properties=["intensity_mean"],
+    ...                           channel_names=["red", "green", "blue"])
+    >>> list(table), table["intensity_mean-blue"].tolist()
+    (['label', 'intensity_mean-red', 'intensity_mean-green', 'intensity_mean-blue'], [50.0, 50.0])
     """
     frame_ndim = frame_ndim_for(image, mode)
     if np.dtype(image.dtype).kind == "f":
         raise TypeError(f"image must hold integer labels (or a bool mask), got dtype {np.dtype(image.dtype)}")
+    names = None
     if intensity is not None:
         check_array(intensity, "intensity")
-        if tuple(intensity.shape) != tuple(image.shape):
-            raise ValueError(f"intensity must have the shape of image {tuple(image.shape)}, got {tuple(intensity.shape)}")
+        channel = _channel_axis_of(tuple(image.shape), tuple(intensity.shape))
+        if channel is not None:  # scikit-image takes the channels last
+            intensity = _backend.array_module(intensity).moveaxis(intensity, channel, -1)
+            names = _channel_names(channel_names, intensity.shape[-1])
     chosen = _check_properties(properties, frame_ndim, intensity is not None)
     pixel = frame_spacing(spacing, frame_ndim)
     if pixel is not None and "perimeter" in chosen and len(set(pixel)) > 1:
@@ -207,10 +245,18 @@ def regionprops_table(
             if len(batch_shape) > 1:
                 for axis, i in enumerate(index):
                     columns.setdefault(f"frame-{axis}", []).append(np.full(n_rows, i, np.int64))
-        for name, values in table.items():
+        for name, values in (table if names is None else _named_channels(table, names)).items():
             columns.setdefault(name, []).append(np.asarray(values))
     result = {name: np.concatenate(parts) for name, parts in columns.items()}
     return Table(result, units={name: _unit_of(name, unit, frame_ndim) for name in result})
+
+
+def _channel_names(names: Sequence[str] | None, count: int) -> tuple[str, ...]:
+    if names is None:
+        return tuple(f"c{i}" for i in range(count))
+    if isinstance(names, str) or len(names) != count or len(set(map(str, names))) != count:
+        raise ValueError(f"channel_names must give {count} different names (one per channel), got {names!r}")
+    return tuple(str(name) for name in names)
 
 
 # --------------------------------------------------------------------------- peaks
@@ -258,7 +304,7 @@ def _stack_points(image: Any, frame_ndim: int, per_frame) -> np.ndarray:
     return np.concatenate(found) if found else np.empty((0, image.ndim))
 
 
-@operation(menu="measure", output="points", lift=False)
+@operation(menu="measure", output="points", lift=False, channels="luminance")
 def find_peaks(
     image,
     *,
@@ -324,7 +370,7 @@ def _template_frame_shape(in_shape: tuple, *, template: Any, pad_input: bool) ->
     return tuple(s - t + 1 for s, t in zip(in_shape, template.shape))
 
 
-@operation(menu="measure", prepare=_prepare_template, frame_shape=_template_frame_shape)
+@operation(menu="measure", prepare=_prepare_template, frame_shape=_template_frame_shape, channels="luminance")
 def match_template(image, *, template: ImageRef, pad_input: bool = True):
     """Normalised cross-correlation of each frame with a template.
 
@@ -358,7 +404,7 @@ def match_template(image, *, template: ImageRef, pad_input: bool = True):
     return feature.match_template(image.astype(dtype, copy=False), template.astype(dtype, copy=False), pad_input=pad_input).astype(dtype, copy=False)
 
 
-@operation(menu="measure", output="points", lift=False)
+@operation(menu="measure", output="points", lift=False, channels="luminance")
 def template_peaks(
     image,
     *,

@@ -96,6 +96,7 @@ def _parts(z: Any, names: tuple[str, ...]) -> dict:
     allow_complex=True,
     display={"phase": {"colormap": PHASE_COLORMAP}},
     title="Complex split (amplitude, phase, real, imag)",
+    channels="refused",
 )
 def complex_split(image):
     """Split a complex image into amplitude, phase, real and imaginary parts.
@@ -127,7 +128,8 @@ def _wrap(phi: Any) -> Any:
     return (phi + math.pi) % _TWO_PI - math.pi
 
 
-@operation(menu="transform", vectorized=True, display={"": {"colormap": PHASE_COLORMAP}}, title="Wrap phase")
+@operation(menu="transform", vectorized=True, display={"": {"colormap": PHASE_COLORMAP}}, title="Wrap phase",
+           channels="refused")
 def wrap(image):
     """Fold a phase into ``[-pi, pi)`` (what an interferometer or a hologram measures).
 
@@ -293,7 +295,8 @@ def _unwrap_least_squares(phi: Any, mask: Any | None) -> Any:
     return solution
 
 
-@operation(menu="transform", frame_ndim=lambda volume, **_: 3 if volume else 2, title="Unwrap phase")
+@operation(menu="transform", frame_ndim=lambda volume, **_: 3 if volume else 2, title="Unwrap phase",
+           channels="refused")
 def unwrap(
     image,
     *,
@@ -544,6 +547,7 @@ ApertureSmoothness = Annotated[float, Range(0, 1, 0.05)]
     prepare=_resolve_hologram,
     display={"phase": {"colormap": PHASE_COLORMAP}},
     title="Reconstruct off-axis hologram",
+    channels="refused",
 )
 def reconstruct_hologram(
     image,

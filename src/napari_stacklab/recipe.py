@@ -29,6 +29,7 @@ import yaml
 from . import __version__, catalog, engine, registry
 from ._image import PROVENANCE_KEY, Image
 from ._validation import check_regular
+from .channels import Channels
 
 __all__ = ["Recipe", "RECIPE_VERSION", "PROVENANCE_KEY", "RecipeWarning", "provenance"]
 
@@ -198,32 +199,43 @@ class Recipe:
         return cls(steps=[{"op": s["op"], "params": s["params"]} for s in record["steps"]])
 
     # --- running ----------------------------------------------------------------
-    def run(self, image: Any, *, inputs: dict | None = None, device: str | None = None) -> Any:
+    def run(self, image: Any, *, inputs: dict | None = None, device: str | None = None,
+            channel_axis: int | None = None, rgb: bool = False) -> Any:
         """Apply every step lazily.
 
         ``Image`` in -> ``Image`` out (scale, units, axis labels carried,
         provenance extended); array in -> array out (dask stays lazy).
         ``inputs`` maps the names recorded for image parameters
         (``{"layer": name}``, e.g. a reference image) to arrays or Images.
+
+        The channel axis is a property of the input, not of the recipe: an
+        Image's axis labels say it (``Image.channels``), an array's
+        ``channel_axis=`` and ``rgb=`` (an array without them is grey). Each
+        step treats it as its colour policy says; a step whose result has no
+        channel axis (a mask from a colour image's luminance) ends it.
         """
         data = image.data if isinstance(image, Image) else image
         frame = _frame_of(image) if isinstance(image, Image) else None
+        channels = Channels.from_arguments(channel_axis, rgb)
+        if channels is None and isinstance(image, Image):
+            channels = image.channels
         if self.steps != self._bound_from:  # steps edited after the recipe was made: validate them again
             self.__post_init__()
         op = None
         for bound in self._bound:
-            in_shape = tuple(data.shape)
+            in_shape, in_channels = tuple(data.shape), channels
             op = bound.operation
-            data = engine.run(op, data, _with_inputs(op, bound, inputs or {}), device=device)
+            data = engine.run(op, data, _with_inputs(op, bound, inputs or {}), device=device, channels=channels)
             if frame is not None and hasattr(data, "shape"):
-                frame = op.output_frame(in_shape, tuple(data.shape), frame)
+                frame = op.output_frame(in_shape, tuple(data.shape), frame, channels=in_channels)
+            channels = channels if engine.keeps_channels(op, channels) else None
         if not isinstance(image, Image):
             return data
         metadata = provenance(image.metadata, self.steps, source=image.name)
         if isinstance(data, dict):  # an "images" operation: one Image per output
             return {
                 key: Image(value, metadata=dict(metadata), name=f"{image.name} {key}",
-                           **op.output_frame(in_shape, tuple(value.shape), frame))
+                           **op.output_frame(in_shape, tuple(value.shape), frame, channels=in_channels))
                 for key, value in data.items()
             }
         if not hasattr(data, "shape"):  # a table, a transform, a value

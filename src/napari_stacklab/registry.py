@@ -38,6 +38,7 @@ import numpy as np
 
 from . import _backend, engine
 from ._validation import check_array, check_choice, check_number, float_dtype
+from .channels import POLICIES, ChannelPolicy, Channels
 
 __all__ = [
     "ImageRef",
@@ -253,7 +254,9 @@ class Operation:
     ``halo``, ``out_dtype``, ``frame_shape``); the ``*_for`` methods evaluate
     them for given parameters. Kernel parameters whose names start with ``_``
     are not public: ``prepare`` derives them (a footprint array, detector
-    weights) and the kernel receives them.
+    weights) and the kernel receives them. ``channels`` is the colour policy
+    (:mod:`napari_stacklab.channels`); a ``display_adjustment`` returns an
+    integer colour image in its own dtype.
     """
 
     name: str
@@ -277,6 +280,8 @@ class Operation:
     parts: tuple[str, ...] = ()
     display: dict = field(default_factory=dict, compare=False)
     summary: str = ""
+    channels: ChannelPolicy = "per_channel"
+    display_adjustment: bool = False
 
     def display_for(self, key: str = "") -> dict:
         """napari layer keyword arguments suggested for an output (``key`` names an ``images`` output)."""
@@ -326,12 +331,14 @@ class Operation:
         """Output dtype for input of ``in_dtype`` (computed on native byte order, float16 as float32)."""
         return np.dtype(self.out_dtype(engine.computable_dtype(in_dtype), **params))
 
-    def bind(self, params: Mapping | None = None, *, recorded: bool = False) -> engine.Bound:
+    def bind(self, params: Mapping | None = None, *, recorded: bool = False,
+             channels: Channels | None = None) -> engine.Bound:
         """Complete ``params`` with defaults and validate each one (raises naming the parameter).
 
         With ``recorded=True`` (a recipe step), image parameters hold the
         ``{"layer": name}`` reference a recipe records instead of an array;
-        :meth:`with_images` puts the arrays in.
+        :meth:`with_images` puts the arrays in. ``channels`` names the colour
+        or channel axis of the image the parameters are for.
         """
         params = dict(params or {})
         known = {p.name for p in self.params}
@@ -351,7 +358,7 @@ class Operation:
                 bound[p.name] = value
                 continue
             bound[p.name] = p.check(value)
-        return engine.Bound(self, bound)
+        return engine.Bound(self, bound, channels=channels)
 
     def with_images(self, bound: engine.Bound, images: Mapping) -> engine.Bound:
         """``bound`` (bound as a recorded step) with the arrays for its image parameters, each checked."""
@@ -362,6 +369,8 @@ class Operation:
         bound = params if isinstance(params, engine.Bound) else self.bind(params)
         if bound.resolved:
             return bound
+        if bound.channels is not None:  # each channel, the luminance or colour frames: as the run will see them
+            return engine.resolve_channels(self, image, bound)
         found = self.prepare(image, **bound) if self.prepare is not None else bound
         return engine.Bound(self, found, resolved=True)
 
@@ -385,7 +394,8 @@ class Operation:
         """Parameters that take a second image."""
         return tuple(p for p in self.params if p.kind is ImageRef)
 
-    def output_frame(self, in_shape: tuple, out_shape: tuple, frame: dict, frame_ndim: int | None = None) -> dict:
+    def output_frame(self, in_shape: tuple, out_shape: tuple, frame: dict, frame_ndim: int | None = None,
+                     channels: Channels | None = None) -> dict:
         """Physical frame (scale, translate, units, axis_labels) of a result of shape ``out_shape``.
 
         ``frame`` holds the input's per-axis ``scale``, ``translate``, ``units``
@@ -394,8 +404,12 @@ class Operation:
         axes of ``frame_ndim``, by default :attr:`frame_ndim`); axes it adds
         are unitless pixel axes; when :attr:`resamples`, a frame axis that
         changed length gets the pixel size ``scale * in / out`` with the first
-        pixel centre moved accordingly.
+        pixel centre moved accordingly. An input's channel axis (``channels``)
+        is never a frame axis: it is kept where it was, or dropped when the
+        result has none (a mask from a colour image's luminance).
         """
+        if channels is not None:
+            return self._frame_around_channels(in_shape, out_shape, frame, frame_ndim, channels)
         frame_ndim = self.frame_ndim if frame_ndim is None else frame_ndim
         n_in, n_out = len(in_shape), len(out_shape)
         kept = {
@@ -416,6 +430,24 @@ class Operation:
             out["units"].append("pixel")
             out["axis_labels"].append(f"{self.name}_{j - len(kept)}")
         return {key: tuple(value) for key, value in out.items()}
+
+    def _frame_around_channels(self, in_shape: tuple, out_shape: tuple, frame: dict, frame_ndim: int | None,
+                               channels: Channels) -> dict:
+        axis = channels.checked(tuple(in_shape)).axis % len(in_shape)
+
+        def without(values: tuple, at: int) -> tuple:
+            return tuple(values[:at]) + tuple(values[at + 1:])
+
+        kept = engine.keeps_channels(self, channels)
+        at = axis - len(in_shape) + len(out_shape) if kept else None  # the same place, counted from the end
+        inner = self.output_frame(
+            without(in_shape, axis), without(out_shape, at) if kept else tuple(out_shape),
+            {key: without(tuple(frame[key]), axis) for key in ("scale", "translate", "units", "axis_labels")},
+            frame_ndim,
+        )
+        if not kept:
+            return inner
+        return {key: value[:at] + (tuple(frame[key])[axis],) + value[at:] for key, value in inner.items()}
 
     @property
     def menu_id(self) -> str:
@@ -444,6 +476,11 @@ def _family_of(module: str) -> str:
 
 
 _DEVICE = inspect.Parameter("device", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="str | None")
+#: Every operation takes these: which axis holds channels, and whether they are colour (see channels).
+_CHANNEL_ARGUMENTS = [
+    inspect.Parameter("channel_axis", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="int | None"),
+    inspect.Parameter("rgb", inspect.Parameter.KEYWORD_ONLY, default=False, annotation="bool"),
+]
 
 
 def operation(
@@ -465,6 +502,8 @@ def operation(
     title: str | None = None,
     name: str | None = None,
     family: str | None = None,
+    channels: ChannelPolicy = "per_channel",
+    display_adjustment: bool = False,
 ) -> Callable[[Callable], Callable]:
     """Declare an operation; return its public, validated, lifted function.
 
@@ -514,8 +553,19 @@ def operation(
         output, ``{"phase": {"colormap": "twilight"}}`` for an ``images`` output.
     family : str, optional
         The family the operation is listed under (default: its module's).
+    channels : {"per_channel", "luminance", "colour", "native", "refused"}
+        What the operation does with a colour or channel axis
+        (:mod:`napari_stacklab.channels`). The public function takes
+        ``channel_axis=`` and ``rgb=`` to name one; a kernel that declares
+        ``channel_axis`` or ``rgb`` keywords is told them (``"colour"`` and
+        ``"native"`` operations: the axis is last, ``channel_axis=-1``).
+    display_adjustment : bool
+        A display adjustment (gamma, gain, CLAHE, sharpening, ...): on an
+        integer colour image it returns the image's dtype, rounded and
+        clipped to the dtype's range.
     """
     check_choice("keeps", keeps, KEEPS)
+    check_choice("channels", channels, POLICIES)
     check_choice("output", output, OUTPUT_KINDS)
     if lift and output == "images" and not parts:
         raise ValueError("a lifted operation with output='images' names its parts (parts=...)")
@@ -528,7 +578,7 @@ def operation(
         if not parameters or any(p.kind is not inspect.Parameter.KEYWORD_ONLY for p in parameters[1:]):
             raise TypeError(f"operation {op_name!r}: the image comes first, every other parameter keyword-only")
         public_params = [parameters[0].replace(kind=inspect.Parameter.POSITIONAL_ONLY)] + [
-            p for p in parameters[1:] if not p.name.startswith("_")
+            p for p in parameters[1:] if not p.name.startswith("_") and p.name not in engine.CHANNEL_KEYWORDS
         ]
         params = tuple(
             _param_from_hint(p.name, hints.get(p.name, type(p.default)), p.default) for p in public_params[1:]
@@ -554,13 +604,17 @@ def operation(
             parts=tuple(parts),
             display=dict(display or {}),
             summary=_summary(kernel.__doc__),
+            channels=channels,
+            display_adjustment=display_adjustment,
         )
 
         @functools.wraps(kernel)
-        def public(image: Any, /, *, device: str | None = None, **params: Any) -> Any:
-            return engine.run(op, image, params, device=device)
+        def public(image: Any, /, *, device: str | None = None, channel_axis: int | None = None,
+                   rgb: bool = False, **params: Any) -> Any:
+            return engine.run(op, image, params, device=device,
+                              channels=Channels.from_arguments(channel_axis, rgb))
 
-        public.__signature__ = signature.replace(parameters=public_params + [_DEVICE])
+        public.__signature__ = signature.replace(parameters=public_params + [*_CHANNEL_ARGUMENTS, _DEVICE])
         public.operation = op
         object.__setattr__(op, "func", public)
         if op_name in _REGISTRY and _REGISTRY[op_name].kernel.__qualname__ != kernel.__qualname__:

@@ -158,7 +158,8 @@ def _resolve_threshold(image: Any, *, method: str, value: float | None, plane: i
     return {"method": method, "value": value, "plane": plane}
 
 
-@operation(menu="segment", output="mask", dtype="bool", prepare=_resolve_threshold, vectorized=True)
+@operation(menu="segment", output="mask", dtype="bool", prepare=_resolve_threshold, vectorized=True,
+           channels="luminance")
 def threshold(
     image,
     *,
@@ -213,7 +214,8 @@ def _resolve_multiotsu(image: Any, *, classes: int, plane: int | None, threshold
     return {"classes": classes, "plane": plane, "thresholds": tuple(float(t) for t in _backend.materialize(found))}
 
 
-@operation(menu="segment", output="labels", dtype="labels", prepare=_resolve_multiotsu, vectorized=True)
+@operation(menu="segment", output="labels", dtype="labels", prepare=_resolve_multiotsu, vectorized=True,
+           channels="luminance")
 def threshold_multiotsu(
     image,
     *,
@@ -271,7 +273,8 @@ def _validate_block(image: Any, **params: Any) -> dict:
     return params
 
 
-@operation(menu="segment", output="mask", dtype="bool", halo=_local_halo, prepare=_validate_block)
+@operation(menu="segment", output="mask", dtype="bool", halo=_local_halo, prepare=_validate_block,
+           channels="luminance")
 def threshold_local(
     image,
     *,
@@ -321,7 +324,8 @@ def _validate_window(image: Any, **params: Any) -> dict:
     return params
 
 
-@operation(menu="segment", output="mask", dtype="bool", halo=_window_halo, prepare=_validate_window)
+@operation(menu="segment", output="mask", dtype="bool", halo=_window_halo, prepare=_validate_window,
+           channels="luminance")
 def threshold_niblack(
     image,
     *,
@@ -365,7 +369,8 @@ def _resolve_sauvola(image: Any, **params: Any) -> dict:
     return params
 
 
-@operation(menu="segment", output="mask", dtype="bool", halo=_window_halo, prepare=_resolve_sauvola)
+@operation(menu="segment", output="mask", dtype="bool", halo=_window_halo, prepare=_resolve_sauvola,
+           channels="luminance")
 def threshold_sauvola(
     image,
     *,
@@ -461,7 +466,7 @@ def _markers_from_peaks(surface: Any, min_distance: int, labels: Any | None) -> 
     return ndi.label(peaks)[0]
 
 
-@operation(menu="segment", output="labels", dtype="labels", frame_ndim=mode_ndim)
+@operation(menu="segment", output="labels", dtype="labels", frame_ndim=mode_ndim, channels="luminance")
 def watershed(
     image,
     *,

@@ -175,7 +175,7 @@ def _one_value(frame_shape: tuple, **_: Any) -> tuple:
 
 
 #: A virtual detector: one value per pattern, the patterns of a chunk contracted at once.
-_DETECTOR = dict(menu="project", keeps="batch", vectorized=True, frame_shape=_one_value)
+_DETECTOR = dict(menu="project", keeps="batch", vectorized=True, frame_shape=_one_value, channels="refused")
 
 
 # --- pattern statistics over the scan ------------------------------------------------------
@@ -220,7 +220,7 @@ def _pattern_op(name: str, method: str, title: str, dtype: Any, rule: str):
     kernel.__name__ = kernel.__qualname__ = name
     kernel.__module__ = __name__
     kernel.__doc__ = _PATTERN_DOC.format(title=title, dtype=rule, name=name, method=method)
-    return operation(menu="project", lift=False, dtype=dtype, keeps="frame")(kernel)
+    return operation(menu="project", lift=False, dtype=dtype, keeps="frame", channels="refused")(kernel)
 
 
 sum_pattern = _pattern_op("sum_pattern", "sum", "Summed", "float", _FLOAT_RULE)
@@ -400,7 +400,7 @@ Rotation = Annotated[float, Range(-360, 360)]
 Descan = Literal["none", "plane"]
 
 
-@operation(menu="measure", output="images", lift=False, keeps="batch")
+@operation(menu="measure", output="images", lift=False, keeps="batch", channels="refused")
 def center_of_mass(
     image,
     *,
@@ -469,7 +469,7 @@ def _integrate_gradient(gradient: Any) -> Any:
     return xp.fft.ifft2(spectrum).real[..., None, :, :].astype(gradient.dtype)
 
 
-@operation(menu="measure", output="images", lift=False, keeps="batch")
+@operation(menu="measure", output="images", lift=False, keeps="batch", channels="refused")
 def dpc(
     image,
     *,
@@ -557,6 +557,7 @@ def _rings(image: Any, **params: Any) -> dict:
     vectorized=True,
     prepare=_rings,
     frame_shape=lambda frame_shape, _n_bins, **_: (_n_bins,),
+    channels="refused",
 )
 def radial_profile(
     image,

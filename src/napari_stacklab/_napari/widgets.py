@@ -38,7 +38,7 @@ from qtpy.QtCore import QEvent, QObject, QTimer
 
 from .. import _backend, catalog, engine, registry
 from ..frames import frame_chunks
-from . import _layers
+from . import _channels, _layers
 from ._tool import worker_task
 from .manifest import widget_factory_name
 
@@ -393,7 +393,7 @@ class OperationWidget(Container):
                 refs[p.name] = value.name
                 value = _layer_data(value)
             values[p.name] = value
-        params = self.operation.bind(values)
+        params = self.operation.bind(values, channels=_channels.layer_channels(layer))
         return _Job(layer, _layer_data(layer), params, refs, self.device.value)
 
     def _step(self, job: _Job) -> dict:
@@ -435,7 +435,7 @@ class OperationWidget(Container):
         try:
             job = self._job()
             resolved = self._resolved(job)
-            index = self._plane_index(job.layer, resolved)
+            index = _channels.with_channel_axis(self._plane_index(job.layer, resolved), resolved.channels, job.layer)
             planes = {
                 p.name: _backend.materialize(resolved[p.name][index]) for p in self.operation.image_params
                 if getattr(resolved.get(p.name), "ndim", None) == job.data.ndim
@@ -601,6 +601,7 @@ class OperationWidget(Container):
             return []
         names = []
         for data, kwargs, layer_type in tuples:
+            data, kwargs = _channels.shown_as(data, kwargs, layer_type)
             if preview:
                 kwargs["name"] = f"{kwargs['name']} (preview)"
             _layers.add_or_replace(self.viewer, data, kwargs, layer_type)

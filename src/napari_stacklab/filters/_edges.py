@@ -217,7 +217,7 @@ def _check_canny(image, **params):
     return params
 
 
-@operation(menu="filter", output="mask", dtype="bool", prepare=_check_canny)
+@operation(menu="filter", output="mask", dtype="bool", prepare=_check_canny, channels="luminance")
 def canny(
     image,
     *,

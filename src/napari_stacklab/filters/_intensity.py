@@ -1,11 +1,21 @@
-"""Intensity mappings of each frame: contrast stretch, gamma, gain, log, CLAHE, histogram equalisation and matching, saturation."""
+"""Intensity mappings of each frame: contrast stretch, gamma, gain, log, CLAHE, histogram equalisation and matching, saturation.
+
+On colour images (``rgb=True``) these work on colour, not on each channel
+alone: one mapping for red, green and blue (gamma, gain, log, contrast
+stretch), CLAHE and histogram equalisation of CIELAB lightness with hue and
+chroma kept, saturation in HSV. The display adjustments return an integer
+colour image in its own dtype, clipped (uint8 RGB in, uint8 RGB out).
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
+import numpy as np
+
 from .._backend import get_namespace, skimage_module
 from .._validation import as_float, float_dtype
+from ..channels import with_lightness, with_value
 from ..registry import ImageRef, Range, operation
 from ..statistics import stack_percentiles, value_range
 
@@ -25,7 +35,7 @@ def _resolve_percentiles(image, **params):
     return {**params, "vmin": vmin, "vmax": vmax}
 
 
-@operation(menu="filter", prepare=_resolve_percentiles, halo=_zero_halo, vectorized=True)
+@operation(menu="filter", prepare=_resolve_percentiles, halo=_zero_halo, vectorized=True, channels="colour")
 def rescale_percentile(
     image,
     *,
@@ -59,7 +69,9 @@ def rescale_percentile(
     array, shape ``(..., M, N)``
         float32 (float64 for float64 input) in [0, 1]; pixel-wise (no halo).
         Dask input: percentiles from a 65536-bin histogram (see
-        :func:`stack_percentiles`).
+        :func:`stack_percentiles`). A colour image gets one mapping for its
+        three channels (percentiles over all of them: the colour balance is
+        kept); an alpha channel becomes opacity in [0, 1].
 
     Examples
     --------
@@ -81,12 +93,14 @@ def _resolve_vmax(image, **params):
     return params
 
 
-@operation(menu="filter", prepare=_resolve_vmax, halo=_zero_halo, vectorized=True)
+@operation(menu="filter", prepare=_resolve_vmax, halo=_zero_halo, vectorized=True, channels="colour",
+           display_adjustment=True)
 def adjust_gamma(
     image,
     *,
     gamma: Annotated[float, Range(0, 20, low_inclusive=False)] = 1.0,
     vmax: Annotated[float, Range(0, None, low_inclusive=False)] | None = None,
+    channel_axis: int | None = None,
 ):
     """Gamma correction that keeps the range: ``vmax * (image / vmax) ** gamma``.
 
@@ -109,6 +123,10 @@ def adjust_gamma(
         float32 (float64 for float64 input); pixel-wise (no halo). Negative
         values keep their sign (``-vmax * (|x| / vmax) ** gamma``). For
         images in [0, 1] with ``vmax=1`` this is ``skimage.exposure.adjust_gamma``.
+        Colour (``rgb=True``): the brightest channel of each pixel follows the
+        curve and the others keep their ratio to it, so hue and saturation
+        are kept (:func:`~napari_stacklab.channels.with_value`); an integer
+        colour image keeps its dtype, rounded.
 
     Examples
     --------
@@ -118,16 +136,23 @@ def adjust_gamma(
     [[0.0, 50.0, 100.0]]
     """
     xp, _ = get_namespace(image)
+
+    def curve(frame):
+        return xp.sign(frame) * vmax * (xp.abs(frame) / vmax) ** gamma
+
+    if channel_axis is not None:
+        return with_value(image, curve)
     frame = as_float(image)
-    return (xp.sign(frame) * vmax * (xp.abs(frame) / vmax) ** gamma).astype(frame.dtype, copy=False)
+    return curve(frame).astype(frame.dtype, copy=False)
 
 
-@operation(menu="filter", halo=_zero_halo, vectorized=True)
+@operation(menu="filter", halo=_zero_halo, vectorized=True, channels="colour", display_adjustment=True)
 def adjust_gain(
     image,
     *,
     gain: Annotated[float, Range(-1e6, 1e6)] = 1.0,
     offset: Annotated[float, Range(-1e12, 1e12)] = 0.0,
+    channel_axis: int | None = None,
 ):
     """Linear brightness change: ``gain * image + offset``.
 
@@ -144,22 +169,44 @@ def adjust_gain(
     -------
     array, shape ``(..., M, N)``
         float32 (float64 for float64 input), not clipped; pixel-wise (no halo).
+        Colour (``rgb=True``): the brightest channel of each pixel gets the
+        gain and the others keep their ratio to it (hue and saturation kept;
+        :func:`~napari_stacklab.channels.with_value`); an integer colour image
+        keeps its dtype, its brightest channel clipped to white (uint8: 255).
 
     Examples
     --------
     >>> import numpy as np
     >>> adjust_gain(np.array([[250]], np.uint8), gain=2, offset=-10).tolist()
     [[490.0]]
+    >>> adjust_gain(np.array([[[100, 50, 20]]], np.uint8), gain=2, offset=-10, rgb=True).tolist()
+    [[[190, 95, 38]]]
     """
+    if channel_axis is not None:
+        return with_value(image, lambda value: value * gain + offset)
     return (as_float(image) * gain + offset).astype(float_dtype(image.dtype), copy=False)
 
 
-@operation(menu="filter", halo=_zero_halo, vectorized=True)
-def adjust_log(image, *, gain: Annotated[float, Range(-1e6, 1e6)] = 1.0):
-    """Logarithmic display transform: ``gain * log(1 + max(image, 0))``.
+def _resolve_log_vmax(image, **params):
+    if params["vmax"] is None:
+        params = {**params, "vmax": max(value_range(image)[1], 0.0) or 1.0}
+    return params
+
+
+@operation(menu="filter", prepare=_resolve_log_vmax, halo=_zero_halo, vectorized=True, channels="colour",
+           display_adjustment=True)
+def adjust_log(
+    image,
+    *,
+    gain: Annotated[float, Range(-1e6, 1e6)] = 1.0,
+    vmax: Annotated[float, Range(0, None, low_inclusive=False)] | None = None,
+    channel_axis: int | None = None,
+):
+    """Logarithmic display transform that keeps the range: ``gain * vmax * log(1 + x) / log(1 + vmax)``.
 
     Compresses a large dynamic range (diffraction patterns, FFT amplitudes)
-    so that faint and bright features are visible together.
+    so that faint and bright features are visible together. 0 and ``vmax``
+    are fixed points (for ``gain=1``), so counts keep their scale.
 
     Parameters
     ----------
@@ -167,31 +214,45 @@ def adjust_log(image, *, gain: Annotated[float, Range(-1e6, 1e6)] = 1.0):
         Image or stack of non-negative counts; negative values are treated as 0.
     gain : float
         Multiplier applied after the logarithm.
+    vmax : float, optional
+        Value that maps to itself; ``None`` uses the maximum over the whole
+        stack, computed once.
 
     Returns
     -------
     array, shape ``(..., M, N)``
-        float32 (float64 for float64 input); pixel-wise (no halo).
+        float32 (float64 for float64 input); pixel-wise (no halo). Colour
+        (``rgb=True``): the brightest channel follows the curve, the others
+        keep their ratio to it (hue and saturation kept); an integer colour
+        image keeps its dtype, rounded and clipped.
 
     Examples
     --------
     >>> import numpy as np
-    >>> out = adjust_log(np.array([[0, np.e - 1, -5]]))
-    >>> [round(float(v), 6) for v in out[0]]
-    [0.0, 1.0, 0.0]
+    >>> out = adjust_log(np.array([[0, 9, 99, -5]]), vmax=99)
+    >>> [round(float(v), 3) for v in out[0]]
+    [0.0, 49.5, 99.0, 0.0]
     """
     xp, _ = get_namespace(image)
+    scale = gain * vmax / float(np.log1p(vmax))
+
+    def curve(frame):
+        return scale * xp.log1p(xp.maximum(frame, 0))
+
+    if channel_axis is not None:
+        return with_value(image, curve)
     frame = as_float(image)
-    return (gain * xp.log1p(xp.maximum(frame, 0))).astype(frame.dtype, copy=False)
+    return curve(frame).astype(frame.dtype, copy=False)
 
 
-@operation(menu="filter")
+@operation(menu="filter", channels="colour", display_adjustment=True)
 def clahe(
     image,
     *,
     clip_limit: Annotated[float, Range(0, 1)] = 0.01,
     kernel_size: Annotated[int, Range(2, 10000)] | None = None,
     nbins: Annotated[int, Range(2, 65536)] = 256,
+    channel_axis: int | None = None,
 ):
     """Contrast-limited adaptive histogram equalisation (CLAHE) of each frame.
 
@@ -199,6 +260,8 @@ def clahe(
     ``clip_limit`` so that noise is not amplified. Runs
     ``skimage.exposure.equalize_adapthist`` on each **whole** frame (tiles
     are interpolated across the frame, so frames are never split: no seams).
+    A colour image (``rgb=True``) is equalised on its CIELAB lightness L*,
+    with a* and b* (hue and chroma) kept.
 
     Parameters
     ----------
@@ -215,31 +278,40 @@ def clahe(
     Returns
     -------
     array, shape ``(..., M, N)``
-        float32 (float64 for float64 input) in [0, 1]: an equalised display
-        image, not counts (each frame is stretched by its own min and max).
+        float32 (float64 for float64 input), in the range of each frame: the
+        frame's minimum and maximum stay, so counts keep their scale. Colour:
+        in the image's units, clipped to the colour gamut; an integer colour
+        image keeps its dtype (uint8 RGB in, uint8 RGB out).
 
     Examples
     --------
     >>> import numpy as np
     >>> img = np.random.default_rng(0).integers(100, 200, (32, 32)).astype(np.uint16)
     >>> out = clahe(img, clip_limit=0.02, kernel_size=8)
-    >>> out.dtype, float(out.min()) >= 0, float(out.max()) <= 1
-    (dtype('float32'), True, True)
+    >>> out.dtype, float(out.min()), float(out.max())
+    (dtype('float32'), 100.0, 199.0)
     """
+    exposure = skimage_module(image, "exposure")
+
+    def equalized(unit):
+        return exposure.equalize_adapthist(unit, kernel_size=kernel_size, clip_limit=clip_limit, nbins=nbins)
+
+    if channel_axis is not None:
+        return with_lightness(image, equalized)
     frame = as_float(image)
     low, high = frame.min(), frame.max()
     span = high - low
     if float(span) == 0:
-        return frame * 0
-    out = skimage_module(image, "exposure").equalize_adapthist(
-        (frame - low) / span, kernel_size=kernel_size, clip_limit=clip_limit, nbins=nbins
-    )
-    return out.astype(frame.dtype, copy=False)
+        return frame.copy()
+    return (low + equalized((frame - low) / span) * span).astype(frame.dtype, copy=False)
 
 
-@operation(menu="filter")
-def equalize_hist(image, *, nbins: Annotated[int, Range(2, 65536)] = 256):
+@operation(menu="filter", channels="colour", display_adjustment=True)
+def equalize_hist(image, *, nbins: Annotated[int, Range(2, 65536)] = 256, channel_axis: int | None = None):
     """Global histogram equalisation of each frame.
+
+    A colour image (``rgb=True``) is equalised on its CIELAB lightness L*,
+    with a* and b* (hue and chroma) kept.
 
     Parameters
     ----------
@@ -253,6 +325,8 @@ def equalize_hist(image, *, nbins: Annotated[int, Range(2, 65536)] = 256):
     array, shape ``(..., M, N)``
         float32 (float64 for float64 input) in [0, 1] (the cumulative
         histogram): a display image, not counts. Frames are never split.
+        Colour: in the image's units, clipped to the colour gamut; an integer
+        colour image keeps its dtype.
 
     Examples
     --------
@@ -261,7 +335,10 @@ def equalize_hist(image, *, nbins: Annotated[int, Range(2, 65536)] = 256):
     >>> out.shape, float(out.max())
     ((1, 4), 1.0)
     """
-    out = skimage_module(image, "exposure").equalize_hist(image, nbins=nbins)
+    exposure = skimage_module(image, "exposure")
+    if channel_axis is not None:
+        return with_lightness(image, lambda unit: exposure.equalize_hist(unit, nbins=nbins))
+    out = exposure.equalize_hist(image, nbins=nbins)
     return out.astype(float_dtype(image.dtype), copy=False)
 
 
@@ -305,20 +382,22 @@ def match_histograms(image, *, reference: ImageRef):
 
 
 def _check_rgb(image, **params):
-    if image.shape[-1] != 3:
-        raise ValueError(f"image must be RGB with 3 channels last, got shape {tuple(image.shape)}")
+    if image.shape[-1] not in (3, 4):
+        raise ValueError(f"image must be RGB (or RGBA) with its colour channels last, got shape {tuple(image.shape)}")
     return params
 
 
-@operation(menu="filter", frame_ndim=3, prepare=_check_rgb, vectorized=True)
-def adjust_saturation(image, *, factor: Annotated[float, Range(0, 100)] = 1.0):
+@operation(menu="filter", frame_ndim=3, prepare=_check_rgb, vectorized=True, channels="native",
+           display_adjustment=True)
+def adjust_saturation(image, *, factor: Annotated[float, Range(0, 100)] = 1.0, rgb: bool = True):
     """Colour saturation of RGB images: multiply the HSV saturation by ``factor``.
 
     Parameters
     ----------
     image : array, shape ``(..., M, N, 3)``
-        RGB image or stack of RGB images, **channel last** (the frame is
-        ``(M, N, 3)``: ``frame_ndim=3``). Values are non-negative (uint8
+        RGB (or RGBA: alpha kept) image or stack of RGB images, **channel
+        last** (the frame is ``(M, N, 3)``: ``frame_ndim=3``; another colour
+        axis is named by ``channel_axis``). Values are non-negative (uint8
         0-255, or float in any range: hue and saturation do not depend on scale).
     factor : float
         0 gives grey, 1 leaves the image unchanged, > 1 makes colours more
@@ -328,7 +407,10 @@ def adjust_saturation(image, *, factor: Annotated[float, Range(0, 100)] = 1.0):
     -------
     array, shape ``(..., M, N, 3)``
         float32 (float64 for float64 input) in the units of the input
-        (value = brightest channel is unchanged). Pixel-wise.
+        (value = brightest channel is unchanged). Pixel-wise. With
+        ``rgb=True`` an integer image keeps its dtype (uint8 in, uint8 out).
+        A channel axis that is not colour (``channel_axis`` without ``rgb``)
+        is refused.
 
     Examples
     --------
@@ -336,11 +418,17 @@ def adjust_saturation(image, *, factor: Annotated[float, Range(0, 100)] = 1.0):
     >>> rgb = np.array([[[200, 100, 100]]], np.uint8)
     >>> adjust_saturation(rgb, factor=0).tolist()
     [[[200.0, 200.0, 200.0]]]
+    >>> adjust_saturation(rgb, factor=0.5, rgb=True).tolist()
+    [[[200, 150, 150]]]
     """
+    if not rgb:
+        raise ValueError("adjust_saturation needs colour channels (rgb=True): separate channels have no saturation")
     xp, _ = get_namespace(image)
     color = skimage_module(image, "color")
     frame = as_float(image)
-    scale = xp.maximum(frame.max(axis=-1, keepdims=True), xp.finfo(frame.dtype).tiny)
-    hsv = color.rgb2hsv(frame / scale)
+    colour = frame[..., :3]
+    scale = xp.maximum(colour.max(axis=-1, keepdims=True), xp.finfo(frame.dtype).tiny)
+    hsv = color.rgb2hsv(colour / scale)
     hsv[..., 1] = xp.clip(hsv[..., 1] * factor, 0, 1)
-    return (color.hsv2rgb(hsv) * scale).astype(frame.dtype, copy=False)
+    out = (color.hsv2rgb(hsv) * scale).astype(frame.dtype, copy=False)
+    return xp.concatenate([out, frame[..., 3:]], axis=-1) if frame.shape[-1] == 4 else out

@@ -240,7 +240,7 @@ def percentile_filter(
     return ndi.percentile_filter(image, percentile, size=size, mode=mode)
 
 
-@operation(menu="filter", halo=lambda radius, **_: math.ceil(4 * radius))
+@operation(menu="filter", halo=lambda radius, **_: math.ceil(4 * radius), display_adjustment=True)
 def unsharp_mask(
     image,
     *,
@@ -265,6 +265,8 @@ def unsharp_mask(
         float32 (float64 for float64 input), in the units of the input; not
         clipped and never rescaled (scikit-image's ``preserve_range=True``,
         ``clip=False``), so values may overshoot below 0 or above the maximum.
+        Colour (``rgb=True``): each channel sharpened; an integer colour image
+        keeps its dtype, clipped to its range.
 
     Examples
     --------

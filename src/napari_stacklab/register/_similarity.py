@@ -36,7 +36,7 @@ def _local_ncc(image: Any, reference: Any, *, window: int) -> Any:
 
 
 @operation(menu="register", lift=False, halo=lambda window, **_: window // 2, name="similarity_map",
-           title="Similarity heatmap")
+           title="Similarity heatmap", channels="luminance")
 def similarity_map(image, *, reference: ImageRef, window: Annotated[int, Range(3, 255)] = 15):
     """Local normalised cross-correlation of an aligned image with its reference.
 

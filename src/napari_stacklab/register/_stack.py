@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import _backend
 from .._validation import check_choice, check_ndim, check_number, check_real, float_dtype
+from ..channels import Channels, grey
 from ..lift import reduce_frames
 from ..registry import Range, operation
 from ._ecc import (
@@ -341,7 +342,20 @@ def _transforms(stack: Any, *, model: str, reference: str, method: str) -> list[
     return [Transform(model=model, matrix=m, metadata={"method": method}) for m in matrices]
 
 
-@operation(menu="register", lift=False, frame_ndim=3, name="drift_correct", title="Drift correction")
+def _by_time_then_channel(image: Any, channel_axis: int | None, rgb: bool) -> tuple[Any, Any]:
+    """The grey stack to estimate on (luminance, or the channels' mean) and the data as ``(T, C, ...)``."""
+    if channel_axis is None:
+        return image, image
+    moved = _backend.array_module(image).moveaxis(image, channel_axis, 1)
+    return grey(image, Channels(channel_axis, rgb)), moved
+
+
+def _channel_back(result: Any, channel_axis: int | None) -> Any:
+    return result if channel_axis is None else _backend.array_module(result).moveaxis(result, 1, channel_axis)
+
+
+@operation(menu="register", lift=False, frame_ndim=3, name="drift_correct", title="Drift correction",
+           channels="native")
 def drift_correct(
     image,
     *,
@@ -350,6 +364,8 @@ def drift_correct(
     window: Window = "hann",
     refine: bool = True,
     order: Annotated[int, Range(0, 5)] = 1,
+    channel_axis: int | None = None,
+    rgb: bool = False,
 ):
     """Remove translational drift from a time-lapse ``(T, M, N)``.
 
@@ -357,7 +373,10 @@ def drift_correct(
     ----------
     image : array, shape ``(T, M, N)``
         One channel of a time-lapse. Shifts are measured once (phase
-        correlation, :func:`drift`), then applied lazily.
+        correlation, :func:`drift`), then applied lazily. With a colour or
+        channel axis (``rgb=True``, ``channel_axis``) they are measured once on
+        the luminance (colour) or the mean of the channels, and every channel
+        is moved alike.
     reference : {"first", "mean", "previous"}
         Frame every frame is aligned to (``"previous"`` sums frame-to-frame
         shifts).
@@ -392,11 +411,13 @@ def drift_correct(
     >>> round(similarity_score(out[2][core], frame[core]), 2)
     0.99
     """
-    shifts = drift(image, reference=reference, upsample=upsample, window=window, refine=refine)
-    return apply_drift(image, shifts, order=order)
+    estimate, data = _by_time_then_channel(image, channel_axis, rgb)
+    shifts = drift(estimate, reference=reference, upsample=upsample, window=window, refine=refine)
+    return _channel_back(apply_drift(data, shifts, order=order), channel_axis)
 
 
-@operation(menu="register", lift=False, frame_ndim=3, name="align_stack", title="Align stack (ECC per frame)")
+@operation(menu="register", lift=False, frame_ndim=3, name="align_stack", title="Align stack (ECC per frame)",
+           channels="native")
 def align_stack(
     image,
     *,
@@ -404,6 +425,8 @@ def align_stack(
     reference: Reference = "first",
     method: StackMethod = "ecc",
     order: Annotated[int, Range(0, 5)] = 1,
+    channel_axis: int | None = None,
+    rgb: bool = False,
 ):
     """Align every frame of a stack ``(T, M, N)`` to a reference with ECC (StackReg-like).
 
@@ -411,7 +434,9 @@ def align_stack(
     ----------
     image : array, shape ``(T, M, N)``
         One channel. Transforms are estimated once (:func:`stack_transforms`),
-        then applied lazily.
+        then applied lazily. With a colour or channel axis they are estimated
+        once on the luminance (colour) or the mean of the channels, and every
+        channel is moved alike.
     model : {"euclidean", "translation", "similarity", "affine"}
         Motion model per frame.
     reference : {"first", "mean", "previous"}
@@ -439,6 +464,8 @@ def align_stack(
     >>> bool(np.abs(out[1, 8:-8, 8:-8] - frame[8:-8, 8:-8]).max() < 1)
     True
     """
-    _check_stack(image, reference)
+    estimate, data = _by_time_then_channel(image, channel_axis, rgb)
+    _check_stack(estimate, reference)
     # the registry moves the whole operation to the CPU if the GPU cannot run it
-    return warp(image, _transforms(image, model=model, reference=reference, method=method), order=order)
+    transforms = _transforms(estimate, model=model, reference=reference, method=method)
+    return _channel_back(warp(data, transforms, order=order), channel_axis)
