@@ -22,7 +22,7 @@ from napari_stacklab._napari.navigator import StemNavigator
 
 da = pytest.importorskip("dask.array")
 
-WAIT_MS = 15_000
+WAIT_MS = 60_000  # a safety net against a hang, not a timing: napari collects garbage on every layer removal
 
 
 class Gate:
