@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, PushButton, SpinBox, Table
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, PushButton, SpinBox, Table
 from napari.layers import Points
 
 from .. import _backend
@@ -33,7 +33,7 @@ from . import _layers
 from ._tool import Tool, action
 from .align_widget import transform_step
 from .table import fit_table
-from .transform_tool import Recorded, write_transform_file
+from .transform_tool import Recorded, narrow, write_transform_file
 
 __all__ = ["PointRegistrationWidget", "spatial_affine"]
 
@@ -98,7 +98,8 @@ class PointRegistrationWidget(Tool):
         self.model = ComboBox(label="model", choices=list(MODELS), value="affine")
         self.order = SpinBox(label="polynomial order", value=2, min=2, max=3)
         self.robust = CheckBox(text="RANSAC (flag outliers)", value=False)
-        self.threshold = FloatSpinBox(label="RANSAC threshold (px)", value=3.0, min=0.1, max=100.0, step=0.5)
+        self.threshold = FloatSpinBox(label="inlier within (px)", value=3.0, min=0.1, max=100.0, step=0.5)
+        self.threshold.tooltip = "RANSAC threshold: a pair farther than this from the fit is an outlier"
         self.start_button = PushButton(text="Start: add point layers")
         self.detector = ComboBox(label="detector", choices=list(DETECTORS), value="orb")
         self.detector.tooltip = "ORB: fast; SIFT: slower, more distinctive and more accurate"
@@ -108,18 +109,17 @@ class PointRegistrationWidget(Tool):
         self.match_button.tooltip = ("find point pairs automatically on the shown planes: matched keypoints "
                                      "and RANSAC; replaces the current pairs")
         self.undo_button = PushButton(text="Undo last point")
-        self.pair = SpinBox(label="pair", value=1, min=1, max=10_000)
+        self.pair = SpinBox(label="pair to delete", value=1, min=1, max=10_000)
         self.delete_button = PushButton(text="Delete pair")
         self.refine_button = PushButton(text="Refine with ECC")
         self.apply_button = PushButton(text="Apply (resampled layer)")
         self.save_button = PushButton(text="Save transform (JSON)...")
         self.table = Table(value={c: [] for c in COLUMNS})
         fit_table(self.table.native)
-        row = Container(layout="horizontal", labels=False, widgets=[self.pair, self.delete_button])
-        row.margins = (0, 0, 0, 0)
         self.add(self.fixed, self.moving, self.model, self.order, self.robust, self.threshold, self.start_button,
-                 self.detector, self.max_pairs, self.match_button, self.undo_button, row, self.refine_button,
-                 self.apply_button, self.save_button, self.table)
+                 self.detector, self.max_pairs, self.match_button, self.undo_button, self.pair, self.delete_button,
+                 self.refine_button, self.apply_button, self.save_button, self.table)
+        narrow(self.fixed, self.moving)
         self.busy_widgets = [self.refine_button, self.match_button]
         self.distinct(self.fixed, self.moving)
         self.say("Choose the fixed and moving layers, then Start.")

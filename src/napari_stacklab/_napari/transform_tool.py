@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, PushButton, SpinBox
+from magicgui.widgets import ComboBox, PushButton, SpinBox
 from napari.layers import Labels, Points, Shapes
 
 from .. import _backend, catalog
@@ -35,7 +35,7 @@ from ._channels import layer_channels
 from ._tool import Tool, action, record_of
 
 __all__ = ["TransformTool", "Recorded", "recorded_in", "read_transform_file", "write_transform_file",
-           "moved_coordinates", "SHIFTS_FORMAT"]
+           "moved_coordinates", "narrow", "SHIFTS_FORMAT"]
 
 #: Key and version of a saved file of per-frame shifts: ``{"stacklab_shifts": 1, "shifts": [[row, col], ...]}``.
 SHIFTS_FORMAT = "stacklab_shifts"
@@ -136,6 +136,15 @@ def read_transform_file(path: str | Path) -> Recorded:
                     origin=origin)
 
 
+def narrow(*combos: Any) -> None:
+    """Drop-downs that fit a narrow dock: a long layer name is cut short instead of widening the tool."""
+    from qtpy.QtWidgets import QComboBox
+
+    for combo in combos:
+        combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.native.setMinimumContentsLength(8)
+
+
 def _frame(layer: Any, ndim: int) -> tuple[np.ndarray, np.ndarray]:
     """``(scale, translate)`` of ``layer`` over ``ndim`` trailing axes (pixel units where it has none)."""
     kwargs = _layers.spatial_kwargs(layer, ndim)
@@ -222,12 +231,8 @@ class TransformTool(Tool):
         self._loaded: dict[str, Recorded] = {}
         self.source = ComboBox(label="transform", choices=self._source_choices, nullable=True)
         self.source.tooltip = "a layer that records a transform or a drift correction, or a loaded JSON file"
-        self.load_button = PushButton(text="Load (JSON)...")
-        self.save_button = PushButton(text="Save (JSON)...")
-        files = Container(layout="horizontal", labels=False, widgets=[self.load_button, self.save_button])
-        files.margins = (0, 0, 0, 0)
-        self.summary = Label(value="")
-        self.summary.native.setWordWrap(True)
+        self.load_button = PushButton(text="Load transform (JSON)...")
+        self.save_button = PushButton(text="Save transform (JSON)...")
         self.target = self.chooser("apply to", kinds=("image", "labels", "points", "shapes"))
         self.moving = self.chooser("moving image", nullable=True)
         self.moving.tooltip = ("the image the transform was estimated for (its pixel grid holds the layer's "
@@ -237,8 +242,9 @@ class TransformTool(Tool):
         self.order = SpinBox(label="interpolation order", value=1, min=0, max=5)
         self.order.tooltip = "spline order for images; labels always use 0 (nearest neighbour)"
         self.apply_button = PushButton(text="Apply")
-        self.add(self.source, files, self.summary, self.target, self.moving, self.grid, self.order,
-                 self.apply_button)
+        self.add(self.source, self.load_button, self.save_button, self.target, self.moving,
+                 self.grid, self.order, self.apply_button)
+        narrow(self.source, self.target, self.moving, self.grid)
         self.source.changed.connect(lambda *_: self._chosen())
         self.load_button.changed.connect(lambda *_: self.load())
         self.save_button.changed.connect(lambda *_: self.save())
@@ -277,12 +283,13 @@ class TransformTool(Tool):
             return
         value = self.source.value
         if value is None:
-            self.summary.value = "No transform yet: load one, or register layers first."
+            self.say("No transform yet: load one, or register layers first (point tool, Align images, Drift "
+                     "correction).")
             return
         recorded = value if isinstance(value, Recorded) else _recorded_or_none(value)
         if recorded is None:
             return
-        self.summary.value = recorded.describe()
+        self.say(f"Transform: {recorded.describe()}.")
         for chooser, name in ((self.moving, recorded.moving), (self.grid, recorded.fixed)):
             if name in self.viewer.layers and self.viewer.layers[name] in chooser.layers():
                 chooser.value = self.viewer.layers[name]
