@@ -503,3 +503,49 @@ def test_align_set_offers_features_then_ecc(make_napari_viewer, qtbot, pair):
     assert corner_error(found, about_centre) < 0.05 and "iterations" in found.metadata  # refined by ECC
     step = viewer.layers["turned aligned"].metadata["stacklab"]["steps"][-1]
     assert step["result"]["method"] == "features + ECC" and step["result"]["fixed"] == "base"
+
+
+def test_transform_tool_moves_every_channel_of_rgb_and_channel_axis_layers_alike(make_napari_viewer, tmp_path):
+    from napari_stacklab._napari.transform_tool import TransformTool, Recorded, write_transform_file
+
+    photo = data.astronaut()[::4, ::4]  # (128, 128, 3) uint8
+    shift = Transform.from_shift([3.0, -5.0])
+    write_transform_file(Recorded(transform=shift), tmp_path / "shift.json")
+    viewer = make_napari_viewer()
+    viewer.add_image(photo, name="photo", rgb=True)
+    channels = np.moveaxis(photo, -1, 0).astype(np.float32)  # (3, 128, 128), a "c" axis
+    viewer.add_image(channels, name="channels", axis_labels=("c", "y", "x"))
+    tool = TransformTool(viewer)
+    tool.load(tmp_path / "shift.json")
+    tool.target.value = viewer.layers["photo"]
+    colour = tool.apply()
+    assert colour.rgb and colour.data.shape == photo.shape
+    expected = np.stack([ndi_shift(photo[..., c].astype(np.float32), (-3.0, 5.0)) for c in range(3)], axis=-1)
+    np.testing.assert_allclose(np.asarray(colour.data), expected, atol=1e-3)
+    tool.target.value = viewer.layers["channels"]
+    moved = tool.apply()
+    assert moved.data.shape == channels.shape
+    np.testing.assert_allclose(np.asarray(moved.data), np.moveaxis(expected, -1, 0), atol=1e-3)
+
+
+def ndi_shift(frame, by):
+    from scipy import ndimage as ndi
+
+    return ndi.shift(frame, by, order=1, mode="constant")
+
+
+def test_ellipses_become_polygons_when_the_transform_shears_them():
+    from napari_stacklab._napari.transform_tool import moved_shapes
+
+    ellipse = np.array([[10.0, 10], [10, 30], [20, 30], [20, 10]])  # napari's corners of the bounding box
+    shear = Transform("affine", [[1.0, 0.4, 0], [0, 1.0, 0], [0, 0, 1]])
+    turn = Transform("euclidean", [[np.cos(0.3), -np.sin(0.3), 0], [np.sin(0.3), np.cos(0.3), 0], [0, 0, 1]])
+    for t, kind in ((shear, "polygon"), (turn, "ellipse")):
+        (moved,), (shape_type,) = moved_shapes([ellipse], ["ellipse"], lambda v: t.inverse().apply_points(v))
+        assert shape_type == kind
+        if kind == "polygon":  # the outline itself moved: every vertex on the image of the ellipse
+            back = t.apply_points(moved)
+            centre, radii = np.array([15.0, 20.0]), np.array([5.0, 10.0])
+            np.testing.assert_allclose((((back - centre) / radii) ** 2).sum(axis=1), 1.0, atol=1e-9)
+        else:
+            np.testing.assert_allclose(moved, t.inverse().apply_points(ellipse))
