@@ -264,8 +264,9 @@ class PointRegistrationWidget(Tool):
         reviewed (residuals, RANSAC flags), deleted and refitted, then refined
         with ECC.
         """
-        if not self.points:
-            self.start()
+        chosen = {"fixed": self.fixed.value, "moving": self.moving.value}
+        if not self.points or any(self.points_images.get(role) is not layer for role, layer in chosen.items()):
+            self.start()  # no point layers yet, or for other images than those chosen now
             if not self.points:
                 return None
         if self.ndim != 2:

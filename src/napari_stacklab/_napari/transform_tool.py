@@ -367,7 +367,7 @@ class TransformTool(Tool):
         kwargs = {} if channels is None else {"channel_axis": channels.axis, "rgb": channels.rgb}
         result = op.func(lazy, **bound, **kwargs)
         step = op.step(bound)
-        step["result"] = {"transform from": recorded.origin}
+        step["result"] = {"from": recorded.origin}
         frame = _layers.regridded_kwargs(target, grid, d) if grid is not None else None
         display = {"rgb": True} if getattr(target, "rgb", False) else {}
         if not labels:
@@ -395,7 +395,7 @@ class TransformTool(Tool):
 
         params = ({"transform": recorded.transform.to_dict()} if recorded.transform is not None
                   else {"shifts": recorded.shifts.tolist()})
-        step = {"op": "warp_points", "params": params, "result": {"transform from": recorded.origin}}
+        step = {"op": "warp_points", "params": params, "result": {"from": recorded.origin}}
         name = f"{target.name} warp_points"
         frame = _layers.spatial_kwargs(target, n)
         if isinstance(target, Points):
