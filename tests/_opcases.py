@@ -28,8 +28,13 @@ def minimal_image(op, dtype: str, values: np.ndarray = BASE) -> np.ndarray:
     return image
 
 
-#: the one operation whose defaults alone are not a valid call
-EXTRA = {"virtual_detector": {"outer": 6.0}}
+#: the operations whose defaults alone are not a valid call (the transform: a rotation about the middle)
+EXTRA = {
+    "virtual_detector": {"outer": 6.0},
+    "apply_transform": {"transform": {"model": "euclidean", "matrix": [[0.96, -0.28, 8.0], [0.28, 0.96, -5.0],
+                                                                       [0, 0, 1]]}},
+    "apply_drift": {"shifts": [[0.0, 0.0], [1.5, -2.0], [-0.5, 3.25]]},
+}
 
 
 def minimal_params(op, image) -> dict:

@@ -333,7 +333,6 @@ def _functions():
         "phase_correlation": lambda device: sl.register.phase_correlation(fixed, moving, device=device).matrix,
         "similarity_score": lambda device: sl.register.similarity_score(fixed, moving, device=device),
         "drift": lambda device: sl.register.drift(stack, device=device),
-        "apply_drift": lambda device: sl.register.apply_drift(stack, [[0, 0], [1, 2], [0.5, 0], [2, 1]], device=device),
         "stack_transforms": lambda device: np.stack([t.matrix for t in sl.register.stack_transforms(stack, device=device)]),
         "warp": lambda device: sl.register.warp(moving, shift, device=device),
         "find_sideband": lambda device: np.asarray(sl.phase.find_sideband(hologram, device=device)),

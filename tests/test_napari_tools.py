@@ -1,4 +1,4 @@
-"""The eleven stateful tools against one contract, in real viewers (run under xvfb-run).
+"""The twelve stateful tools against one contract, in real viewers (run under xvfb-run).
 
 Every tool is opened from the manifest, as the menus open it, and driven:
 
@@ -40,6 +40,7 @@ from napari_stacklab._napari.points_tool import PointRegistrationWidget
 from napari_stacklab._napari.prepare_widget import PrepareImageWidget
 from napari_stacklab._napari.profile_widget import LineProfileWidget
 from napari_stacklab._napari.recipe_widget import RecipeExportWidget
+from napari_stacklab._napari.transform_tool import TransformTool
 from napari_stacklab.register import Transform, warp
 
 PLUGIN = "napari-stacklab"
@@ -59,6 +60,7 @@ TOOLS = {
     "Line profile": (LineProfileWidget, "plot"),
     "Histogram": (HistogramWidget, "refresh"),
     "Export recipe or script": (RecipeExportWidget, "save_script"),
+    "Apply transform": (TransformTool, "apply"),
 }
 
 
@@ -192,6 +194,7 @@ WRONG_KINDS = {
     "Line profile": _only_rgb,
     "Histogram": _only_labels,
     "Export recipe or script": _only_a_plane,  # a layer with no recorded steps: nothing to export
+    "Apply transform": _only_a_plane,  # no layer records a transform, none was loaded
 }
 
 
@@ -434,6 +437,42 @@ def test_prepare_and_drift_results_replay_with_stacklab_run(make_napari_viewer, 
         assert replayed.scale[-1] == 0.5
         scripted = run_script(tmp_path, exporter, layer)
         np.testing.assert_allclose(np.asarray(scripted.data), np.asarray(layer.data), rtol=1e-5, atol=1e-4)
+
+
+def test_point_tool_and_drift_shift_results_replay_with_stacklab_run(make_napari_viewer, qtbot, tmp_path, escaped):
+    """The point tool's "registered" layer and the drift tool's "apply the same shifts" layer record registry
+    steps (apply_transform, apply_drift): their YAML recipes replay with ``stacklab run`` to the same data."""
+    truth = Transform("affine", np.array([[1.01, 0.03, 2.0], [-0.02, 0.99, -1.5], [0, 0, 1]]))
+    rng = np.random.default_rng(5)
+    movie = np.stack([np.roll(camera(), (i, -2 * i), axis=(0, 1)) for i in range(4)]) + rng.normal(0, 1, (4, 128, 128))
+    frame = {"scale": (2.0, 0.5, 0.5), "units": ("s", "um", "um"), "labels": ("t", "y", "x")}
+    paths = {"fixed": tif(tmp_path, "fixed", camera()),
+             "moving": tif(tmp_path, "moving", warp(camera(), truth.inverse(), order=3, mode="nearest")),
+             "ch1": tif(tmp_path, "ch1", movie.astype(np.float32), **frame),
+             "ch2": tif(tmp_path, "ch2", (0.5 * movie + 3).astype(np.float32), **frame)}
+    viewer = make_napari_viewer()
+    for path in paths.values():
+        viewer.open(str(path), plugin=PLUGIN)
+    points = open_tool(viewer, "Point registration")
+    points.fixed.value, points.moving.value = viewer.layers["fixed"], viewer.layers["moving"]
+    points.start()
+    for f in np.array([[20.0, 30.0], [90.0, 40.0], [60.0, 100.0], [110.0, 110.0]]):
+        points.points["fixed"].add(f)
+        points.points["moving"].add(truth.apply_points(f))
+    registered = points.apply()
+    drift = open_tool(viewer, "Drift correction")
+    drift.source.value = viewer.layers["ch1"]
+    drift.set_params(refine=False)
+    drift.run()
+    finish(qtbot, drift)
+    shifted = drift.apply_to(viewer.layers["ch2"])
+    exporter = open_tool(viewer, "Export recipe or script")
+    for layer, source, op in ((registered, paths["moving"], "apply_transform"), (shifted, paths["ch2"], "apply_drift")):
+        exporter.layer.value = layer
+        assert exporter.save_button.enabled and f"op: {op}" in exporter.yaml.value, exporter.status.value
+        replayed = replay_with_cli(tmp_path / op, exporter, layer, source)
+        np.testing.assert_allclose(np.asarray(replayed.data), np.asarray(layer.data), rtol=1e-5, atol=1e-4)
+        assert tuple(replayed.units[-2:]) == UM and replayed.scale[-1] == 0.5
 
 
 def test_point_tool_matting_and_measure_keep_units_and_record_steps(make_napari_viewer, qtbot, tmp_path, escaped):

@@ -99,7 +99,7 @@ def test_lazy_drift_equals_eager_and_correction_stays_lazy(drifting):
     frames, truth = drifting
     lazy = da.from_array(frames, chunks=(4, 100, 70))
     np.testing.assert_allclose(drift(lazy), drift(frames), atol=1e-9)
-    corrected = apply_drift(lazy, drift(frames))
+    corrected = apply_drift(lazy, shifts=drift(frames))
     assert isinstance(corrected, da.Array) and corrected.dtype == np.float32
     # after correction every frame matches the first one inside the common field of view
     out = corrected.compute()
@@ -112,11 +112,11 @@ def test_lazy_drift_equals_eager_and_correction_stays_lazy(drifting):
 def test_shifts_apply_to_another_channel(drifting):
     frames, truth = drifting
     other = (frames[:, None] * np.array([1.0, 0.5])[None, :, None, None]).astype(np.float32)  # (T, C, M, N)
-    corrected = apply_drift(other, drift(frames))
-    np.testing.assert_allclose(corrected[:, 0], apply_drift(frames, drift(frames)), atol=1e-4)
+    corrected = apply_drift(other, shifts=drift(frames))
+    np.testing.assert_allclose(corrected[:, 0], apply_drift(frames, shifts=drift(frames)), atol=1e-4)
     np.testing.assert_allclose(corrected[:, 1], 0.5 * corrected[:, 0], atol=1e-3)
     with pytest.raises(ValueError, match="shifts"):
-        apply_drift(other, np.zeros((3, 2)))
+        apply_drift(other, shifts=np.zeros((3, 2)))
 
 
 def test_drift_correct_operation_is_registered_and_lazy(drifting):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from _register_pairs import about_centre, source_image
 from _simcupy import real_gpu_present, simulated_gpu
-from skimage import feature
+from skimage import data, feature
 
 from napari_stacklab import _backend
 from napari_stacklab.register import DETECTORS, Transform, ecc, from_features, warp
@@ -116,3 +116,15 @@ def test_invalid_parameters(kwargs, error, words):
     image = np.random.default_rng(0).random((64, 64))
     with pytest.raises(error, match=words):
         from_features(image, image, **kwargs)
+
+
+def test_unrelated_images_are_refused_though_a_minimal_sample_fits_itself(accelerated):
+    """A handful of chance matches between unrelated images always contains a minimal sample that fits
+    exactly; from_features wants more agreeing matches than that."""
+    fixed = data.camera().astype(np.float32)
+    noise = np.random.default_rng(0).random(fixed.shape).astype(np.float32)
+    for detector in ("orb", "sift"):
+        with pytest.raises(ValueError, match="(agree on one 'affine' transform|matches between)") as info:
+            from_features(fixed, noise, detector=detector)
+        other = "sift" if detector == "orb" else "orb"
+        assert f"try detector='{other}'" in str(info.value)

@@ -110,7 +110,7 @@ def test_per_frame_drift_moves_points_as_apply_drift_moves_the_frames():
     blob = _blob_image([start], (80, 80))
     stack = np.stack([ndi.shift(blob, s, order=3) for s in shifts])  # frame t shows the blob at start + s
     tracked = np.c_[np.arange(3), start + shifts]
-    corrected = apply_drift(stack, shifts)
+    corrected = apply_drift(stack, shifts=shifts)
     moved = warp_points(tracked, [Transform.from_shift(s) for s in shifts])
     np.testing.assert_allclose(moved, np.c_[np.arange(3), [start] * 3], atol=1e-12)
     for frame, (_, r, c) in zip(corrected, moved):
@@ -184,3 +184,78 @@ def test_3d_robust_fit_threshold_is_in_the_moving_units():
                     scale_moving=scale)
     assert not t.inliers[3] and t.inliers.sum() == 11
     assert t.residuals[3] == pytest.approx(4.0, abs=0.01)
+
+
+# -- the recipe operations apply_transform and apply_drift ---------------------------------------------------
+def test_apply_transform_is_warp_with_the_transform_written_as_a_dict():
+    from napari_stacklab import catalog
+    from napari_stacklab.register import apply_transform
+
+    image = np.random.default_rng(0).random((3, 60, 70)).astype(np.float32)
+    as_dict = json.loads(AFFINE.to_json())  # what a JSON file or a recipe holds
+    out = apply_transform(image, transform=as_dict, output_shape=(50, 64))
+    np.testing.assert_array_equal(out, warp(image, AFFINE, output_shape=(50, 64)))
+    assert out.dtype == np.float32 and catalog.get("apply_transform").menu_id == "napari/layers/register"
+    # scipy as the oracle
+    np.testing.assert_allclose(out[1], ndi.affine_transform(image[1], AFFINE.matrix, output_shape=(50, 64), order=1),
+                               atol=1e-5)
+    lazy = apply_transform(da.from_array(image, chunks=(1, 30, 35)), transform=as_dict)
+    assert isinstance(lazy, da.Array) and lazy.chunks[0] == (1, 1, 1)
+    np.testing.assert_allclose(lazy.compute(), warp(image, AFFINE), atol=1e-6)
+    labels = (image * 5).astype(np.uint16)
+    nearest = apply_transform(labels, transform=as_dict, order=0)
+    assert nearest.dtype == np.uint16 and set(np.unique(nearest)) <= set(np.unique(labels))
+    # a 3-D transform makes 3-D frames
+    volume = np.random.default_rng(1).random((2, 6, 20, 20)).astype(np.float32)
+    shift = Transform.from_shift([1.0, -2.0, 0.5])
+    np.testing.assert_allclose(apply_transform(volume, transform=shift.to_dict()), warp(volume, shift), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "params, error, words",
+    [({"transform": {"model": "affine"}}, ValueError, "transform must be the dictionary"),
+     ({"transform": "affine"}, TypeError, "transform must be of type dict"),
+     ({"transform": AFFINE.to_dict(), "output_shape": (10,)}, ValueError, "output_shape must give 2 sizes"),
+     ({"transform": AFFINE.to_dict(), "output_shape": (10, 0)}, ValueError, "output_shape must be >= 1"),
+     ({"transform": AFFINE.to_dict(), "order": 6}, ValueError, "order must be <= 5"),
+     ({"transform": AFFINE.to_dict(), "mode": "edge"}, ValueError, "mode must be one of"),
+     ({}, TypeError, "missing required parameter 'transform'")],
+)
+def test_apply_transform_errors_name_the_parameter(params, error, words):
+    from napari_stacklab.register import apply_transform
+
+    with pytest.raises(error, match=words):
+        apply_transform(np.zeros((20, 20), np.float32), **params)
+
+
+def test_apply_drift_takes_shifts_as_an_array_or_a_list_of_pairs():
+    stack = np.random.default_rng(2).random((3, 40, 50)).astype(np.float32)
+    shifts = np.array([[0.0, 0.0], [1.5, -2.0], [-0.25, 3.0]])
+    expected = np.stack([ndi.shift(frame, -s, order=1) for frame, s in zip(stack, shifts)])
+    for given in (shifts, shifts.tolist()):
+        np.testing.assert_allclose(apply_drift(stack, shifts=given), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="every row must hold 2 numbers"):
+        apply_drift(stack, shifts=[[0, 0, 0]] * 3)
+    with pytest.raises(TypeError, match="shifts must be a list of rows"):
+        apply_drift(stack, shifts=[0, 1, 2])
+    with pytest.raises(ValueError, match="shifts must be finite"):
+        apply_drift(stack, shifts=[[0, 0], [np.nan, 0], [0, 0]])
+    with pytest.raises(ValueError, match="shifts has 2 rows but the stack has 3 frames"):
+        apply_drift(stack, shifts=shifts[:2])
+    with pytest.raises(ValueError, match="at least 3 dimensions"):
+        apply_drift(stack[0], shifts=shifts)
+
+
+def test_recorded_transform_and_shifts_replay_from_yaml():
+    import napari_stacklab as sl
+
+    stack = np.random.default_rng(3).random((3, 40, 50)).astype(np.float32)
+    shifts = [[0.0, 0.0], [1.0, -2.0], [0.5, 0.5]]
+    recipe = sl.Recipe(steps=[{"op": "apply_drift", "params": {"shifts": shifts}},
+                              {"op": "apply_transform", "params": {"transform": AFFINE.to_dict(),
+                                                                   "output_shape": [30, 40], "order": 1}}])
+    replayed = sl.Recipe.from_yaml(recipe.to_yaml()).run(da.from_array(stack, chunks=(1, 40, 50)))
+    expected = warp(apply_drift(stack, shifts=shifts), AFFINE, output_shape=(30, 40))
+    np.testing.assert_allclose(replayed.compute(), expected, atol=1e-6)
+    with pytest.raises(ValueError, match=r"recipe step 0 \('apply_drift'\): shifts"):
+        sl.Recipe(steps=[{"op": "apply_drift", "params": {"shifts": "0, 1"}}])

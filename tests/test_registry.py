@@ -228,3 +228,43 @@ def test_public_functions_outside_the_registry_are_validated_from_their_hints():
                  sl_phase.hologram_wave):
         assert "device" in inspect.signature(func).parameters, func.__name__
 
+
+
+def test_rows_of_numbers_and_sequences_of_choices_are_parameters():
+    """``list[tuple[float, float]]`` (per-frame shifts) and ``Literal | tuple[Literal, ...]`` (ECC's starts)."""
+    from napari_stacklab.registry import _param_from_hint
+
+    rows = _param_from_hint("shifts", list[tuple[float, float]], inspect.Parameter.empty)
+    assert rows.kind is list and rows.columns == 2
+    assert rows.check(np.array([[0, 1], [2.5, 3]])) == [[0.0, 1.0], [2.5, 3.0]]  # plain lists: YAML-ready
+    assert rows.check([(1, 2)]) == [[1.0, 2.0]] and isinstance(rows.check([(1, 2)])[0][0], float)
+    with pytest.raises(ValueError, match="every row must hold 2 numbers, row 1 holds 3"):
+        rows.check([[0, 0], [1, 2, 3]])
+    with pytest.raises(TypeError, match="shifts must be a list of rows of numbers"):
+        rows.check("0, 1")
+    with pytest.raises(TypeError, match="shifts must be a number"):
+        rows.check([[0, "a"]])
+    any_width = _param_from_hint("table", list[tuple[float, ...]], None)
+    assert any_width.columns is None and any_width.check([[1], [2, 3]]) == [[1.0], [2.0, 3.0]]
+
+    starts = _param_from_hint("start", Literal["a", "b"] | tuple[Literal["a", "b"], ...], "a")
+    assert starts.check("b") == "b" and starts.check(["a", "b"]) == ("a", "b") and starts.check(()) == ()
+    with pytest.raises(ValueError, match="start must be one of"):
+        starts.check(("a", "c"))
+
+
+def test_the_registration_functions_are_validated_and_take_a_device():
+    from napari_stacklab import register
+
+    image = np.random.default_rng(0).random((32, 32))
+    for func in (register.ecc, register.phase_correlation, register.similarity_score, register.drift,
+                 register.stack_transforms, register.warp):
+        assert list(inspect.signature(func).parameters)[-1] == "device", func.__name__
+    with pytest.raises(ValueError, match="upsample must be <= 1000"):
+        register.phase_correlation(image, image, upsample=5000)
+    with pytest.raises(ValueError, match="window must be one of"):
+        register.drift(np.stack([image] * 2), window="tukey")
+    with pytest.raises(TypeError, match="moving must be an array"):
+        register.warp([[1, 2]], register.Transform.from_shift([0, 0]))
+    with pytest.raises(ValueError, match="device must be one of"):
+        register.similarity_score(image, image, device="tpu")

@@ -8,9 +8,7 @@ asked for), so ``import napari_stacklab`` stays light and headless.
 
 from __future__ import annotations
 
-import functools
 import importlib
-import inspect
 import sys
 import warnings
 from types import ModuleType
@@ -327,42 +325,3 @@ def dask_module() -> ModuleType:
     import dask.array as da
 
     return da
-
-
-_DEVICE_DOC = """    device : {"auto", "cpu", "gpu"}, optional
-        Where to compute; default: where the data already is. ``"gpu"`` without
-        a usable GPU runs on the CPU with a ``GPUFallbackWarning``.
-"""
-
-
-def with_device(*names: str) -> Any:
-    """Give a public function a ``device=`` keyword that moves the named array arguments first.
-
-    Superseded by :func:`napari_stacklab.registry.validated`, which also
-    validates the arguments from their type hints; kept while
-    :mod:`napari_stacklab.register` still uses it.
-    """
-
-    def decorate(func: Any) -> Any:
-        signature = inspect.signature(func)
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, device: str | None = None, **kwargs: Any) -> Any:
-            target = resolve_device(device)
-            if target is not None:
-                bound = signature.bind(*args, **kwargs)
-                for name in names:
-                    if bound.arguments.get(name) is not None:
-                        bound.arguments[name] = to_device(bound.arguments[name], target)
-                args, kwargs = bound.args, bound.kwargs
-            return func(*args, **kwargs)
-
-        device = inspect.Parameter("device", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="str | None")
-        wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), device])
-        doc = func.__doc__ or ""
-        if "\n\n    Returns\n" in doc:
-            header = "" if "\n    Parameters\n    ----------\n" in doc else "\n    Parameters\n    ----------"
-            wrapper.__doc__ = doc.replace("\n\n    Returns\n", f"\n{header}\n{_DEVICE_DOC}\n    Returns\n", 1)
-        return wrapper
-
-    return decorate

@@ -124,6 +124,7 @@ class Param:
     per_axis: bool = False  # a number, or a sequence of numbers (one per frame axis)
     per_frame: bool = False  # an ImageRef of the frame shape or of the input's shape (see PerFrame)
     many: bool = False  # a sequence of ImageRef (a set of images)
+    columns: int | None = None  # kind list: rows of this many numbers (None: any number)
 
     @property
     def label(self) -> str:
@@ -138,6 +139,10 @@ class Param:
         if self.kind is ImageRef:
             return self._check_images(value) if self.many else _checked_array(value, self.name)
         if self.choices is not None:
+            if self.per_axis and isinstance(value, (tuple, list)):  # a choice or a sequence of them
+                for item in value:
+                    check_choice(self.name, item, self.choices)
+                return tuple(value)
             check_choice(self.name, value, self.choices)
             return value
         if self.kind is bool:
@@ -152,6 +157,8 @@ class Param:
             return tuple(self._check_number(v, self.kind is int) for v in value)
         if self.kind in (int, float):
             return self._check_number(value, self.kind is int)
+        if self.kind is list:
+            return self._check_rows(value)
         if self.kind is tuple:
             if not isinstance(value, (tuple, list)):
                 raise TypeError(f"{self.name} must be a sequence of numbers, got {value!r}")
@@ -170,10 +177,26 @@ class Param:
         check_number(self.name, value, low=self.low, high=self.high, low_inclusive=self.low_inclusive, integer=integer)
         return value
 
+    def _check_rows(self, value: Any) -> list:
+        """Rows of numbers (``list[tuple[float, float]]``: per-frame shifts) as plain nested lists."""
+        rows = value.tolist() if isinstance(value, np.ndarray) else value
+        if not isinstance(rows, (list, tuple)) or not all(isinstance(row, (list, tuple)) for row in rows):
+            raise TypeError(f"{self.name} must be a list of rows of numbers, got {_short(value)}")
+        if self.columns is not None and any(len(row) != self.columns for row in rows):
+            bad = next(i for i, row in enumerate(rows) if len(row) != self.columns)
+            raise ValueError(f"{self.name}: every row must hold {self.columns} numbers, row {bad} holds "
+                             f"{len(rows[bad])}")
+        return [[self._check_number(item, integer=False) for item in row] for row in rows]
+
     def _check_images(self, value: Any) -> list:
         if not isinstance(value, (list, tuple)):
             raise TypeError(f"{self.name} must be a list of arrays, got {type(value).__name__}")
         return [_checked_array(item, f"{self.name}[{i}]") for i, item in enumerate(value)]
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _checked_array(value: Any, name: str) -> Any:
@@ -205,12 +228,17 @@ def _param_from_hint(name: str, hint: Any, default: Any) -> Param:
             hint, many = ImageRef, True
         else:
             break
-    choices = None
+    choices = columns = None
     if typing.get_origin(hint) is Literal:
         choices = typing.get_args(hint)
         kind = type(choices[0])
     elif typing.get_origin(hint) in (tuple, list):
         kind = tuple
+        row = typing.get_args(hint)[:1]
+        if row and typing.get_origin(row[0]) in (tuple, list):  # rows of numbers, e.g. one shift per frame
+            kind = list
+            items = typing.get_args(row[0])
+            columns = None if Ellipsis in items or typing.get_origin(row[0]) is list else len(items)
     elif isinstance(hint, type):
         kind = hint
     else:
@@ -228,6 +256,7 @@ def _param_from_hint(name: str, hint: Any, default: Any) -> Param:
         per_axis=per_axis,
         per_frame=per_frame,
         many=many,
+        columns=columns,
     )
 
 

@@ -61,9 +61,12 @@ SAMPLES = [
 ]
 
 #: Operations whose menu entry opens a tool built on the operation (its controls plus more) instead of the
-#: generated widget: drift correction adds the drift plot and "apply the same shifts to another layer".
+#: generated widget: drift correction adds the drift plot and "apply the same shifts to another layer";
+#: applying a transform or shifts takes them from a layer or a JSON file and applies them to any layer.
 OPERATION_TOOLS = {
     "drift_correct": f"{PACKAGE}._napari.drift_widget:DriftWidget",
+    "apply_transform": f"{PACKAGE}._napari.transform_tool:TransformTool",
+    "apply_drift": f"{PACKAGE}._napari.transform_tool:TransformTool",
 }
 
 #: Stateful tools and utility widgets: id, python_name, title, menu (short or full id, or None).

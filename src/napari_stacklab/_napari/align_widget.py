@@ -1,8 +1,9 @@
 """Align a set of images to a base image and show how well each one matches.
 
 For every chosen layer the tool estimates a transform on the frames the
-viewer shows (ECC with the chosen motion model, phase correlation, or the
-point pairs of the point-registration tool), adds ``"<layer> aligned"`` (the
+viewer shows (ECC with the chosen motion model, matched image features
+refined by ECC, phase correlation, or the point pairs of the
+point-registration tool), adds ``"<layer> aligned"`` (the
 layer resampled onto the base grid, lazily) and ``"<layer> similarity"`` (the
 local normalised cross-correlation with the base: warm = matches the base,
 cool = differs), and lists the global scores. The work runs in a worker, one
@@ -17,7 +18,16 @@ import numpy as np
 from magicgui.widgets import ComboBox, PushButton, Select, SpinBox, Table
 
 from .. import _backend
-from ..register import ECC_MODELS, from_points, phase_correlation, similarity_map, similarity_score, warp
+from ..register import (
+    ECC_MODELS,
+    ECCError,
+    from_features,
+    from_points,
+    phase_correlation,
+    similarity_map,
+    similarity_score,
+    warp,
+)
 from ..register import ecc as ecc_transform
 from . import _layers
 from ._tool import Tool, action, rounded
@@ -25,7 +35,9 @@ from .table import fit_table
 
 __all__ = ["AlignSetWidget", "METHODS", "HEATMAP_COLORMAP", "transform_step"]
 
-METHODS = ("ECC", "phase correlation", "points")
+#: How a transform is found: ECC (automatic starts), matched ORB keypoints with RANSAC then ECC from there,
+#: phase correlation (translation), or the point tool's pairs.
+METHODS = ("ECC", "features + ECC", "phase correlation", "points")
 #: Warm (red) = similar, cool (blue) = different.
 HEATMAP_COLORMAP = "turbo"
 COLUMNS = ["layer", "method", "model", "fit score", "similarity"]
@@ -34,9 +46,9 @@ COLUMNS = ["layer", "method", "model", "fit score", "similarity"]
 def transform_step(transform: Any, output_shape: tuple, order: int = 1, **result: Any) -> dict:
     """The recipe step that resamples an image with ``transform`` onto a grid of ``output_shape``.
 
-    Replayed by the ``apply_transform`` operation (see the report of issue 16)
-    and, in exported scripts, by :func:`napari_stacklab.register.warp`.
-    ``result`` (how the transform was found, its score) is kept beside the step.
+    Replayed by the registry operation ``apply_transform`` (recipes, ``stacklab
+    run``, exported scripts). ``result`` (how the transform was found, its
+    score, the ``fixed`` and ``moving`` layers) is kept beside the step.
     """
     step = {"op": "apply_transform", "params": {
         "transform": transform.to_dict(), "output_shape": [int(n) for n in output_shape], "order": int(order),
@@ -49,6 +61,12 @@ def transform_step(transform: Any, output_shape: tuple, order: int = 1, **result
 def _estimate(method: str, model: str, fixed: np.ndarray, moving: np.ndarray, pairs: Any, device: str) -> Any:
     if method == "ECC":
         return ecc_transform(fixed, moving, model=model, device=device)
+    if method == "features + ECC":
+        keypoints = from_features(fixed, moving, model=model)
+        try:
+            return ecc_transform(fixed, moving, model=model, initial=keypoints, start=(), device=device)
+        except ECCError:  # ECC could not polish the keypoint fit: keep it
+            return keypoints
     if method == "phase correlation":
         if fixed.shape != moving.shape:
             raise ValueError(f"phase correlation needs images of the same shape, got {fixed.shape} and {moving.shape}")
@@ -72,7 +90,7 @@ def align_images(base: Any, jobs: list[dict], method: str, model: str, window: i
         moving = np.asarray(_backend.materialize(job["frame"]), dtype=np.float32)
         try:
             transform = _estimate(method, model, fixed, moving, job["pairs"], device)
-        except (ValueError, RuntimeError) as exc:  # ECCError is a RuntimeError; a bad pair set a ValueError
+        except (ValueError, RuntimeError) as exc:  # ECCError, too few matches or a bad pair set: ValueErrors
             results.append({"name": job["name"], "error": str(exc)})
             yield ("step", 1)
             continue
@@ -162,7 +180,8 @@ class AlignSetWidget(Tool):
                 failures.append(f"{name}: {result['error']}")
                 continue
             layer, transform = layers[name], result["transform"]
-            found = {"method": self.method.value, "score": transform.score, "similarity": result["similarity"]}
+            found = {"method": self.method.value, "score": transform.score, "similarity": result["similarity"],
+                     "fixed": base.name, "moving": name}
             grid = _layers.regridded_kwargs(layer, base, 2)
             step = transform_step(transform, result["heat"].shape, **found)
             self.publish(result["aligned"], source=layer, name=f"{name} aligned", steps=[step], frame=grid,

@@ -123,7 +123,7 @@ class DriftWidget(Tool):
         lazy = _backend.as_dask(stack, chunks=(1,) + tuple(stack.shape[-2:]))
         step = self.operation.step(params)
         step["result"] = {"shifts": self.shifts.tolist()}
-        self.publish(apply_drift(lazy, self.shifts, order=params["order"]), source=layer,
+        self.publish(apply_drift(lazy, shifts=self.shifts, order=params["order"]), source=layer,
                      name=f"{layer.name} {OPERATION}", steps=[step], frame=_time_frame(layer),
                      colormap=layer.colormap.name, contrast_limits=tuple(layer.contrast_limits))
         largest = float(np.abs(self.shifts).max()) if len(self.shifts) else 0.0
@@ -144,7 +144,7 @@ class DriftWidget(Tool):
         lazy = _backend.as_dask(data, chunks=(1,) + tuple(data.shape[-2:]))
         order = int(self.fields["order"].get())
         step = drift_step(self.shifts, order, self._measured_on.name)
-        return self.publish(apply_drift(lazy, self.shifts, order=order), source=layer,
+        return self.publish(apply_drift(lazy, shifts=self.shifts, order=order), source=layer,
                             name=f"{layer.name} apply_drift", steps=[step],
                             frame=_time_frame(layer),
                             colormap=layer.colormap.name, contrast_limits=tuple(layer.contrast_limits))

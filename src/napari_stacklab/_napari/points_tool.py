@@ -7,9 +7,13 @@ click the other layer becomes active, so clicking alternates fixed, moving,
 fixed, moving... As soon as the chosen model has enough pairs it is fitted
 and shown by setting the moving layer's ``affine`` (the data are not
 touched); the table lists every pair's residual in pixels and in the moving
-layer's physical units, with RANSAC outlier flags. "Refine with ECC" polishes
-the point fit on the displayed planes (in a worker), "Apply" adds a
-resampled (lazy) layer that records the transform as a recipe step.
+layer's physical units, with RANSAC outlier flags. "Auto-match" finds the
+pairs itself (matched ORB or SIFT keypoints, RANSAC) on the displayed
+planes, in a worker, and puts the inlier matches into the two layers as
+numbered pairs to review, delete and refit. "Refine with ECC" polishes the
+point fit on the displayed planes (in a worker), "Apply" adds a resampled
+(lazy) layer that records the transform as a recipe step, "Save transform"
+writes it as JSON.
 
 Only the spatial axes count: the last two axes (three when the viewer shows
 3-D) of each layer; time and channel axes of a stack are never fitted.
@@ -20,15 +24,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, PushButton, SpinBox, Table
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, PushButton, SpinBox, Table
 from napari.layers import Points
 
 from .. import _backend
-from ..register import ECC_MODELS, MODELS, Transform, ecc, from_points, min_pairs, warp
+from ..register import DETECTORS, ECC_MODELS, MODELS, Transform, ecc, from_features, from_points, min_pairs, warp
 from . import _layers
 from ._tool import Tool, action
-from .table import fit_table
 from .align_widget import transform_step
+from .table import fit_table
+from .transform_tool import Recorded, narrow, write_transform_file
 
 __all__ = ["PointRegistrationWidget", "spatial_affine"]
 
@@ -51,6 +56,36 @@ def refine_with_ecc(fixed: Any, moving: Any, model: str, initial: Transform) -> 
                initial=initial, levels=2)
 
 
+def match_features(fixed: Any, moving: Any, model: str, detector: str, max_pairs: int) -> tuple:
+    """Worker task: matched keypoints of the two displayed frames, RANSAC, and at most ``max_pairs`` inlier pairs.
+
+    Returns ``(fixed points, moving points, transform)``. The pairs kept are
+    spread over the image (farthest-point order from the inliers' centre),
+    so the few a user reviews still constrain the whole field.
+    """
+    try:
+        found = from_features(np.asarray(_backend.materialize(fixed)), np.asarray(_backend.materialize(moving)),
+                              model=model, detector=detector)
+    except ValueError as exc:  # too few matches: said in the tool's words
+        found = str(exc).removeprefix("from_features: ").split("; try ")[0]
+        raise ValueError(f"Auto-match: {found}. Try the other detector, or click point pairs.") from None
+    fixed_pts, moving_pts = found.fixed_points[found.inliers], found.moving_points[found.inliers]
+    keep = spread(fixed_pts, max_pairs)
+    return fixed_pts[keep], moving_pts[keep], found
+
+
+def spread(points: np.ndarray, count: int) -> np.ndarray:
+    """Indices of at most ``count`` of ``points`` far apart from each other (greedy farthest-point order)."""
+    if len(points) <= count:
+        return np.arange(len(points))
+    chosen = [int(np.argmin(np.linalg.norm(points - points.mean(axis=0), axis=1)))]
+    distance = np.linalg.norm(points - points[chosen[0]], axis=1)
+    while len(chosen) < count:
+        chosen.append(int(np.argmax(distance)))
+        distance = np.minimum(distance, np.linalg.norm(points - points[chosen[-1]], axis=1))
+    return np.array(chosen)
+
+
 class PointRegistrationWidget(Tool):
     """Register two image layers from clicked point pairs (with undo, residuals and ECC refinement)."""
 
@@ -63,20 +98,29 @@ class PointRegistrationWidget(Tool):
         self.model = ComboBox(label="model", choices=list(MODELS), value="affine")
         self.order = SpinBox(label="polynomial order", value=2, min=2, max=3)
         self.robust = CheckBox(text="RANSAC (flag outliers)", value=False)
-        self.threshold = FloatSpinBox(label="RANSAC threshold (px)", value=3.0, min=0.1, max=100.0, step=0.5)
+        self.threshold = FloatSpinBox(label="inlier within (px)", value=3.0, min=0.1, max=100.0, step=0.5)
+        self.threshold.tooltip = "RANSAC threshold: a pair farther than this from the fit is an outlier"
         self.start_button = PushButton(text="Start: add point layers")
+        self.detector = ComboBox(label="detector", choices=list(DETECTORS), value="orb")
+        self.detector.tooltip = "ORB: fast; SIFT: slower, more distinctive and more accurate"
+        self.max_pairs = SpinBox(label="pairs at most", value=40, min=3, max=1000)
+        self.max_pairs.tooltip = "Auto-match keeps this many inlier pairs, spread over the image, for review"
+        self.match_button = PushButton(text="Auto-match (keypoints)")
+        self.match_button.tooltip = ("find point pairs automatically on the shown planes: matched keypoints "
+                                     "and RANSAC; replaces the current pairs")
         self.undo_button = PushButton(text="Undo last point")
-        self.pair = SpinBox(label="pair", value=1, min=1, max=10_000)
+        self.pair = SpinBox(label="pair to delete", value=1, min=1, max=10_000)
         self.delete_button = PushButton(text="Delete pair")
         self.refine_button = PushButton(text="Refine with ECC")
         self.apply_button = PushButton(text="Apply (resampled layer)")
+        self.save_button = PushButton(text="Save transform (JSON)...")
         self.table = Table(value={c: [] for c in COLUMNS})
         fit_table(self.table.native)
-        row = Container(layout="horizontal", labels=False, widgets=[self.pair, self.delete_button])
-        row.margins = (0, 0, 0, 0)
         self.add(self.fixed, self.moving, self.model, self.order, self.robust, self.threshold, self.start_button,
-                 self.undo_button, row, self.refine_button, self.apply_button, self.table)
-        self.busy_widgets = [self.refine_button]
+                 self.detector, self.max_pairs, self.match_button, self.undo_button, self.pair, self.delete_button,
+                 self.refine_button, self.apply_button, self.save_button, self.table)
+        narrow(self.fixed, self.moving)
+        self.busy_widgets = [self.refine_button, self.match_button]
         self.distinct(self.fixed, self.moving)
         self.say("Choose the fixed and moving layers, then Start.")
         self.transform: Transform | None = None
@@ -90,7 +134,9 @@ class PointRegistrationWidget(Tool):
         self.undo_button.changed.connect(lambda *_: self.undo())
         self.delete_button.changed.connect(lambda *_: self.delete_pair(self.pair.value))
         self.refine_button.changed.connect(lambda *_: self.refine())
+        self.match_button.changed.connect(lambda *_: self.auto_match())
         self.apply_button.changed.connect(lambda *_: self.apply())
+        self.save_button.changed.connect(lambda *_: self.save_transform())
         for widget in (self.model, self.order, self.robust, self.threshold):
             widget.changed.connect(lambda *_: self.fit())
         self.listen(self.viewer.layers.events.removed, self._on_removed)
@@ -210,6 +256,48 @@ class PointRegistrationWidget(Tool):
         self._renumber()
         self.fit()
 
+    @action
+    def auto_match(self) -> Any:
+        """Find point pairs on the shown planes from matched keypoints (in a worker); returns the worker.
+
+        The inlier matches replace the current pairs, numbered, so they can be
+        reviewed (residuals, RANSAC flags), deleted and refitted, then refined
+        with ECC.
+        """
+        chosen = {"fixed": self.fixed.value, "moving": self.moving.value}
+        if not self.points or any(self.points_images.get(role) is not layer for role, layer in chosen.items()):
+            self.start()  # no point layers yet, or for other images than those chosen now
+            if not self.points:
+                return None
+        if self.ndim != 2:
+            raise ValueError("Auto-match works on 2-D planes; show the viewer in 2-D")
+        # keypoints find a matrix model; a polynomial is then fitted to the pairs they give
+        model = self.model.value if self.model.value != "polynomial" else "affine"
+        fixed, moving = self.fixed_layer, self.moving_layer
+        return self.launch(
+            match_features, self.shown_frame(fixed), self.shown_frame(moving), model, self.detector.value,
+            int(self.max_pairs.value), on_result=self._matched,
+            description=f"Auto-matching {self.detector.value.upper()} keypoints", inputs=[fixed, moving],
+        )
+
+    def _matched(self, found: tuple) -> None:
+        fixed_pts, moving_pts, transform = found
+        if set(self.points) != {"fixed", "moving"}:
+            return
+        for role, pts, image in (("fixed", fixed_pts, self.fixed_layer), ("moving", moving_pts, self.moving_layer)):
+            layer = self.points[role]
+            leading = np.asarray(_layers.shown_index(self.viewer, image, 2), dtype=np.float64)
+            data = np.c_[np.tile(leading, (len(pts), 1)), pts] if len(leading) else pts
+            self._counts[role] = len(data)  # set before the data: the click handler sees no new point
+            layer.data = data
+        self._history = []
+        self._renumber()
+        self.fit()
+        meta = transform.metadata
+        self.say(f"Auto-match: {len(fixed_pts)} pairs shown of {meta['inliers']} inliers ({meta['matches']} "
+                 f"matches of {meta['keypoints'][0]} and {meta['keypoints'][1]} {meta['detector'].upper()} "
+                 f"keypoints); " + self.status.value)
+
     # -- fitting -----------------------------------------------------------
     @action
     def fit(self) -> Transform | None:
@@ -324,12 +412,32 @@ class PointRegistrationWidget(Tool):
         output_shape = _layers.source_data(fixed).shape[-d:]
         resampled = warp(lazy, self.transform, output_shape=output_shape)
         step = transform_step(self.transform, output_shape, method="points" if "iterations" not in
-                              self.transform.metadata else "points + ECC", pairs=len(self.pairs()[0]))
+                              self.transform.metadata else "points + ECC", pairs=len(self.pairs()[0]),
+                              fixed=fixed.name, moving=moving.name)
         layer = self.publish(resampled, source=moving, name=f"{moving.name} registered", steps=[step],
                              frame=_layers.regridded_kwargs(moving, fixed, d), colormap=moving.colormap.name,
                              blending="additive", contrast_limits=tuple(moving.contrast_limits))
         self.say(f"Added {layer.name!r} (lazy; its recipe step holds the transform).")
         return layer
+
+
+    @action
+    def save_transform(self, path: str | None = None) -> Any:
+        """Write the current transform as JSON (with the fixed grid's shape and the layer names); returns the path."""
+        if self.transform is None:
+            raise ValueError("nothing to save yet: click or auto-match enough point pairs first")
+        if path is None:
+            from qtpy.QtWidgets import QFileDialog
+
+            path, _ = QFileDialog.getSaveFileName(self.native, "Save transform", "transform.json", "JSON (*.json)")
+            if not path:
+                return None
+        d = self.transform.ndim
+        recorded = Recorded(transform=self.transform, output_shape=_layers.source_data(self.fixed_layer).shape[-d:],
+                            fixed=self.fixed_layer.name, moving=self.moving_layer.name, origin="point tool")
+        written = write_transform_file(recorded, path)
+        self.say(f"Saved the transform to {written}.")
+        return written
 
 
 def _fmt(point: np.ndarray) -> str:

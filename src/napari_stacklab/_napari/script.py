@@ -3,16 +3,15 @@
 Every stacklab layer records its steps in ``metadata["stacklab"]``; a layer
 read from a file also keeps the file (``metadata["source"]``). The script
 reads that file with :func:`napari_stacklab.io.imread`, replays each step with
-the public function that made it (``sl.filters.gaussian``, ``sl.register.warp``,
+the public function that made it (``sl.filters.gaussian``, ``sl.register.apply_transform``,
 ``sl.equalize.equalize_set``, ...) and writes the result, with the layer's pixel
 size, units and axis names, to the path given on its command line::
 
     python made_by_napari.py result.tif
 
 Unlike a YAML recipe (registry operations only), a script can replay the
-tools' steps that are not registry operations yet (``apply_transform``,
-``apply_drift``, ``equalize_set``, ``remove_background``) and the colour
-steps that ran per channel. This module imports no napari and no Qt.
+tools' steps that are not registry operations yet (``equalize_set``,
+``remove_background``) and the colour steps that ran per channel. This module imports no napari and no Qt.
 """
 
 from __future__ import annotations
@@ -27,8 +26,6 @@ __all__ = ["layer_script", "ScriptError", "TOOL_STEPS"]
 
 #: Steps the tools record that are not (yet) registry operations, with the public function replaying each.
 TOOL_STEPS = {
-    "apply_transform": "napari_stacklab.register.warp",
-    "apply_drift": "napari_stacklab.register.apply_drift",
     "equalize_set": "napari_stacklab.equalize.equalize_set",
     "remove_background": "napari_stacklab.matting.remove_background",
 }
@@ -67,13 +64,6 @@ def _image_params(params: dict, inputs: dict[str, str], step: str) -> dict[str, 
 
 def _step_code(step: dict, inputs: dict[str, str], layer_name: str, last: bool) -> list[str]:
     op_name, params = step["op"], dict(step.get("params") or {})
-    if op_name == "apply_transform":
-        transform = params.pop("transform")
-        return [f"data = sl.register.warp(data, sl.register.Transform.from_dict({_literal(transform)}), "
-                f"{_kwargs(params, {})})"]
-    if op_name == "apply_drift":
-        shifts = params.pop("shifts")
-        return [f"data = sl.register.apply_drift(data, np.array({_literal(shifts)}), {_kwargs(params, {})})"]
     if op_name == "equalize_set":
         names, index = params.pop("images"), params.pop("index")
         missing = [name for i, name in enumerate(names) if i != index and name not in inputs]

@@ -14,13 +14,16 @@ fixed one in napari without resampling::
     spots = sl.register.warp_points(spots_on_moving, t)                # annotations follow
     t.to_json("moving_to_fixed.json")
     shifts = sl.register.drift(stack, upsample=20)                      # (T, 2)
-    other = sl.register.apply_drift(other_channel, shifts)             # lazy for dask
+    other = sl.register.apply_drift(other_channel, shifts=shifts)      # lazy for dask
 
 Registry operations (napari menu, recipes): ``drift_correct``,
-``align_stack`` and ``similarity_map``. Functions that take or return a
-Transform (``ecc``, ``from_points``, ``from_features``, ``warp``,
-``warp_points``) are not registry operations (a Transform is no recipe
-parameter); the napari registration tools call them.
+``align_stack``, ``similarity_map``, ``apply_transform`` (a transform
+written as its dictionary, :meth:`Transform.to_dict`) and ``apply_drift``
+(per-frame shifts). Functions that take or return a Transform (``ecc``,
+``from_points``, ``from_features``, ``warp``, ``warp_points``) are not
+registry operations (a Transform object is no recipe parameter); the napari
+registration tools call them and record ``apply_transform`` or
+``apply_drift`` steps.
 """
 
 from ._ecc import ECC_MODELS, STARTS, ECCError, ecc
@@ -39,7 +42,7 @@ from ._stack import (
     stack_transforms,
 )
 from ._transform import MODELS, Transform
-from ._warp import warp, warp_points
+from ._warp import MODES, apply_transform, warp, warp_points
 
 __all__ = [
     "Transform",
@@ -52,6 +55,7 @@ __all__ = [
     "STARTS",
     "DETECTORS",
     "WINDOWS",
+    "MODES",
     "from_points",
     "from_features",
     "min_pairs",
@@ -66,4 +70,5 @@ __all__ = [
     "similarity_score",
     "drift_correct",
     "align_stack",
+    "apply_transform",
 ]

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 
 from .. import _backend
-from .._validation import check_choice, check_ndim, check_number, check_real, float_dtype
+from .._validation import check_choice, check_ndim, check_real, float_dtype
+from ..registry import ImageRef, Range, validated
 from ._phasecorr import phase_shift, rotation_scale
 from ._transform import Transform
 
@@ -552,21 +553,21 @@ def _starts(start: Any) -> tuple:
     raise ValueError(f"start must be one of {STARTS} or a sequence of them, got {start!r}")
 
 
-@_backend.with_device("fixed", "moving", "mask")
+@validated
 def ecc(
-    fixed: Any,
-    moving: Any,
+    fixed: ImageRef,
+    moving: ImageRef,
     *,
     model: str = "affine",
     initial: Transform | None = None,
     start: Start | tuple[Start, ...] = "phase",
-    mask: Any = None,
-    levels: int | None = None,
-    max_iter: int = 100,
-    eps: float = 1e-6,
-    tol: float = 0.05,
-    sigma: float = 1.0,
-    min_correlation: float = MIN_CORRELATION,
+    mask: ImageRef | None = None,
+    levels: Annotated[int, Range(1, 8)] | None = None,
+    max_iter: Annotated[int, Range(1, None)] = 100,
+    eps: Annotated[float, Range(0, None)] = 1e-6,
+    tol: Annotated[float, Range(0, None)] = 0.05,
+    sigma: Annotated[float, Range(0, None)] = 1.0,
+    min_correlation: Annotated[float, Range(-1, 1)] = MIN_CORRELATION,
 ) -> Transform:
     """Align ``moving`` to ``fixed`` by maximising the enhanced correlation coefficient.
 
@@ -626,6 +627,8 @@ def ecc(
         A start whose final correlation stays below this has not found the
         images in each other (unrelated images reach 0.1-0.2 by chance on
         small frames); it counts as failed.
+    device : {"auto", "cpu", "gpu"}, optional
+        Where to compute; default: where the images are.
 
     Returns
     -------
@@ -661,15 +664,8 @@ def ecc(
     starts = _starts(start)
     if not starts and initial is None:
         raise ValueError("start: an empty sequence of starts needs an initial transform")
-    check_number("max_iter", max_iter, low=1, integer=True)
-    check_number("eps", eps, low=0)
-    check_number("tol", tol, low=0)
-    check_number("sigma", sigma, low=0)
-    check_number("min_correlation", min_correlation, low=-1, high=1)
-    if levels is not None:
-        check_number("levels", levels, low=1, high=8, integer=True)
     if initial is not None:
-        if not isinstance(initial, Transform) or initial.ndim != 2:
+        if initial.ndim != 2:
             raise TypeError(f"initial must be a 2-D Transform, got {initial!r}")
         if not initial.is_affine and initial.model != "projective":
             initial = initial.affine_approximation(fixed.shape)
@@ -678,8 +674,7 @@ def ecc(
         if tuple(mask.shape) != tuple(fixed.shape):
             raise ValueError(f"mask must have the fixed image's shape {tuple(fixed.shape)}, got {tuple(mask.shape)}")
 
-    fixed, moving, mask = (None if a is None else _backend.materialize(a) if _backend.is_dask(a) else a
-                           for a in (fixed, moving, mask))
+    fixed, moving, mask = (None if a is None else _backend.compute_here(a) for a in (fixed, moving, mask))
     moving = _backend.like(moving, fixed)
     mask = None if mask is None else _backend.like(mask, fixed)
     levels = levels or _default_levels(tuple(fixed.shape) + tuple(moving.shape))

@@ -23,6 +23,10 @@ from ._transform import MATRIX_MODELS, Transform
 
 __all__ = ["from_features", "match", "DETECTORS"]
 
+#: Matches beyond a model's minimal sample that must agree before a fit is believed (a minimal sample
+#: of random matches fits itself exactly, and a few more fall within the threshold by chance).
+_MARGIN = 4
+
 Detector = Literal["orb", "sift"]
 #: Keypoint detectors and descriptors (scikit-image).
 DETECTORS: tuple[str, ...] = get_args(Detector)
@@ -147,8 +151,10 @@ def from_features(
     Raises
     ------
     ValueError
-        When there are too few matches or no consistent set of them (the
-        message says how many were found and what to try).
+        When there are too few matches, or fewer than the model's minimal
+        sample plus 4 agree on one transform (unrelated images give a few
+        chance "inliers"); the message says how many were found and what
+        to try.
 
     Examples
     --------
@@ -178,17 +184,24 @@ def from_features(
     matches = np.empty((0, 2), dtype=int)
     if len(fixed_keys) and len(moving_keys):
         matches = match(fixed_desc, moving_desc, ratio=ratio)
-    needed = min_pairs(model) + 1
+    other = next(name for name in DETECTORS if name != detector)
+    hint = f"try detector={other!r}, more n_keypoints, a larger ratio, or point pairs"
+    needed = min_pairs(model) + _MARGIN
     if len(matches) < needed:
         raise ValueError(
             f"from_features: {len(matches)} matches between {len(fixed_keys)} and {len(moving_keys)} "
-            f"{detector.upper()} keypoints, {model!r} needs at least {needed}; try detector='sift', more "
-            "n_keypoints, a larger ratio, or point pairs"
+            f"{detector.upper()} keypoints, {model!r} needs at least {needed}; {hint}"
         )
     transform = from_points(
         fixed_keys[matches[:, 0]], moving_keys[matches[:, 1]], model=model, robust=True, threshold=threshold,
         max_trials=max_trials, seed=seed,
     )
+    agreeing = int(transform.inliers.sum())
+    if agreeing < needed:  # a minimal sample always fits itself: unrelated images give that many "inliers"
+        raise ValueError(
+            f"from_features: only {agreeing} of {len(matches)} matches agree on one {model!r} transform, fewer "
+            f"than {needed}: the images may not show the same scene; {hint}"
+        )
     transform.metadata.update({
         "method": "features", "detector": detector, "keypoints": [len(fixed_keys), len(moving_keys)],
         "matches": len(matches), "inliers": int(transform.inliers.sum()),

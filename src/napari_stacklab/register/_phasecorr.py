@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 
 from .. import _backend
-from .._validation import check_choice, check_ndim, check_number, check_real, check_same_shape, float_dtype
+from .._validation import check_ndim, check_real, check_same_shape, float_dtype
+from ..registry import ImageRef, Range, validated
 from ._transform import Transform
 
 __all__ = ["phase_correlation", "phase_shift", "rotation_scale", "noise_level", "WINDOWS"]
@@ -162,8 +163,9 @@ def rotation_scale(fixed: Any, moving: Any) -> tuple[float, float, float]:
     return float(d_angle * math.pi / n_angles), float(math.exp(-d_radius * step)), peak
 
 
-@_backend.with_device("fixed", "moving")
-def phase_correlation(fixed: Any, moving: Any, *, upsample: int = 20, window: Window = "hann") -> Transform:
+@validated
+def phase_correlation(fixed: ImageRef, moving: ImageRef, *, upsample: Annotated[int, Range(1, 1000)] = 20,
+                      window: Window = "hann") -> Transform:
     """Sub-pixel translation between two images by phase correlation.
 
     Parameters
@@ -177,6 +179,8 @@ def phase_correlation(fixed: Any, moving: Any, *, upsample: int = 20, window: Wi
     window : {"hann", "none"}
         Hann apodisation suppresses the edge jump of non-periodic images
         (recommended for real data); ``"none"`` suits periodic shifts.
+    device : {"auto", "cpu", "gpu"}, optional
+        Where to compute; default: where the images are.
 
     Returns
     -------
@@ -203,9 +207,7 @@ def phase_correlation(fixed: Any, moving: Any, *, upsample: int = 20, window: Wi
         check_ndim(image, 2, name, max_ndim=3)
         check_real(image, name)
     check_same_shape(fixed, moving, ("fixed", "moving"))
-    check_number("upsample", upsample, low=1, high=1000, integer=True)
-    check_choice("window", window, WINDOWS)
-    fixed, moving = (_backend.materialize(a) if _backend.is_dask(a) else a for a in (fixed, moving))
+    fixed, moving = _backend.compute_here(fixed), _backend.compute_here(moving)
     shift, peak = phase_shift(fixed, moving, upsample=upsample, window=window)
     transform = Transform.from_shift(shift)
     transform.score = peak

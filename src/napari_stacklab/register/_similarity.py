@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import numpy as np
-
 from .. import _backend
-from .._validation import check_ndim, check_real, float_dtype
-from ..registry import ImageRef, Range, operation
+from .._validation import check_real, float_dtype
+from ..registry import ImageRef, PerFrame, Range, operation, validated
 
 __all__ = ["similarity_map", "similarity_score"]
 
@@ -16,7 +14,6 @@ __all__ = ["similarity_map", "similarity_score"]
 def _local_ncc(image: Any, reference: Any, *, window: int) -> Any:
     """Windowed zero-normalised cross-correlation over the last two axes (no validation)."""
     xp, ndi = _backend.get_namespace(image)
-    dtype = float_dtype(np.result_type(image.dtype, reference.dtype))
     # float64 inside: local variances are differences of nearly equal means.
     a = image.astype(xp.float64, copy=False)
     b = xp.broadcast_to(reference.astype(xp.float64, copy=False), a.shape)
@@ -32,12 +29,28 @@ def _local_ncc(image: Any, reference: Any, *, window: int) -> Any:
     tiny = 1e-10
     textured = (var_a > tiny * (mean_a**2 + 1)) & (var_b > tiny * (mean_b**2 + 1))
     denominator = xp.sqrt(xp.where(textured, var_a * var_b, 1))
-    return xp.clip(xp.where(textured, covariance / denominator, 0), -1, 1).astype(dtype, copy=False)
+    return xp.clip(xp.where(textured, covariance / denominator, 0), -1, 1).astype(float_dtype(image.dtype),
+                                                                                  copy=False)
 
 
-@operation(menu="register", lift=False, halo=lambda window, **_: window // 2, name="similarity_map",
+def _prepare_reference(image: Any, *, reference: Any, window: int) -> dict:
+    """A real reference; for lazy frames split into chunks, a frame-shaped reference spread over every frame.
+
+    The lift hands a frame-shaped image parameter whole to every block, and
+    a block may hold part of a frame only (the halo lets frames split); a
+    lazy broadcast to the image's shape is split with the image instead.
+    """
+    check_real(reference, "reference")
+    if _backend.is_dask(image) and tuple(reference.shape) != tuple(image.shape):
+        frame = _backend.as_dask(reference, chunks=image.chunks[image.ndim - reference.ndim:])
+        reference = _backend.dask_module().broadcast_to(frame.rechunk(image.chunks[image.ndim - reference.ndim:]),
+                                                        image.shape, chunks=image.chunks)
+    return {"reference": reference, "window": window}
+
+
+@operation(menu="register", halo=lambda window, **_: window // 2, prepare=_prepare_reference, name="similarity_map",
            title="Similarity heatmap", channels="luminance")
-def similarity_map(image, *, reference: ImageRef, window: Annotated[int, Range(3, 255)] = 15):
+def similarity_map(image, *, reference: Annotated[ImageRef, PerFrame], window: Annotated[int, Range(3, 255)] = 15):
     """Local normalised cross-correlation of an aligned image with its reference.
 
     Each pixel gets the zero-normalised correlation of the two images over a
@@ -52,15 +65,15 @@ def similarity_map(image, *, reference: ImageRef, window: Annotated[int, Range(3
         The aligned image or stack (NumPy, CuPy or dask; dask stays lazy and
         frames may be split into chunks).
     reference : array, shape ``(M, N)`` or ``(..., M, N)``
-        The base image (one frame, shared by every frame of ``image``, or a
-        stack of ``image``'s shape).
+        The base image: one frame, shared by every frame of ``image``, or a
+        stack of ``image``'s shape (frame by frame).
     window : int
         Side of the square window in pixels; the halo is ``window // 2``.
 
     Returns
     -------
     array, shape ``(..., M, N)``
-        float32 (float64 if either input is float64), values in [-1, 1].
+        float32 (float64 for float64 input), values in [-1, 1].
 
     Examples
     --------
@@ -71,33 +84,11 @@ def similarity_map(image, *, reference: ImageRef, window: Annotated[int, Range(3
     >>> heat.dtype, bool(heat[heat != 0].min() > 0.999)
     (dtype('float32'), True)
     """
-    check_real(image, "image")
-    check_real(reference, "reference")
-    check_ndim(reference, 2, "reference")
-    if tuple(reference.shape[-2:]) != tuple(image.shape[-2:]) or reference.ndim > image.ndim:
-        raise ValueError(
-            f"reference must have the frame shape {tuple(image.shape[-2:])} (or the image's shape), "
-            f"got {tuple(reference.shape)}"
-        )
-    if reference.ndim > 2 and tuple(reference.shape) != tuple(image.shape)[-reference.ndim :]:
-        raise ValueError(f"reference shape {tuple(reference.shape)} does not broadcast to {tuple(image.shape)}")
-    if not (_backend.is_dask(image) or _backend.is_dask(reference)):
-        xp, _ = _backend.get_namespace(image)
-        return _local_ncc(image, xp.asarray(reference), window=window)
-    da = _backend.dask_module()
-    image = _backend.as_dask(image)
-    reference = da.broadcast_to(_backend.as_dask(reference), image.shape).rechunk(image.chunks)
-    depth = {axis: 0 for axis in range(image.ndim - 2)}
-    depth.update({image.ndim - 2: window // 2, image.ndim - 1: window // 2})
-    dtype = float_dtype(np.result_type(image.dtype, reference.dtype))
-    return da.map_overlap(
-        _local_ncc, image, reference, depth=depth, boundary="none", dtype=dtype,
-        meta=_backend.empty_like_meta(image, dtype), window=window,
-    )
+    return _local_ncc(image, reference, window=window)
 
 
-@_backend.with_device("image", "reference", "mask")
-def similarity_score(image: Any, reference: Any, *, mask: Any = None) -> float:
+@validated
+def similarity_score(image: ImageRef, reference: ImageRef, *, mask: ImageRef | None = None) -> float:
     """Global zero-normalised cross-correlation of two images (1 = identical up to brightness/contrast).
 
     Parameters
@@ -106,6 +97,8 @@ def similarity_score(image: Any, reference: Any, *, mask: Any = None) -> float:
         Same shape (dask inputs are computed once).
     mask : array of bool, shape ``(M, N)``, optional
         Pixels to compare (e.g. where a warped image has data).
+    device : {"auto", "cpu", "gpu"}, optional
+        Where to compute; default: where the images are.
 
     Returns
     -------
@@ -124,11 +117,11 @@ def similarity_score(image: Any, reference: Any, *, mask: Any = None) -> float:
     check_real(reference, "reference")
     if tuple(image.shape) != tuple(reference.shape):
         raise ValueError(f"image and reference must have the same shape, got {image.shape} and {reference.shape}")
-    a, b = (_backend.materialize(x) if _backend.is_dask(x) else x for x in (image, reference))
+    a, b = _backend.compute_here(image), _backend.compute_here(reference)
     xp, _ = _backend.get_namespace(a)
     a, b = xp.asarray(a, dtype=xp.float64), xp.asarray(b, dtype=xp.float64)
     if mask is not None:
-        keep = xp.asarray(_backend.materialize(mask) if _backend.is_dask(mask) else mask, dtype=bool)
+        keep = xp.asarray(_backend.compute_here(mask), dtype=bool)
         a, b = a[keep], b[keep]
     a, b = a - a.mean(), b - b.mean()
     denominator = float(xp.sqrt((a * a).sum() * (b * b).sum()))

@@ -13,10 +13,10 @@ from typing import Annotated, Any, Callable, Literal, get_args
 import numpy as np
 
 from .. import _backend
-from .._validation import check_choice, check_ndim, check_number, check_real, float_dtype
+from .._validation import check_ndim, check_real, float_dtype
 from ..channels import Channels, grey
 from ..lift import reduce_frames
-from ..registry import Range, operation
+from ..registry import ImageRef, Range, operation, validated
 from ._ecc import (
     MIN_CORRELATION,
     ECCError,
@@ -28,9 +28,9 @@ from ._ecc import (
     refine_translation,
 )
 from ._features import from_features
-from ._phasecorr import WINDOWS, Window, cross_power, peak_shift, spectrum
+from ._phasecorr import Window, cross_power, peak_shift, spectrum
 from ._transform import Transform
-from ._warp import warp
+from ._warp import WarpMode, warp
 
 __all__ = ["drift", "apply_drift", "stack_transforms", "drift_correct", "align_stack", "REFERENCES",
            "STACK_MODELS", "STACK_METHODS"]
@@ -47,10 +47,9 @@ StackMethod = Literal["ecc", "features"]
 STACK_METHODS: tuple[str, ...] = get_args(StackMethod)
 
 
-def _check_stack(stack: Any, reference: str) -> None:
+def _check_stack(stack: Any) -> None:
     check_ndim(stack, 3, "stack", max_ndim=3)
     check_real(stack, "stack")
-    check_choice("reference", reference, REFERENCES)
 
 
 class _Prepared:
@@ -140,9 +139,14 @@ def _drift_kernel(frame: Any, reference: _Prepared, *, window: str, upsample: in
 _WORSE = 0.01
 
 
-@_backend.with_device("stack")
+@validated
 def drift(
-    stack: Any, *, reference: Reference = "first", upsample: int = 20, window: Window = "hann", refine: bool = True
+    stack: ImageRef,
+    *,
+    reference: Reference = "first",
+    upsample: Annotated[int, Range(1, 1000)] = 20,
+    window: Window = "hann",
+    refine: bool = True,
 ) -> np.ndarray:
     """Per-frame drift of a time-lapse, by phase correlation refined with ECC.
 
@@ -171,6 +175,8 @@ def drift(
         non-periodic frame border by up to ~0.1 px (and can miss by pixels on
         noisy frames with few photons); the refined shift is accurate to
         ~0.01 px on textured frames.
+    device : {"auto", "cpu", "gpu"}, optional
+        Where to compute; default: where ``stack`` is.
 
     Returns
     -------
@@ -197,11 +203,7 @@ def drift(
     >>> drift(stack, window="none", refine=False).tolist()
     [[0.0, 0.0], [2.0, -1.0], [4.0, -2.0]]
     """
-    _check_stack(stack, reference)
-    check_number("upsample", upsample, low=1, high=1000, integer=True)
-    check_choice("window", window, WINDOWS)
-    if not isinstance(refine, bool):
-        raise TypeError(f"refine must be True or False, got {refine!r}")
+    _check_stack(stack)
     if stack.shape[0] == 1:
         return np.zeros((1, 2))
     found = _per_frame(stack, reference, _prepare_drift, _drift_kernel, (3,), upsample=upsample, window=window,
@@ -224,24 +226,41 @@ def drift(
     return np.asarray(shifts, dtype=np.float64)
 
 
-@_backend.with_device("data")
-def apply_drift(data: Any, shifts: Any, *, order: int = 1, cval: float = 0.0, mode: str = "constant") -> Any:
-    """Undo drift: resample frame ``t`` of ``data`` by ``-shifts[t]``.
+def _drift_dtype(dtype: Any, *, order: int, **_: Any) -> np.dtype:
+    return np.dtype(dtype) if order == 0 else float_dtype(dtype)
+
+
+@operation(menu="register", lift=False, frame_ndim=3, dtype=_drift_dtype, name="apply_drift",
+           title="Apply drift (per-frame shifts)")
+def apply_drift(
+    image,
+    *,
+    shifts: list[tuple[float, float]],
+    order: Annotated[int, Range(0, 5)] = 1,
+    cval: float = 0.0,
+    mode: WarpMode = "constant",
+):
+    """Undo drift: resample frame ``t`` of a stack by ``-shifts[t]``.
 
     Parameters
     ----------
-    data : array, shape ``(T, ..., M, N)``
+    image : array, shape ``(T, ..., M, N)``
         The stack the shifts were measured on, or another channel of the same
         acquisition; every frame at time ``t`` (all channels / planes) gets
-        ``shifts[t]``. Dask stays lazy.
-    shifts : array, shape ``(T, 2)``
-        As returned by :func:`drift`.
-    order, cval, mode
-        Interpolation settings, as in :func:`warp`.
+        ``shifts[t]``. Dask stays lazy, one chunk per frame.
+    shifts : list of [row, col], shape ``(T, 2)``
+        As returned by :func:`drift` (an array or a list of pairs: a recipe
+        records the list).
+    order : int
+        Spline order of the resampling, 0 (nearest: labels stay labels) to 5.
+    cval : float
+        Value of pixels shifted in from outside the frame.
+    mode : {"constant", "nearest", "reflect", "mirror", "wrap"}
+        How a frame is extended beyond its edges.
 
     Returns
     -------
-    array, shape of ``data``
+    array, shape of ``image``
         float32 (float64 for float64 input), or the input dtype for
         ``order=0``. No halo.
 
@@ -249,17 +268,22 @@ def apply_drift(data: Any, shifts: Any, *, order: int = 1, cval: float = 0.0, mo
     --------
     >>> import numpy as np
     >>> stack = np.zeros((2, 6, 6)); stack[0, 2, 2] = stack[1, 3, 4] = 1
-    >>> fixed = apply_drift(stack, [[0, 0], [1, 2]])
+    >>> fixed = apply_drift(stack, shifts=[[0, 0], [1, 2]])
     >>> bool(fixed[1, 2, 2] == 1)
     True
     """
-    shifts = np.asarray(shifts, dtype=np.float64)
-    if shifts.ndim != 2 or shifts.shape[1] != 2 or not np.isfinite(shifts).all():
-        raise ValueError(f"shifts must be a finite (T, 2) array, got shape {shifts.shape}")
-    check_ndim(data, 3, "data")
-    if shifts.shape[0] != data.shape[0]:
-        raise ValueError(f"shifts has {shifts.shape[0]} rows but data has {data.shape[0]} frames along axis 0")
-    return warp(data, [Transform.from_shift(s) for s in shifts], order=order, cval=cval, mode=mode)
+    # Not lifted: frame t needs shifts[t], and a lifted kernel is not told which frame it computes; warp
+    # applies one transform per index of the first axis and keeps one chunk per frame.
+    return _shifted(image, shifts, order=order, cval=cval, mode=mode)
+
+
+def _shifted(data: Any, shifts: Any, **interpolation: Any) -> Any:
+    """``data`` with frame ``t`` moved back by ``shifts[t]`` (lazy for dask)."""
+    if len(shifts) == 0:
+        raise ValueError("shifts must hold one [row, col] shift per frame, got none")
+    if len(shifts) != data.shape[0]:
+        raise ValueError(f"shifts has {len(shifts)} rows but the stack has {data.shape[0]} frames along axis 0")
+    return warp(data, [Transform.from_shift(s) for s in shifts], **interpolation)
 
 
 def _prepare_ecc(frame: Any, *, model: str, method: str, levels: int, **_: Any) -> _Prepared:
@@ -282,9 +306,9 @@ def _transform_kernel(frame: Any, reference: _Prepared, *, model: str, method: s
     return found.matrix
 
 
-@_backend.with_device("stack")
+@validated
 def stack_transforms(
-    stack: Any, *, model: StackModel = "euclidean", reference: Reference = "first", method: StackMethod = "ecc"
+    stack: ImageRef, *, model: StackModel = "euclidean", reference: Reference = "first", method: StackMethod = "ecc"
 ) -> list[Transform]:
     """Per-frame transforms of a stack (StackReg-like), computed once.
 
@@ -303,6 +327,8 @@ def stack_transforms(
         keypoints and RANSAC (:func:`from_features`), then ECC from there (the
         keypoint fit is kept where ECC cannot polish it); for large motions
         between frames.
+    device : {"auto", "cpu", "gpu"}, optional
+        Where to compute; default: where ``stack`` is.
 
     Returns
     -------
@@ -320,9 +346,7 @@ def stack_transforms(
     >>> [t.shift.round(2).tolist() for t in stack_transforms(np.stack([frame, moved]), model="translation")]
     [[0.0, 0.0], [0.0, 3.0]]
     """
-    _check_stack(stack, reference)
-    check_choice("model", model, STACK_MODELS)
-    check_choice("method", method, STACK_METHODS)
+    _check_stack(stack)
     return host_fallback("stack_transforms", _transforms, stack, model=model, reference=reference, method=method)
 
 
@@ -369,6 +393,11 @@ def drift_correct(
 ):
     """Remove translational drift from a time-lapse ``(T, M, N)``.
 
+    Not a lifted frame map: the shifts are estimated across all frames
+    together, and frame ``t`` is then moved by ``shifts[t]`` (a lifted kernel
+    is not told which frame it computes; declared with the whole stack as one
+    frame it would hold the time-lapse in one chunk).
+
     Parameters
     ----------
     image : array, shape ``(T, M, N)``
@@ -413,7 +442,7 @@ def drift_correct(
     """
     estimate, data = _by_time_then_channel(image, channel_axis, rgb)
     shifts = drift(estimate, reference=reference, upsample=upsample, window=window, refine=refine)
-    return _channel_back(apply_drift(data, shifts, order=order), channel_axis)
+    return _channel_back(_shifted(data, shifts, order=order), channel_axis)
 
 
 @operation(menu="register", lift=False, frame_ndim=3, name="align_stack", title="Align stack (ECC per frame)",
@@ -429,6 +458,9 @@ def align_stack(
     rgb: bool = False,
 ):
     """Align every frame of a stack ``(T, M, N)`` to a reference with ECC (StackReg-like).
+
+    Not a lifted frame map, for the reasons of :func:`drift_correct`: the
+    transforms come from the frames together, and frame ``t`` gets its own.
 
     Parameters
     ----------
@@ -465,7 +497,7 @@ def align_stack(
     True
     """
     estimate, data = _by_time_then_channel(image, channel_axis, rgb)
-    _check_stack(estimate, reference)
+    _check_stack(estimate)
     # the registry moves the whole operation to the CPU if the GPU cannot run it
     transforms = _transforms(estimate, model=model, reference=reference, method=method)
     return _channel_back(warp(data, transforms, order=order), channel_axis)

@@ -1,19 +1,27 @@
-"""Resample images through a :class:`Transform`, eagerly or lazily, frame by frame."""
+"""Resample images through a :class:`Transform`, eagerly or lazily, frame by frame.
+
+:func:`warp` takes a :class:`Transform` (or one per frame); the registry
+operation :func:`apply_transform` takes the transform as the plain dictionary
+of :meth:`Transform.to_dict`, so that a recipe can record and replay it.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Annotated, Any, Literal, Sequence, get_args
 
 import numpy as np
 
 from .. import _backend
-from .._validation import check_array, check_choice, check_ndim, check_number, check_numeric, float_dtype
+from .._validation import check_ndim, check_number, check_numeric, float_dtype
 from ..lift import map_frames
+from ..registry import ImageRef, Range, operation, validated
 from ._transform import Transform, scale_translate
 
-__all__ = ["warp", "warp_frame", "warp_points"]
+__all__ = ["warp", "warp_frame", "warp_points", "apply_transform", "transform_of", "MODES"]
 
-MODES = ("constant", "nearest", "reflect", "mirror", "wrap")
+WarpMode = Literal["constant", "nearest", "reflect", "mirror", "wrap"]
+#: How the moving image is extended beyond its edges (``scipy.ndimage`` modes).
+MODES: tuple[str, ...] = get_args(WarpMode)
 
 
 def _out_dtype(dtype: Any, order: int) -> np.dtype:
@@ -64,15 +72,15 @@ def _warp_block(block, transforms, frame_ndim, full_batch, out_frame, kwargs, bl
     return out
 
 
-@_backend.with_device("moving")
+@validated
 def warp(
-    moving: Any,
+    moving: ImageRef,
     transform: Transform | Sequence[Transform],
     *,
     output_shape: Sequence[int] | None = None,
-    order: int = 1,
+    order: Annotated[int, Range(0, 5)] = 1,
     cval: float = 0.0,
-    mode: str = "constant",
+    mode: WarpMode = "constant",
 ) -> Any:
     """Resample ``moving`` onto the fixed image's grid.
 
@@ -95,8 +103,11 @@ def warp(
         values near edges).
     cval : float
         Value of pixels that map outside the moving image.
-    mode : str
+    mode : {"constant", "nearest", "reflect", "mirror", "wrap"}
         How the moving image is extended (``scipy.ndimage`` modes).
+    device : {"auto", "cpu", "gpu"}, optional
+        Where to compute; default: where ``moving`` is. ``"gpu"`` without a
+        usable GPU runs on the CPU with a ``GPUFallbackWarning``.
 
     Returns
     -------
@@ -114,18 +125,10 @@ def warp(
     >>> out.dtype, float(out[2, 2])
     (dtype('float32'), 100.0)
     """
-    check_array(moving, "moving")
     check_numeric(moving, "moving")
-    transforms = [transform] if isinstance(transform, Transform) else list(transform)
-    if not transforms or not all(isinstance(t, Transform) for t in transforms):
-        raise TypeError("transform must be a Transform or a non-empty sequence of Transforms")
+    transforms = _transforms(transform)
     frame_ndim = transforms[0].ndim
-    if any(t.ndim != frame_ndim for t in transforms):
-        raise ValueError("all transforms must have the same number of dimensions")
     check_ndim(moving, frame_ndim, "moving")
-    check_number("order", order, low=0, high=5, integer=True)
-    check_number("cval", cval)
-    check_choice("mode", mode, MODES)
     out_frame = tuple(moving.shape[-frame_ndim:]) if output_shape is None else tuple(int(s) for s in output_shape)
     if len(out_frame) != frame_ndim or min(out_frame) < 1:
         raise ValueError(f"output_shape must give {frame_ndim} positive sizes, got {output_shape!r}")
@@ -204,12 +207,8 @@ def warp_points(
     >>> warp_points(np.array([[1, 5.0, 5.0]]), per_frame).tolist()   # (t, row, col)
     [[1.0, 4.0, 4.0]]
     """
-    transforms = [transform] if isinstance(transform, Transform) else list(transform)
-    if not transforms or not all(isinstance(t, Transform) for t in transforms):
-        raise TypeError("transform must be a Transform or a non-empty sequence of Transforms")
+    transforms = _transforms(transform)
     ndim = transforms[0].ndim
-    if any(t.ndim != ndim for t in transforms):
-        raise ValueError("all transforms must have the same number of dimensions")
     if isinstance(points, (list, tuple)) and points and np.ndim(points[0]) == 2:  # Shapes: vertices per shape
         kwargs = {"scale_fixed": scale_fixed, "scale_moving": scale_moving, "translate_fixed": translate_fixed,
                   "translate_moving": translate_moving}
@@ -243,3 +242,106 @@ def warp_points(
 
 def _homogeneous(points: np.ndarray) -> np.ndarray:
     return np.c_[points, np.ones(len(points))]
+
+
+def _transforms(transform: Any) -> list[Transform]:
+    """``transform`` as a non-empty list of Transforms of one dimensionality (``TypeError``/``ValueError``)."""
+    transforms = [transform] if isinstance(transform, Transform) else list(transform) \
+        if isinstance(transform, (list, tuple)) else []
+    if not transforms or not all(isinstance(t, Transform) for t in transforms):
+        raise TypeError(f"transform must be a Transform or a non-empty sequence of Transforms, got "
+                        f"{type(transform).__name__}")
+    if any(t.ndim != transforms[0].ndim for t in transforms):
+        raise ValueError("all transforms must have the same number of dimensions")
+    return transforms
+
+
+# -- the registry operation ------------------------------------------------------------------------
+def transform_of(transform: Any) -> Transform:
+    """The :class:`Transform` a recipe's ``transform`` dictionary describes (errors name the parameter)."""
+    if isinstance(transform, Transform):
+        return transform
+    try:
+        return Transform.from_dict(transform)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"transform must be the dictionary of Transform.to_dict(): {exc}") from None
+
+
+def _transform_ndim(transform: Any = None, **_: Any) -> int:
+    """Frame dimensionality of :func:`apply_transform`: the transform's (2 before one is given)."""
+    if not isinstance(transform, (dict, Transform)):
+        return 2
+    return transform_of(transform).ndim
+
+
+def _prepare_transform(image: Any, *, transform: dict, output_shape: tuple | None, **params: Any) -> dict:
+    """The transform read once (the kernel gets the Transform), and the output frame checked against it."""
+    found = transform_of(transform)
+    if output_shape is not None:
+        if len(output_shape) != found.ndim:
+            raise ValueError(f"output_shape must give {found.ndim} sizes for a {found.ndim}-D transform, "
+                             f"got {list(output_shape)}")
+        for size in output_shape:
+            check_number("output_shape", size, low=1, integer=True)
+    return {"transform": transform, "output_shape": output_shape, **params, "_transform": found}
+
+
+def _output_frame(in_frame: tuple, *, output_shape: tuple | None, **_: Any) -> tuple:
+    return tuple(in_frame) if output_shape is None else tuple(int(s) for s in output_shape)
+
+
+@operation(menu="register", frame_ndim=_transform_ndim, prepare=_prepare_transform, frame_shape=_output_frame,
+           dtype=lambda dtype, order, **_: _out_dtype(dtype, order), name="apply_transform",
+           title="Apply transform")
+def apply_transform(
+    image,
+    *,
+    transform: dict,
+    output_shape: Annotated[tuple[int, ...], Range(1, None)] | None = None,
+    order: Annotated[int, Range(0, 5)] = 1,
+    cval: float = 0.0,
+    mode: WarpMode = "constant",
+    _transform: Transform | None = None,
+):
+    """Resample every frame through a transform given as a dictionary (a recipe step).
+
+    :func:`warp` with the transform written as :meth:`Transform.to_dict`
+    writes it (also the content of a transform's JSON file), so that a
+    recipe records and replays it. The napari registration tools record
+    this step for the layers they resample.
+
+    Parameters
+    ----------
+    image : array, shape ``(..., M, N)`` (``(..., P, M, N)`` for a 3-D transform)
+        Image or stack; leading axes are batch axes, each frame gets the same
+        transform. Dask stays lazy (whole frames per chunk).
+    transform : dict
+        ``Transform.to_dict()`` of the fixed -> moving transform (``model``,
+        ``matrix`` and, for polynomials, ``coefficients`` and ``order``).
+    output_shape : tuple of int, optional
+        Frame shape of the result (the fixed image's); default: the input's.
+    order : int
+        Spline order, 0 (nearest: labels stay labels) to 5.
+    cval : float
+        Value of pixels that map outside the image.
+    mode : {"constant", "nearest", "reflect", "mirror", "wrap"}
+        How the image is extended beyond its edges.
+
+    Returns
+    -------
+    array, shape ``(..., *output_shape)``
+        float32 (float64 for float64 input); ``order=0`` keeps the input
+        dtype. No halo: each output frame needs its whole input frame.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.zeros((8, 8), np.uint16); img[3, 4] = 100
+    >>> shift = Transform.from_shift([1, 2]).to_dict()
+    >>> out = apply_transform(img, transform=shift, output_shape=(6, 6))
+    >>> out.shape, float(out[2, 2])
+    ((6, 6), 100.0)
+    """
+    return warp_frame(image, _transform if _transform is not None else transform_of(transform),
+                      output_shape=_output_frame(image.shape, output_shape=output_shape), order=order, cval=cval,
+                      mode=mode)
