@@ -28,8 +28,12 @@ def minimal_image(op, dtype: str, values: np.ndarray = BASE) -> np.ndarray:
     return image
 
 
-#: the one operation whose defaults alone are not a valid call
-EXTRA = {"virtual_detector": {"outer": 6.0}}
+#: the operations whose defaults alone are not a valid call
+EXTRA = {
+    "virtual_detector": {"outer": 6.0},
+    "equalize_levels": {"target": [[30.0, 12.0]]},
+    "remove_background": {"foreground": 40.0, "mask_only": True},
+}
 
 
 def minimal_params(op, image) -> dict:

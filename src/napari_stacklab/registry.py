@@ -438,7 +438,10 @@ class Operation:
         def without(values: tuple, at: int) -> tuple:
             return tuple(values[:at]) + tuple(values[at + 1:])
 
-        kept = engine.keeps_channels(self, channels)
+        # a native operation's result keeps the axis where it has one (the input's number of axes): the
+        # subject of a background removal does, its mask does not
+        kept = engine.keeps_channels(self, channels) and (self.channels != "native"
+                                                          or len(out_shape) == len(in_shape))
         at = axis - len(in_shape) + len(out_shape) if kept else None  # the same place, counted from the end
         inner = self.output_frame(
             without(in_shape, axis), without(out_shape, at) if kept else tuple(out_shape),
