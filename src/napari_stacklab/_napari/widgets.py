@@ -144,6 +144,8 @@ class _Field:
     widget: Any
     get: Callable[[], Any]
     set: Callable[[Any], None]
+    #: Shows the value the operation worked out while the control says "auto" (``None``).
+    show_auto: Callable[[Any], None] = lambda value: None
 
 
 def _number_field(p: registry.Param, label: str) -> _Field:
@@ -178,7 +180,10 @@ def _text_field(p: registry.Param, label: str) -> _Field:
             return text
         return yaml.safe_load(text)
 
-    return _Field(edit, get, lambda v: setattr(edit, "value", _format_value(v)))
+    def show_auto(value: Any) -> None:
+        edit.native.setPlaceholderText(f"auto: {_format_value(value)}")
+
+    return _Field(edit, get, lambda v: setattr(edit, "value", _format_value(v)), show_auto)
 
 
 def _optional(field: _Field, p: registry.Param, label: str) -> _Field:
@@ -550,10 +555,15 @@ class OperationWidget(Container):
         notifications.show_error(f"{self.operation.title} failed: {exc}")
 
     def _show_resolved(self, params: dict, resolved: dict) -> None:
+        """Say what the operation worked out (an Otsu threshold, the centre it used), in the info line and beside
+        the controls left on auto."""
         changed = {
             k: v for k, v in resolved.items()
             if k in params and not hasattr(v, "shape") and params[k] != v
         }
+        for name, value in changed.items():
+            if params[name] is None and name in self.fields and not self._closed:
+                self.fields[name].show_auto(value)
         if changed:
             values = ", ".join(f"{k} = {_short(v)}" for k, v in changed.items())
             self.info.value = f"{self.operation.name}: {values}"
