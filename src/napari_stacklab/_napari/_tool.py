@@ -37,7 +37,7 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton
 from napari.qt.threading import thread_worker
 from napari.utils import notifications, progress
 from qtpy.QtCore import QEvent, QObject, Qt, QTimer
-from qtpy.QtWidgets import QDockWidget, QFrame, QMainWindow, QScrollArea
+from qtpy.QtWidgets import QDockWidget, QFrame, QMainWindow, QScrollArea, QSizePolicy
 
 from ..recipe import PROVENANCE_KEY, provenance
 from . import _channels, _layers
@@ -442,6 +442,8 @@ class Tool(Container):
         self.body = Container(labels=True)
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
+        # a long message wraps within the dock's width instead of widening the dock
+        self.status.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.cancel_button.tooltip = "stop the computation after its current step; nothing is added"
         self.body.native.layout().addStretch(1)  # controls stay together at the top of a tall dock

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from magicgui.widgets import FloatSlider, Label, PushButton, SpinBox
 from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QSizePolicy
 
 from .. import _backend, catalog
 from . import _layers
@@ -131,6 +132,8 @@ class PrepareImageWidget(Tool):
         self.gain = FloatSlider(label="gain", min=0, max=5, step=0.05, value=1)
         self.chain = Label(value="no step (all neutral)")
         self.chain.native.setWordWrap(True)
+        # a long chain wraps within the dock's width instead of widening the tool past it
+        self.chain.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.apply_button = PushButton(text="Apply (full resolution)")
         self.compare_button = PushButton(text="Side by side with original")
         self.controls = [
