@@ -226,6 +226,7 @@ def test_levels_bring_any_image_to_the_target():
         ({"method": "histogram", "target": [1.0, 2.0], "reference": np.ones((8, 8))}, "not both"),
         ({"method": "histogram", "reference": np.ones((3, 8, 8))}, "leading"),
         ({"target": [[1.0, 2.0]], "sharpness": -1.0}, "sharpness"),
+        ({"target": [[1.0, 2.0]], "reference": np.ones((8, 8))}, "histogram"),
         ({"target": [[1.0, 2.0]], "method": "clahe"}, "method"),
     ],
 )

@@ -37,6 +37,12 @@ INPUTS = {
     "skeletonize": "cells mask", "distance_transform": "cells mask",
     "reconstruct_hologram": "hologram",
     "template_peaks": "cells", "match_template": "cells",
+    "remove_background": "rgb",
+}
+#: Parameters set before the run, for operations whose defaults alone are not a valid call.
+PARAMS = {
+    "equalize_levels": {"method": "histogram"},  # matched to the reference layer
+    "remove_background": {"mask_only": True},  # the mask from the "defects" Labels layer
 }
 #: A layer for every ImageRef parameter (by parameter name), shaped to match the input.
 REFERENCES = {
@@ -171,6 +177,7 @@ def test_every_operation_widget_runs_or_says_why_in_one_viewer(qtbot, make_napar
         for p in op.image_params:
             ref = _reference_for(op, p.name, layer_name)
             widget.set_params(**{p.name: viewer.layers[ref] if ref else None})
+        widget.set_params(**PARAMS.get(op.name, {}))
         errors_before = len(shown["error"])
         started = time.perf_counter()
         faulthandler.dump_traceback_later(TIMEOUT_MS / 1000 + 5, exit=False)

@@ -190,6 +190,9 @@ def _levelled(image: Any, method: str, target: Any, reference: Any) -> Any:
     """``image`` (grey, ``(..., M, N)``) with every frame brought to its target levels (lazy for dask)."""
     frames = _frames(tuple(image.shape[:-2]))
     if method == "meanstd":
+        if reference is not None:
+            raise ValueError("reference is an image to match histograms to (method='histogram'); method='meanstd' "
+                             "takes target=[[mean, std]]")
         if target is None:
             raise ValueError("method='meanstd' needs the target levels: target=[[mean, std]] (one pair per frame, "
                              "or one for every frame)")
