@@ -312,7 +312,8 @@ class OperationWidget(Container):
         for layer in self.viewer.layers:
             layer.events.name.connect(self._layers_changed)
         self.native.destroyed.connect(self._disconnect)
-        self._dock_watcher = _tool.DockWatcher(self.native, self._on_dock_closed)  # tabs; close
+        # docked: joins the stacklab tab group; dock closed: the run stops and the preview goes
+        self._dock_watcher = _tool.DockWatcher(self.native, self._on_dock_closed)
         self.reset_choices()
         active = self.viewer.layers.selection.active
         if active is not None and active in [layer for _, layer in self._input_choices()]:
