@@ -34,6 +34,8 @@ EXTRA = {
     "apply_transform": {"transform": {"model": "euclidean", "matrix": [[0.96, -0.28, 8.0], [0.28, 0.96, -5.0],
                                                                        [0, 0, 1]]}},
     "apply_drift": {"shifts": [[0.0, 0.0], [1.5, -2.0], [-0.5, 3.25]]},
+    "equalize_levels": {"target": [[30.0, 12.0]]},
+    "remove_background": {"foreground": 40.0, "mask_only": True},
 }
 
 

@@ -184,8 +184,16 @@ def _check_native(op, grey, kind, keywords, params):
         got = np.asarray(_run(op, image, keywords, params))
         assert got.shape == image.shape and got.dtype == np.uint8
         return
-    same, _ = _channel_image(grey, kind, same=True)  # identical channels: every channel moves alike
     axis = 0 if kind == "c" else -1
+    if op.output == "images":  # background removal: mask and matte are spatial, the subject keeps the channel axis
+        image, _ = _channel_image(grey, kind)
+        got = _run(op, image, keywords, params)
+        alone = _run(op, np.moveaxis(image, axis, -1), {}, params)  # the same colour frame, channels last
+        assert got["mask"].shape == grey.shape and got["alpha"].shape == grey.shape
+        for key in alone:
+            _assert_same(op, np.moveaxis(got[key], axis, -1) if key == "subject" else got[key], alone[key], key)
+        return
+    same, _ = _channel_image(grey, kind, same=True)  # identical channels: every channel moves alike
     got = np.asarray(_run(op, same, keywords, params))
     assert got.shape == same.shape, f"{op.name}: channels kept"
     for c in (1, 2):

@@ -197,3 +197,20 @@ def test_choices_come_from_the_vocabularies():
     run = build_parser()._subparsers._group_actions[0].choices["run"]
     choices = {action.dest: action.choices for action in run._actions if action.choices}
     assert tuple(choices["format"]) == FORMATS and tuple(choices["device"]) == DEVICES
+
+
+def test_run_takes_the_images_a_recipe_names(tmp_path, tiffs):
+    """A step that uses a second image records its name; ``--image NAME=FILE`` gives its file."""
+    recipe = sl.Recipe(steps=[{"op": "match_histograms", "params": {"reference": {"layer": "camera"}}}])
+    saved = recipe.save(tmp_path / "r.yaml")
+    missing = stacklab("run", saved, tiffs[1], "-o", tmp_path / "none", "-q", check=False)
+    assert missing.returncode == 2 and "--image 'camera'=FILE" in missing.stderr
+    _no_python_noise(missing.stderr)
+    assert not (tmp_path / "none" / "moon.zarr").exists()
+    result = stacklab("run", saved, tiffs[1], "-o", tmp_path / "out", "--format", "tiff", "-q",
+                      "--image", f"camera={tiffs[0]}")
+    got = sl.io.imread(_lines(result.stdout, "wrote")[0])
+    expected = recipe.run(sl.io.imread(tiffs[1]).data, inputs={"camera": sl.io.imread(tiffs[0]).data})
+    np.testing.assert_allclose(np.asarray(got.data), np.asarray(expected), rtol=1e-6)
+    bad = stacklab("run", saved, tiffs[1], "-o", tmp_path / "out2", "--image", "camera", check=False)
+    assert bad.returncode == 2 and "NAME=FILE" in bad.stderr

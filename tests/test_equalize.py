@@ -169,3 +169,82 @@ def test_invalid_images():
         equalize_set([np.ones((8, 8)), np.ones((8, 8), complex)])
     with pytest.raises(ValueError, match=r"images\[0\]"):
         equalize_set([np.ones(8)])
+
+
+# --- the two steps: targets read off a set, then each image brought to them ------------------------------
+from napari_stacklab.equalize import N_QUANTILES, equalize_levels, equalize_targets  # noqa: E402
+from napari_stacklab.recipe import Recipe  # noqa: E402
+
+
+@pytest.mark.parametrize("reference", ["median", 1])
+@pytest.mark.parametrize("method", ["meanstd", "histogram"])
+def test_equalize_set_is_targets_then_levels_and_the_steps_replay_from_yaml(image_set, reference, method):
+    out = equalize_set(image_set, reference=reference, method=method, sharpness=True)
+    targets = equalize_targets(image_set, reference=reference, method=method, sharpness=True)
+    for image, levels, expected in zip(image_set, targets, out):
+        np.testing.assert_array_equal(equalize_levels(image, **levels), expected)
+        # a recipe step (the reference image recorded by name), through YAML and back
+        params = dict(levels)
+        inputs = {}
+        if "reference" in params:
+            params["reference"] = {"layer": "ref"}
+            inputs["ref"] = image_set[reference]
+        recipe = Recipe.from_yaml(Recipe(steps=[{"op": "equalize_levels", "params": params}]).to_yaml())
+        np.testing.assert_array_equal(recipe.run(image, inputs=inputs), expected)
+    if method == "histogram" and reference == "median":
+        assert len(targets[0]["target"][0]) == N_QUANTILES
+
+
+def test_levels_bring_any_image_to_the_target():
+    rng = np.random.default_rng(5)
+    stack = rng.gamma(2.0, 10.0, (2, 40, 50))
+    out = equalize_levels(stack, target=[[100.0, 5.0], [50.0, 2.0]])
+    np.testing.assert_allclose(out.mean(axis=(1, 2)), [100.0, 50.0], rtol=1e-6)
+    np.testing.assert_allclose(out.std(axis=(1, 2)), [5.0, 2.0], rtol=1e-5)
+    same = equalize_levels(stack, target=[100.0, 5.0])  # one entry for every frame
+    np.testing.assert_allclose(same.mean(axis=(1, 2)), [100.0, 100.0], rtol=1e-6)
+    # a quantile function: the uniform distribution on [0, 1]
+    uniform = equalize_levels(stack[0], method="histogram", target=np.linspace(0, 1, 101).tolist())
+    np.testing.assert_allclose(np.quantile(uniform, [0.25, 0.5, 0.75]), [0.25, 0.5, 0.75], atol=0.01)
+    sharp = equalize_levels(data.camera()[::4, ::4], target=[[100.0, 40.0]], sharpness=2 * 3000.0)
+    np.testing.assert_allclose(laplacian_variance(sharp), 6000.0, rtol=1e-3)
+    lazy = equalize_levels(da.from_array(stack, chunks=(1, 20, 25)), target=[[100.0, 5.0], [50.0, 2.0]])
+    assert isinstance(lazy, da.Array)
+    np.testing.assert_allclose(lazy.compute(), out, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({}, "target"),
+        ({"target": [[1.0, 2.0, 3.0]]}, "target"),
+        ({"target": [[1.0, 2.0]] * 3}, "frame"),
+        ({"target": [[1.0, -2.0]]}, "standard deviation"),
+        ({"target": [["a", "b"]]}, "target"),
+        ({"method": "histogram"}, "reference"),
+        ({"method": "histogram", "target": [3.0, 2.0, 1.0]}, "decrease"),
+        ({"method": "histogram", "target": [1.0, 2.0], "reference": np.ones((8, 8))}, "not both"),
+        ({"method": "histogram", "reference": np.ones((3, 8, 8))}, "leading"),
+        ({"target": [[1.0, 2.0]], "sharpness": -1.0}, "sharpness"),
+        ({"target": [[1.0, 2.0]], "reference": np.ones((8, 8))}, "histogram"),
+        ({"target": [[1.0, 2.0]], "method": "clahe"}, "method"),
+    ],
+)
+def test_levels_refuse_wrong_targets_by_name(kwargs, words):
+    with pytest.raises((TypeError, ValueError), match=words):
+        equalize_levels(np.ones((2, 8, 8)) + np.arange(64).reshape(8, 8), **kwargs)
+
+
+def test_colour_levels_and_targets():
+    photo = data.astronaut()[::4, ::4]
+    dim = (photo * 0.5).astype(np.uint8)
+    targets = equalize_targets([photo, dim], reference=0, rgb=True)
+    out = equalize_levels(dim, rgb=True, **targets[1])
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, equalize_set([photo, dim], reference=0, rgb=True)[1])
+    rgba = np.concatenate([dim, np.full(dim.shape[:2] + (1,), 77, np.uint8)], axis=-1)
+    with_alpha = equalize_levels(rgba, rgb=True, **targets[1])
+    np.testing.assert_array_equal(with_alpha[..., :3], out)
+    assert (with_alpha[..., 3] == 77).all()
+    with pytest.raises(ValueError, match="colour"):
+        equalize_levels(dim, rgb=True, method="histogram", reference=photo[..., 0])

@@ -192,3 +192,38 @@ def test_missing_pymatting_gives_install_hint(monkeypatch):
     trimap[0], trimap[-1] = 0, 1
     with pytest.raises(ImportError, match="pip install pymatting"):
         matting.alpha_matte(np.zeros((8, 8)), trimap)
+
+
+def test_remove_background_is_a_registry_operation_that_replays(soft_disk, tmp_path):
+    import napari_stacklab as sl
+    from napari_stacklab import catalog
+    from napari_stacklab.recipe import Recipe
+
+    image, truth = soft_disk
+    op = catalog.get("remove_background")
+    assert op.output == "images" and op.parts == ("mask", "trimap", "alpha", "subject")
+    assert op.param("mask").kind.__name__ == "ImageRef" and op.title == "Remove background"
+    params = {"foreground": 100.0, "background": 60.0, "erode_size": 4, "new_background": "white"}
+    direct = remove_background(image, **params)
+    # a colour image named as such: the same result, the subject keeps its colour axis
+    told = remove_background(image, rgb=True, **params)
+    for key in direct:
+        np.testing.assert_array_equal(told[key], direct[key])
+    moved = remove_background(np.moveaxis(image, -1, 0), channel_axis=0, **params)
+    np.testing.assert_array_equal(np.moveaxis(moved["subject"], 0, -1), direct["subject"])
+    np.testing.assert_array_equal(moved["alpha"], direct["alpha"])
+    # a recipe step, the drawn mask recorded by name, on an RGB Image: one Image per part, in its frame
+    labels = (truth > 0.5).astype(np.uint8)
+    recipe = Recipe.from_yaml(Recipe(steps=[{"op": "remove_background",
+                                             "params": {"mask": {"layer": "drawn"}, "mask_only": True}}]).to_yaml())
+    assert recipe.image_names == ("drawn",)
+    photo = sl.io.Image(image, scale=(0.5, 0.5, 1.0), units=("um", "um", "pixel"), axis_labels=("y", "x", "s"))
+    parts = recipe.run(photo, inputs={"drawn": labels})
+    expected = remove_background(image, mask=labels, mask_only=True)
+    assert set(parts) == set(op.parts)
+    for key, part in parts.items():
+        np.testing.assert_array_equal(np.asarray(part.data), expected[key])
+    assert parts["alpha"].scale == (0.5, 0.5) and parts["alpha"].axis_labels == ("y", "x")
+    assert parts["subject"].scale == (0.5, 0.5, 1.0) and parts["subject"].rgb
+    with pytest.raises(ValueError, match="drawn"):
+        recipe.run(photo)

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from skimage import data, measure
+from skimage import color, data, measure
 
 from napari_stacklab.equalize import laplacian_variance
 from napari_stacklab._napari.equalize_widget import EqualizeSetWidget
@@ -34,8 +34,8 @@ def test_equalize_set_widget(make_napari_viewer, qtbot):
     out = viewer.layers["moon equalized"]
     assert "camera equalized" in viewer.layers
     step = out.metadata["stacklab"]["steps"][-1]
-    assert step["op"] == "equalize_set" and step["params"]["reference"] == "camera"
-    assert step["params"]["images"] == ["camera", "moon"] and step["params"]["index"] == 1
+    assert step == {"op": "equalize_levels", "params": {"method": "histogram", "reference": {"layer": "camera"}}}
+    assert viewer.layers["camera equalized"].metadata["stacklab"]["steps"][-1] == step
     assert tuple(str(u) for u in out.units) == ("micrometer", "micrometer")
     # matched histograms: the fraction of pixels below the camera's median is one half, give or take
     # the largest tie of the moon image (matching maps all pixels of one value to one value)
@@ -110,9 +110,81 @@ def test_prepare_image_widget_rgb_saturation(make_napari_viewer, qtbot):
     widget.apply()
     finish(qtbot, widget)
     out = viewer.layers["astronaut prepared"]
-    assert out.rgb and out.data.shape == (128, 128, 3)
-    np.testing.assert_allclose(out.data[..., 0], out.data[..., 1], atol=1e-3)  # grey
-    assert out.metadata["stacklab"]["steps"][0]["op"] == "adjust_saturation"
+    assert out.rgb and out.data.shape == (128, 128, 3) and out.data.dtype == np.uint8
+    np.testing.assert_array_equal(out.data[..., 0], out.data[..., 1])  # grey
+    assert out.metadata["stacklab"]["steps"] == [{"op": "adjust_saturation", "params": {"factor": 0.0}}]
+
+
+def _suit(photo):
+    """The astronaut's orange suit: strongly saturated red-orange pixels."""
+    hsv = color.rgb2hsv(photo)
+    return (hsv[..., 0] < 0.08) & (hsv[..., 1] > 0.45) & (hsv[..., 2] > 0.35)
+
+
+def _hue_change(before, after, where):
+    """Per pixel HSV hue change in degrees, wrapped to [-180, 180)."""
+    turn = color.rgb2hsv(after)[..., 0][where] - color.rgb2hsv(before)[..., 0][where]
+    return np.degrees(np.angle(np.exp(2j * np.pi * turn)))
+
+
+def test_prepare_on_astronaut_keeps_the_suit_hue_and_uint8_rgb_and_replays(make_napari_viewer, qtbot, tmp_path):
+    """Issue 15: the Prepare tool turned the orange suit grey-blue, float -0.42..1.44, per channel."""
+    import subprocess
+    import sys
+
+    import tifffile
+
+    import napari_stacklab as sl
+
+    photo = data.astronaut()
+    path = tmp_path / "astronaut.tif"
+    tifffile.imwrite(path, photo, photometric="rgb")
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-stacklab")
+    layer = viewer.layers["astronaut"]
+    assert layer.rgb
+    widget = PrepareImageWidget(viewer)
+    widget.image.value = layer
+    # the tutorial's adjustments (examples/prepare_image.py): every slider of the chain moved
+    widget.bilateral.value = 2.0
+    widget.saturation.value = 1.6
+    widget.clahe_clip.value = 0.02
+    widget.sharpen_sigma.value = 2.0
+    widget.sharpen_amount.value = 1.5
+    widget.gamma.value = 0.7
+    widget.gain.value = 1.3
+    qtbot.waitUntil(lambda: not widget.previewing and "astronaut prepared (preview)" in viewer.layers,
+                    timeout=WAIT_MS)
+    preview = viewer.layers["astronaut prepared (preview)"]
+    assert preview.rgb and preview.data.dtype == np.uint8 and tuple(preview.contrast_limits) == (0, 255)
+    widget.apply()
+    finish(qtbot, widget)
+    out = viewer.layers["astronaut prepared"]
+    assert out.rgb and out.data.dtype == np.uint8 and out.data.shape == photo.shape
+    suit = _suit(photo)
+    assert suit.sum() > 20000
+    change = _hue_change(photo, out.data, suit)
+    assert abs(np.mean(change)) < 10 and np.median(np.abs(change)) < 10
+    # it did something: more colourful
+    assert color.rgb2hsv(out.data)[..., 1][suit].mean() > color.rgb2hsv(photo)[..., 1][suit].mean() + 0.05
+
+    steps = out.metadata["stacklab"]["steps"]
+    assert [s["op"] for s in steps] == ["bilateral", "adjust_saturation", "clahe", "unsharp_mask", "adjust_gamma",
+                                        "adjust_gain"]
+    assert all(set(s) == {"op", "params"} for s in steps)  # ordinary steps, nothing "per channel"
+    recipe = Recipe.from_metadata(out.metadata)
+    np.testing.assert_array_equal(recipe.run(photo, rgb=True), out.data)
+    replayed = recipe.run(sl.io.imread(path))
+    assert replayed.rgb
+    np.testing.assert_array_equal(np.asarray(replayed.data), out.data)
+    saved = recipe.save(tmp_path / "prepare.yaml")
+    done = subprocess.run([sys.executable, "-m", "napari_stacklab.cli", "run", str(saved), str(path), "-o",
+                           str(tmp_path / "out"), "--format", "tiff", "-q"], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    written = sl.io.imread(tmp_path / "out" / "astronaut.tif")
+    assert written.rgb and written.dtype == np.uint8
+    np.testing.assert_array_equal(np.asarray(written.data), out.data)
 
 
 def _disk_image():
@@ -184,7 +256,8 @@ def test_background_removal_from_labels_mask_only(make_napari_viewer, qtbot):
     np.testing.assert_array_equal(widget.result["mask"], truth > 0.5)
     assert viewer.layers["disk subject"].data[0, 0] == 0
     step = viewer.layers["disk mask"].metadata["stacklab"]["steps"][-1]
-    assert step["params"]["mask"] == {"layer": "drawn"} and step["result"] == {"output": "mask"}
+    assert step["op"] == "remove_background" and step["params"]["mask"] == {"layer": "drawn"}
+    assert viewer.layers["disk mask"].metadata["stacklab"]["output"] == "mask"  # which part of the result
 
 
 def test_background_removal_thresholds_follow_a_float_image_and_an_empty_mask_is_said(make_napari_viewer, qtbot):

@@ -78,3 +78,32 @@ def test_widget_opens_through_the_manifest(make_napari_viewer):
     viewer.add_labels(np.zeros((8, 8), np.int32), name="empty")
     _, widget = viewer.window.add_plugin_dock_widget("napari-stacklab", "Measure labels")
     assert isinstance(widget, MeasureWidget)
+
+
+def test_an_intensity_layer_with_channels_gives_a_column_per_channel(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    photo = data.astronaut()[::4, ::4]
+    labels = np.zeros(photo.shape[:2], np.int32)
+    labels[10:40, 10:50], labels[60:100, 70:120] = 1, 2
+    viewer.add_image(photo, name="photo", rgb=True)
+    viewer.add_labels(labels, name="cells")
+    stack = np.stack([photo[..., 0], photo[..., 2]]).astype(np.float32)
+    viewer.add_image(stack, name="stains", axis_labels=("c", "y", "x"), metadata={"channel_names": ["DAPI", "GFP"]})
+    widget = MeasureWidget(viewer)
+    widget.labels_layer.value = viewer.layers["cells"]
+    widget.intensity_layer.value = viewer.layers["photo"]
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.running, timeout=20000)
+    for c, name in enumerate(("red", "green", "blue")):
+        expected = [photo[..., c][labels == k].mean() for k in (1, 2)]
+        np.testing.assert_allclose(widget.table[f"intensity_mean-{name}"], expected, rtol=1e-6)
+    assert widget.step["params"]["channel_names"] == ["red", "green", "blue"]
+    widget.intensity_layer.value = viewer.layers["stains"]
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.running, timeout=20000)
+    np.testing.assert_allclose(widget.table["intensity_mean-GFP"], [stack[1][labels == k].mean() for k in (1, 2)],
+                               rtol=1e-6)
+    assert "intensity_mean" not in widget.table
+    viewer.add_image(np.zeros((5, 7), np.float32), name="small")
+    widget.intensity_layer.value = viewer.layers["small"]
+    assert widget.run() is None and "labels' shape" in widget.status.value

@@ -37,17 +37,21 @@ INPUTS = {
     "skeletonize": "cells mask", "distance_transform": "cells mask",
     "reconstruct_hologram": "hologram",
     "template_peaks": "cells", "match_template": "cells",
+    "remove_background": "rgb",
+}
+#: Parameters set before the run, for operations whose defaults alone are not a valid call.
+PARAMS = {
+    "equalize_levels": {"method": "histogram"},  # matched to the reference layer
+    "remove_background": {"mask_only": True},  # the mask from the "defects" Labels layer
+    # required parameters that are not images, typed into the widget's text field (JSON and YAML text)
+    "apply_transform": {"transform": '{"model": "euclidean", "matrix": [[0.96, -0.28, 8], [0.28, 0.96, -5], '
+                                     '[0, 0, 1]]}'},
+    "apply_drift": {"shifts": "[[0, 0], [1.5, -2], [-0.5, 3]]"},
 }
 #: A layer for every ImageRef parameter (by parameter name), shaped to match the input.
 REFERENCES = {
     "reference": "reference", "template": "template", "mask": "defects", "markers": "nuclei",
     "intensity": "cells", "psf": "psf",
-}
-#: Required parameters that are not images, typed into the widget's text field (JSON and YAML text).
-TYPED = {
-    "apply_transform": {"transform": '{"model": "euclidean", "matrix": [[0.96, -0.28, 8], [0.28, 0.96, -5], '
-                                     '[0, 0, 1]]}'},
-    "apply_drift": {"shifts": "[[0, 0], [1.5, -2], [-0.5, 3]]"},
 }
 #: Operations known to fail on a suitable input (a bug outside the widget; reported, see the reason).
 KNOWN_FAILURES: dict = {}
@@ -177,7 +181,7 @@ def test_every_operation_widget_runs_or_says_why_in_one_viewer(qtbot, make_napar
         for p in op.image_params:
             ref = _reference_for(op, p.name, layer_name)
             widget.set_params(**{p.name: viewer.layers[ref] if ref else None})
-        widget.set_params(**TYPED.get(op.name, {}))
+        widget.set_params(**PARAMS.get(op.name, {}))
         errors_before = len(shown["error"])
         started = time.perf_counter()
         faulthandler.dump_traceback_later(TIMEOUT_MS / 1000 + 5, exit=False)

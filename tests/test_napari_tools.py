@@ -119,17 +119,24 @@ def run_script(tmp_path, exporter, layer):
     return sl.io.imread(out)
 
 
-def replay_with_cli(tmp_path, exporter, layer, source):
-    """Save ``layer``'s recipe, replay it over ``source`` with ``stacklab run`` in a subprocess."""
+def replay_with_cli(tmp_path, exporter, layer, source, images=None, output=None):
+    """Save ``layer``'s recipe, replay it over ``source`` with ``stacklab run`` in a subprocess.
+
+    ``images`` gives the files of the images the recipe names (``--image NAME=FILE``); ``output``
+    picks the written file of a several-output step (``<stem>_<output>.tif``).
+    """
     tmp_path.mkdir(parents=True, exist_ok=True)
     exporter.layer.value = layer
     recipe = exporter.save(tmp_path / f"{layer.name.replace(' ', '_')}.yaml")
     assert recipe is not None, exporter.status.value
     out = tmp_path / "cli"
+    named = [f"--image={name}={path}" for name, path in (images or {}).items()]
     done = subprocess.run([sys.executable, "-m", "napari_stacklab.cli", "run", str(recipe), str(source), "-o",
-                           str(out), "--format", "tiff", "-q"], capture_output=True, text=True, timeout=300)
+                           str(out), "--format", "tiff", "-q", *named], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     written = [line.split(" ", 1)[1] for line in done.stdout.splitlines() if line.startswith("wrote ")]
+    if output is not None:
+        written = [path for path in written if path.endswith(f"_{output}.tif")]
     return sl.io.imread(written[0])
 
 
@@ -184,7 +191,7 @@ def _only_fft(viewer):
 #: Title -> a viewer holding only layers the tool cannot use.
 WRONG_KINDS = {
     "Align images to a base": _only_labels,
-    "Equalize a set of images": _only_rgb,
+    "Equalize a set of images": _only_labels,
     "Prepare image": _only_labels,
     "Remove background": _only_a_stack,
     "Point registration": _only_fft,
@@ -397,7 +404,7 @@ def test_compare_tools_keep_units_and_export_scripts_that_reproduce_the_layers(m
     for layer in viewer.layers:
         assert units_of(layer)[-2:] == ("micrometer", "micrometer") and tuple(layer.scale)[-2:] == (0.5, 0.5), layer
     assert viewer.layers.extent.units is not None
-    assert [s["op"] for s in aligned.metadata["stacklab"]["steps"]] == ["equalize_set", "apply_transform"]
+    assert [s["op"] for s in aligned.metadata["stacklab"]["steps"]] == ["equalize_levels", "apply_transform"]
 
     exporter = open_tool(viewer, "Export recipe or script")
     exporter.layer.value = aligned
@@ -473,6 +480,105 @@ def test_point_tool_and_drift_shift_results_replay_with_stacklab_run(make_napari
         replayed = replay_with_cli(tmp_path / op, exporter, layer, source)
         np.testing.assert_allclose(np.asarray(replayed.data), np.asarray(layer.data), rtol=1e-5, atol=1e-4)
         assert tuple(replayed.units[-2:]) == UM and replayed.scale[-1] == 0.5
+
+
+def test_equalized_layers_replay_alone_with_stacklab_run(make_napari_viewer, qtbot, tmp_path, escaped):
+    """Issue 16: "Export recipe" said an equalized layer "records no stacklab steps"."""
+    base = camera()
+    paths = {"base": tif(tmp_path, "base", base),
+             "dim": tif(tmp_path, "dim", (base * 0.4 + 30).astype(np.uint16)),
+             "soft": tif(tmp_path, "soft", sl.filters.gaussian(base, sigma=2.0) * 1.3 - 5)}
+    viewer = make_napari_viewer()
+    for path in paths.values():
+        viewer.open(str(path), plugin=PLUGIN)
+    equalize = open_tool(viewer, "Equalize a set of images")
+    exporter = open_tool(viewer, "Export recipe or script")
+    chosen = [viewer.layers[name] for name in paths]
+    runs = [("median", "histogram", True), ("base", "histogram", False), ("median", "meanstd", True)]
+    for reference, method, sharpness in runs:
+        equalize.images.value = chosen
+        equalize.reference.value = reference
+        equalize.method.value, equalize.sharpness.value = method, sharpness
+        equalize.run()
+        finish(qtbot, equalize)
+        for name, source in paths.items():
+            layer = viewer.layers[f"{name} equalized"]
+            step = layer.metadata["stacklab"]["steps"][-1]
+            assert step["op"] == "equalize_levels" and step["params"]["method"] == method
+            assert units_of(layer) == ("micrometer", "micrometer") and tuple(layer.scale) == (0.5, 0.5)
+            images = {"base": paths["base"]} if reference == "base" else None
+            replayed = replay_with_cli(tmp_path / f"{reference}_{method}_{name}", exporter, layer, source, images)
+            np.testing.assert_allclose(np.asarray(replayed.data), layer.data, rtol=1e-5, atol=1e-3)
+            assert replayed.scale == (0.5, 0.5)
+    # the recipe of a layer brings another image to the same levels (mean, sharpness): the set's median
+    levels = sl.Recipe.from_metadata(viewer.layers["dim equalized"].metadata)
+    again = np.asarray(levels.run(np.flipud(base) * 3.0 + 7).data)
+    target = viewer.layers["dim equalized"].data
+    np.testing.assert_allclose(again.mean(), target.mean(), rtol=1e-3)
+    np.testing.assert_allclose(sl.equalize.laplacian_variance(again), sl.equalize.laplacian_variance(target),
+                               rtol=0.02)
+    assert viewer.layers.extent.units is not None
+
+
+def test_colour_images_are_equalized_on_lightness_in_the_tool(make_napari_viewer, qtbot, tmp_path, escaped):
+    import tifffile
+
+    photo = data.astronaut()[::4, ::4]
+    paths = {"bright": tmp_path / "bright.tif", "dark": tmp_path / "dark.tif"}
+    tifffile.imwrite(paths["bright"], photo, photometric="rgb")
+    tifffile.imwrite(paths["dark"], (photo * 0.45).astype(np.uint8), photometric="rgb")
+    viewer = make_napari_viewer()
+    for path in paths.values():
+        viewer.open(str(path), plugin=PLUGIN)
+    equalize = open_tool(viewer, "Equalize a set of images")
+    equalize.images.value = [viewer.layers["bright"], viewer.layers["dark"]]
+    equalize.reference.value = "bright"
+    equalize.run()
+    finish(qtbot, equalize)
+    out = viewer.layers["dark equalized"]
+    expected = sl.equalize.equalize_set([photo, (photo * 0.45).astype(np.uint8)], reference=0, rgb=True)[1]
+    assert out.rgb and out.data.dtype == np.uint8
+    np.testing.assert_array_equal(out.data, expected)
+    exporter = open_tool(viewer, "Export recipe or script")
+    replayed = replay_with_cli(tmp_path / "cli", exporter, out, paths["dark"])
+    assert replayed.rgb
+    np.testing.assert_array_equal(np.asarray(replayed.data), out.data)
+    viewer.add_image(np.zeros((32, 32), np.float32), name="grey")
+    equalize.images.value = [viewer.layers["bright"], viewer.layers["grey"]]
+    assert equalize.run() is None and "all grey or all colour" in equalize.status.value
+
+
+def test_background_removal_replays_with_stacklab_run(make_napari_viewer, qtbot, tmp_path, escaped):
+    pytest.importorskip("pymatting")
+    disk = np.zeros((64, 64), np.float32)
+    yy, xx = np.mgrid[:64, :64]
+    disk[np.hypot(yy - 32, xx - 30) < 15] = 200.0
+    source = tif(tmp_path, "disk", disk + 20)
+    rough = np.zeros((64, 64), np.uint8)
+    rough[np.hypot(yy - 32, xx - 30) < 13] = 1
+    rough_file = tif(tmp_path, "rough", rough)
+    viewer = make_napari_viewer()
+    viewer.open(str(source), plugin=PLUGIN)
+    viewer.add_labels(rough, name="rough", scale=(0.5, 0.5), units=UM)
+    matting = open_tool(viewer, "Remove background")
+    exporter = open_tool(viewer, "Export recipe or script")
+    matting.image.value = viewer.layers["disk"]
+    matting.erode_size.value = 3
+    for mask_from in ("intensity thresholds", "labels layer"):
+        matting.mask_source.value = mask_from
+        matting.labels.value = viewer.layers["rough"]
+        matting.run()
+        finish(qtbot, matting)
+        images = {"rough": rough_file} if mask_from == "labels layer" else None
+        for key in ("alpha", "subject", "mask"):
+            layer = viewer.layers[f"disk {key}"]
+            step = layer.metadata["stacklab"]["steps"][-1]
+            assert step["op"] == "remove_background"
+            assert ("mask" in step["params"]) == (images is not None)
+            replayed = replay_with_cli(tmp_path / f"{mask_from[:6]}_{key}", exporter, layer, source, images,
+                                       output=key)
+            np.testing.assert_allclose(np.asarray(replayed.data), layer.data, atol=1e-6)
+            assert replayed.scale[:2] == (0.5, 0.5)
 
 
 def test_point_tool_matting_and_measure_keep_units_and_record_steps(make_napari_viewer, qtbot, tmp_path, escaped):
@@ -554,6 +660,21 @@ def test_tools_opened_together_share_tabs_in_a_1280_by_800_window(make_napari_vi
     qtbot.wait(100)
     assert gaussian.native.parent() in window.tabifiedDockWidgets(docks[0])
     assert window.width() <= 1280 and window.height() <= 800
+
+
+def test_operation_widgets_opened_alone_share_tabs(make_napari_viewer, qtbot):
+    """With no tool open, operation docks (docked by napari, not through a tool) still join one tab group."""
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    viewer.window.resize(1280, 800)
+    qtbot.wait(50)
+    widgets = [open_tool(viewer, title) for title in ("Gaussian", "Threshold", "Bandpass")]
+    qtbot.wait(200)
+    docks = [widget.native.parent() for widget in widgets]
+    assert set(window.tabifiedDockWidgets(docks[0])) | {docks[0]} == set(docks)
+    assert window.width() <= 1280 and window.height() <= 800
+    viewer.window.remove_dock_widget(docks[1])
+    assert widgets[1]._closed is False and widgets[1].preview.value is False  # closing stops it, nothing more
 
 
 def test_publish_copies_the_physical_frame_and_warns_once_about_the_builtin_writer(make_napari_viewer,

@@ -56,7 +56,7 @@ def test_compare_workflow_in_napari(make_napari_viewer, tutorial, wait, tmp_path
     for name, array in zip(names, expected):
         layer = viewer.layers[f"{name} equalized"]
         np.testing.assert_allclose(layer.data, array, rtol=1e-5, atol=1e-3)
-        assert layer.metadata["stacklab"]["steps"][-1]["op"] == "equalize_set"
+        assert layer.metadata["stacklab"]["steps"][-1]["op"] == "equalize_levels"
         assert tuple(layer.scale) == (0.5, 0.5)
 
     # Otsu threshold layer: a mask equal to the API's, recording its step
@@ -75,7 +75,7 @@ def test_compare_workflow_in_napari(make_napari_viewer, tutorial, wait, tmp_path
         heat = np.asarray(viewer.layers[f"{name} equalized similarity"].data)
         assert heat.min() >= -1 and heat.max() <= 1 and heat[20:-20, 20:-20].mean() > 0.5
         aligned = viewer.layers[f"{name} equalized aligned"]
-        assert [s["op"] for s in aligned.metadata["stacklab"]["steps"]] == ["equalize_set", "apply_transform"]
+        assert [s["op"] for s in aligned.metadata["stacklab"]["steps"]] == ["equalize_levels", "apply_transform"]
         assert tuple(str(u) for u in aligned.units) == ("micrometer", "micrometer")
 
     # saved through the plugin's writer: readable TIFFs with the pixel size
@@ -93,12 +93,13 @@ def test_prepare_workflow_in_napari(make_napari_viewer, tutorial, wait, tmp_path
     run = tutorial.prepare_workflow(viewer, tmp_path, wait)
     original = run["original"]
     assert run["units"] == []
-    # the preview of gain alone is a pure multiplication of (a subsampled copy of) the counts
+    # the preview of gain alone is the colour gain (brightest channel, hue kept), uint8 RGB like the photograph
     assert run["preview_of_gain"].shape == original.shape  # small enough to be previewed whole
-    np.testing.assert_allclose(run["preview_of_gain"], original.astype(np.float32) * 1.3, rtol=1e-6)
+    np.testing.assert_array_equal(run["preview_of_gain"], sl.filters.adjust_gain(original, gain=1.3, rgb=True))
     assert run["steps"] == ["bilateral", "adjust_saturation", "clahe", "unsharp_mask", "adjust_gamma", "adjust_gain"]
     prepared = viewer.layers["astronaut prepared"]
     assert prepared.rgb and prepared.data.shape == original.shape and not np.allclose(prepared.data, original)
+    assert prepared.data.dtype == np.uint8
 
     # the matting widget gives the headless remove_background result for the painted mask
     module = run["module"]

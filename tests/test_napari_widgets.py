@@ -336,3 +336,61 @@ def test_inpaint_with_a_mask_layer_per_frame_runs_previews_and_records(qtbot, vi
     out = viewer.layers["cells inpaint"]
     np.testing.assert_array_equal(out.data, expected)
     assert out.metadata[PROVENANCE_KEY]["steps"][0]["params"]["mask"] == {"layer": "defects"}
+
+
+# --- small truths: the frame, the units and the values a widget shows ---------------------------------
+def test_fft_layer_is_in_reciprocal_units(qtbot, viewer, stack):
+    """Issue 16: the FFT layer kept the image's pixel size (micrometres) for frequencies."""
+    widget = open_widget(viewer, "Fft amplitude", "cells")
+    run_and_wait(qtbot, widget)
+    fft = viewer.layers["cells fft_amplitude"]
+    rows, cols = stack.shape[1:]
+    np.testing.assert_allclose(fft.scale, (2.0, 1 / (rows * 0.5), 1 / (cols * 0.25)))
+    np.testing.assert_allclose(fft.translate[1:], (-(rows // 2) / (rows * 0.5), -(cols // 2) / (cols * 0.25)))
+    assert [str(u) for u in fft.units] == ["second", "1 / micrometer", "1 / micrometer"]
+    assert tuple(fft.axis_labels) == ("t", "ky", "kx")
+    # zero frequency (the brightest pixel, the mean) sits at the origin of the frequency axes
+    peak = np.unravel_index(np.argmax(fft.data[0]), fft.data.shape[1:])
+    np.testing.assert_allclose(fft.data_to_world((0, *peak))[1:], (0.0, 0.0), atol=1e-12)
+    # a 1 / (16 px) stripe pattern peaks at the frequency 1 / (16 * pixel size)
+    stripes = np.cos(2 * np.pi * np.arange(128) / 16)[None, :] * np.ones((96, 1))
+    viewer.add_image(stripes.astype(np.float32), name="stripes", scale=(0.5, 0.25), units=("um", "um"))
+    widget.input.value = viewer.layers["stripes"]
+    run_and_wait(qtbot, widget)
+    spectrum = viewer.layers["stripes fft_amplitude"]
+    row = spectrum.data[48].copy()
+    row[64] = 0  # the zero frequency
+    kx = spectrum.data_to_world((48, int(np.argmax(row))))[1]
+    assert abs(kx) == pytest.approx(1 / (16 * 0.25))
+
+
+def test_band_pass_widget_states_the_unit_of_its_cutoffs(make_napari_viewer):
+    viewer = make_napari_viewer()
+    for title in ("Bandpass", "Lowpass", "Highpass"):
+        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, title)
+        labels = [f.widget.label for name, f in widget.fields.items() if "cutoff" in name]
+        assert labels and all(label.endswith("(cycles per frame width)") for label in labels), labels
+
+
+def test_centre_of_mass_shows_the_centre_it_used_and_takes_the_beam_centre(qtbot, make_napari_viewer):
+    """Issue 16: the sample's beam centre is 32.0; the automatic one is 31.5, and the widget did not say so."""
+    scan = sl.datasets.stem4d(scan=12, detector=64)
+    viewer = make_napari_viewer()
+    viewer.add_image(np.asarray(scan.data), name="scan", scale=scan.scale, units=scan.units,
+                     axis_labels=scan.axis_labels)
+    widget = open_widget(viewer, "Center of mass", "scan")
+    assert "detector pixels" in widget.fields["center"].widget.label
+    run_and_wait(qtbot, widget)
+    assert "center = (31.5, 31.5)" in widget.info.value
+    assert widget.fields["center"].widget.native.placeholderText() == "auto: 31.5, 31.5"
+    automatic = viewer.layers["scan center_of_mass com_x"].data.copy()
+    beam = scan.metadata["center"]
+    assert beam == (32.0, 32.0)
+    widget.set_params(center=beam)  # typed into the field
+    run_and_wait(qtbot, widget)
+    placed = viewer.layers["scan center_of_mass com_x"].data
+    np.testing.assert_allclose(automatic - placed, 0.5, atol=1e-4)  # the origin moved by half a pixel
+    expected = sl.stem.center_of_mass(np.asarray(scan.data), center=beam)["com_x"]
+    np.testing.assert_allclose(placed, expected, atol=1e-5)
+    step = viewer.layers["scan center_of_mass com_x"].metadata[PROVENANCE_KEY]["steps"][-1]
+    assert step["params"]["center"] == [32.0, 32.0]

@@ -436,8 +436,8 @@ def save_screenshot(viewer: Any, path: Path) -> Path:
     return path
 
 
-def main(out_dir: Path = IMAGES, work_dir: Path | None = None) -> list[Path]:
-    """Run every workflow in its own napari window and save the screenshots into ``out_dir``."""
+def main(out_dir: Path = IMAGES, work_dir: Path | None = None, only: tuple[str, ...] = ()) -> list[Path]:
+    """Run every workflow (or those named in ``only``) in its own napari window; save the screenshots into ``out_dir``."""
     import tempfile
 
     import napari
@@ -449,6 +449,8 @@ def main(out_dir: Path = IMAGES, work_dir: Path | None = None) -> list[Path]:
     work = Path(work_dir or tempfile.mkdtemp(prefix="stacklab_tutorials_"))
     written = []
     for workflow in (compare_workflow, prepare_workflow, stem_workflow):
+        if only and workflow.__name__.removesuffix("_workflow") not in only:
+            continue
         viewer = napari.Viewer(show=True)
         viewer.window.resize(*WINDOW)
 
@@ -470,6 +472,8 @@ def main(out_dir: Path = IMAGES, work_dir: Path | None = None) -> list[Path]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(IMAGES), help="folder for the PNGs (default docs/images)")
+    parser.add_argument("--only", nargs="*", default=(), choices=("compare", "prepare", "stem"),
+                        help="run only these workflows")
     args = parser.parse_args()
-    for png in main(Path(args.out)):
+    for png in main(Path(args.out), only=tuple(args.only)):
         print(png, png.stat().st_size // 1000, "kB")

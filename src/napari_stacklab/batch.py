@@ -51,7 +51,7 @@ import socket
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -121,6 +121,7 @@ def run_batch(
     scheduler: str | None = None,
     device: str | None = None,
     progress: bool = True,
+    images: Mapping[str, str | os.PathLike] | None = None,
 ) -> BatchResult:
     """Apply ``recipe`` to every file in ``inputs`` and write one result per input (per image).
 
@@ -146,6 +147,10 @@ def run_batch(
     progress : bool
         Show a progress bar (``dask.diagnostics.ProgressBar`` or
         ``distributed.progress``).
+    images : mapping, optional
+        The files of the images the recipe's steps name (a reference, a
+        mask: parameters recorded as ``{layer: NAME}``), by name; each is
+        read once (lazily) and given to every run (``Recipe.run(inputs=)``).
 
     Returns
     -------
@@ -186,6 +191,7 @@ def run_batch(
     for path in inputs:
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file or folder")
+    named = _named_images(recipe, images or {})
     stems = [output_stem(p) for p in inputs]
     clashes = sorted({s for s in stems if stems.count(s) > 1})
     if clashes:
@@ -200,7 +206,7 @@ def run_batch(
     every_output: list[Path] = []
     for path, stem in zip(inputs, stems):
         try:
-            outputs = _plan(recipe, path, stem, folder, out_dir, fmt, device)
+            outputs = _plan(recipe, path, stem, folder, out_dir, fmt, device, named)
         except Exception as exc:  # reported per input; the batch goes on
             _fail(result, path, exc)
             continue
@@ -265,7 +271,8 @@ def _describe(exc: BaseException) -> str:
     return text if isinstance(exc, (ValueError, TypeError, FileNotFoundError)) else f"{type(exc).__name__}: {text}"
 
 
-def _plan(recipe: Recipe, path: Path, stem: str, folder: Path, out_dir: Path, fmt: str, device) -> list:
+def _plan(recipe: Recipe, path: Path, stem: str, folder: Path, out_dir: Path, fmt: str, device,
+          named: dict) -> list:
     """``(target, image)`` per output of ``path``; ``image`` is None for an output already complete.
 
     Every target is checked to be a plain name inside the folder, not the input itself, not a
@@ -278,7 +285,7 @@ def _plan(recipe: Recipe, path: Path, stem: str, folder: Path, out_dir: Path, fm
         if _state(folder / target.name, fmt) == "complete":
             return [(target, None)]
     outputs = []
-    for key, image in _results(recipe, imread(path, lazy=True), device):
+    for key, image in _results(recipe, imread(path, lazy=True), device, named):
         target = _target(path, stem, key, folder, out_dir, fmt)
         outputs.append((target, None if _state(folder / target.name, fmt) == "complete" else image))
     return outputs
@@ -304,9 +311,24 @@ def _target(path: Path, stem: str, key: str, folder: Path, out_dir: Path, fmt: s
     return out_dir / name
 
 
-def _results(recipe: Recipe, image: Image, device: str | None) -> Iterator[tuple[str, Image]]:
+def _named_images(recipe: Recipe, images: Mapping[str, str | os.PathLike]) -> dict:
+    """The images the recipe names, read (lazily) from their files; every missing one is said before anything runs."""
+    missing = [name for name in recipe.image_names if name not in images]
+    if missing:
+        given = " ".join(f"--image {name!r}=FILE" for name in missing)
+        raise ValueError(f"the recipe needs the image(s) {missing} (a reference or a mask recorded by name): "
+                         f"pass images={{name: path}} ({given} on the command line)")
+    named = {}
+    for name, path in images.items():
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: no such file or folder (the image {name!r})")
+        named[name] = imread(path, lazy=True)
+    return named
+
+
+def _results(recipe: Recipe, image: Image, device: str | None, named: dict) -> Iterator[tuple[str, Image]]:
     """``(name, Image)`` per array the recipe returns: one, or one per entry of an ``images`` dict."""
-    result = recipe.run(image, device=device)
+    result = recipe.run(image, device=device, inputs=named)
     for name, out in (result.items() if isinstance(result, dict) else [("", result)]):
         if not isinstance(out, Image):
             raise ValueError(f"the recipe returns a {type(out).__name__}, not an image: it cannot be written")

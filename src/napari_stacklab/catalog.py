@@ -7,7 +7,20 @@ know nothing of each other or of this list.
 
 from __future__ import annotations
 
-from . import denoise, filters, measure, morphology, phase, preprocess, register, registry, segment, stem
+from . import (
+    denoise,
+    equalize,
+    filters,
+    matting,
+    measure,
+    morphology,
+    phase,
+    preprocess,
+    register,
+    registry,
+    segment,
+    stem,
+)
 
 __all__ = ["FAMILIES", "get", "operations"]
 
@@ -22,6 +35,8 @@ FAMILIES = {
     "phase": phase,
     "register": register,
     "preprocess": preprocess,
+    "equalize": equalize,
+    "matting": matting,
 }
 
 

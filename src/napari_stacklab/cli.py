@@ -64,6 +64,7 @@ def _run(args: argparse.Namespace) -> int:
                 scheduler=args.scheduler,
                 device=args.device,
                 progress=not args.quiet,
+                images=_named_files(args.image),
             )
     except BatchError as exc:
         print(f"stacklab run: {exc.result.summary()}", file=sys.stderr)
@@ -72,6 +73,17 @@ def _run(args: argparse.Namespace) -> int:
         logger.removeHandler(handler)
     print(f"stacklab run: {result.summary()}", file=sys.stderr)
     return 0
+
+
+def _named_files(pairs: list[str] | None) -> dict[str, Path]:
+    """``["mask=mask.tif", ...]`` (``--image NAME=FILE``) -> ``{"mask": Path("mask.tif")}``."""
+    named = {}
+    for pair in pairs or []:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--image takes NAME=FILE (the name a recipe step records for an image), got {pair!r}")
+        named[name] = Path(path)
+    return named
 
 
 def _describe(image) -> str:
@@ -169,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "(tcp://HOST:8786); default: threads")
     run.add_argument("--device", choices=DEVICES, default=None, help="where to compute")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--image", action="append", metavar="NAME=FILE",
+                     help="the file of an image the recipe names (a reference, a mask: 'reference: {layer: NAME}' "
+                          "in a step); repeat for several")
     run.set_defaults(handler=_run)
 
     info = sub.add_parser("info", help="describe files: shape, dtype, axes, pixel size, laziness")

@@ -484,6 +484,14 @@ def _colour_frames(op: Operation, image: Any, bound: Bound, channels: Channels, 
     result = run(view, moved, Bound(view, values, resolved=bound.resolved), device=device)
     if op.output not in _ARRAYS:
         return result
+    if isinstance(result, dict):  # several arrays: those with the channel axis (last) get it back in its place
+        return {key: _channel_axis_back(op, value, alpha, channels) if value.ndim == moved.ndim else value
+                for key, value in result.items()}
+    return _channel_axis_back(op, result, alpha, channels)
+
+
+def _channel_axis_back(op: Operation, result: Any, alpha: Any, channels: Channels) -> Any:
+    """A result with the channel axis last: the held-back alpha channel put back, the axis moved where it was."""
     xp = _backend.array_module(result)
     if alpha is not None:
         alpha = _backend.like(alpha if op.display_adjustment else _as_opacity(alpha), result)

@@ -11,6 +11,15 @@ Every statistic is taken **per frame**: a 2-D image is one frame; stacks
 of different images may have different sizes. Statistics are computed once
 (explicitly, with :func:`napari_stacklab._backend.materialize`); the
 equalized images are then built from them lazily for dask input.
+
+Equalizing a set is two steps. :func:`equalize_targets` reads the set once
+and says, for each image, which levels it is brought to: a mean and standard
+deviation, a quantile function (or a reference image to match histograms
+to), a sharpness. :func:`equalize_levels`, a registry operation, brings one
+image to those levels, measuring the image's own statistics. The targets are
+numbers, so they are recorded as one recipe step per image that replays on
+that image alone (``stacklab run``) and brings other images to the same
+levels. :func:`equalize_set` is the two steps together.
 """
 
 from __future__ import annotations
@@ -24,14 +33,18 @@ from ._validation import as_float, check_choice, check_ndim, check_number, check
 from .channels import lightness, with_lightness
 from .frames import iter_frame_indices
 from .lift import map_frames, reduce_frames
-from .registry import ImageRef, Range, validated
+from .registry import ImageRef, Range, operation, validated
 
-__all__ = ["equalize_set", "laplacian_variance", "EQUALIZE_METHODS"]
+__all__ = ["equalize_set", "equalize_targets", "equalize_levels", "laplacian_variance", "EQUALIZE_METHODS"]
 
 EqualizeMethod = Literal["histogram", "meanstd"]
 EQUALIZE_METHODS = get_args(EqualizeMethod)
-#: Quantile levels sampled to build the median histogram of a set.
-_N_QUANTILES = 1025
+#: Quantile levels (evenly spaced from 0 to 1) at which the median histogram of a set is sampled.
+#: A recorded quantile function has this many values per frame; a recipe holds at most
+#: ``recipe.MAX_RECIPE_NODES`` values, so a median histogram target replays for stacks of up to ~38 frames.
+N_QUANTILES = 257
+#: Target levels, one entry per frame (C order over the batch axes) or one entry for every frame.
+Levels = Sequence[Sequence[float]]
 
 
 def _laplacian_variance(frame: Any) -> Any:
@@ -137,54 +150,83 @@ def _frame_stats(image: Any) -> np.ndarray:
 
 
 def _frame_quantiles(image: Any) -> np.ndarray:
-    levels = np.linspace(0, 1, _N_QUANTILES)
+    """``(..., N_QUANTILES)`` quantile function of every frame at evenly spaced levels (computed once)."""
+    levels = np.linspace(0, 1, N_QUANTILES)
 
     def quantiles(frame):
         xp, _ = _backend.get_namespace(frame)
         return xp.quantile(frame.astype(np.float64), xp.asarray(levels))
 
-    return _backend.materialize(reduce_frames(quantiles, image, out_shape=(_N_QUANTILES,), dtype=np.float64))
+    return _backend.materialize(reduce_frames(quantiles, image, out_shape=(N_QUANTILES,), dtype=np.float64))
 
 
-def _equalize_meanstd(images: list, reference: int | str) -> list:
-    stats = [_frame_stats(image) for image in images]
-    if reference == "median":
-        target = np.median(np.stack(stats), axis=0)
-    else:
-        target = stats[reference]
-    out = []
-    for image, stat in zip(images, stats):
+def _by_frame(name: str, values: Any, frames: list[tuple], entry: int | None) -> dict[tuple, Any]:
+    """Target ``values`` by frame index: one entry per frame (C order) or one for every frame, each checked.
+
+    ``entry`` is the length of one entry (2 for a mean and a standard
+    deviation), ``0`` for any length of at least 2 (a quantile function), or
+    ``None`` for a number.
+    """
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be numbers, one entry per frame, got {values!r}") from None
+    entry_ndim = 0 if entry is None else 1
+    if array.ndim == entry_ndim:
+        array = array[None]
+    shape_ok = array.ndim == entry_ndim + 1 and len(array) in (1, len(frames))
+    if shape_ok and entry is not None:
+        shape_ok = array.shape[1] == entry if entry else array.shape[1] >= 2
+    if not shape_ok:
+        what = {None: "a number", 2: "[mean, standard deviation]", 0: "a quantile function (>= 2 values)"}[entry]
+        raise ValueError(f"{name} must give {what} for each of the {len(frames)} frame(s), or one for every "
+                         f"frame; got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be finite numbers, got {values!r}")
+    return {index: array[i if len(array) > 1 else 0] for i, index in enumerate(frames)}
+
+
+def _levelled(image: Any, method: str, target: Any, reference: Any) -> Any:
+    """``image`` (grey, ``(..., M, N)``) with every frame brought to its target levels (lazy for dask)."""
+    frames = _frames(tuple(image.shape[:-2]))
+    if method == "meanstd":
+        if reference is not None:
+            raise ValueError("reference is an image to match histograms to (method='histogram'); method='meanstd' "
+                             "takes target=[[mean, std]]")
+        if target is None:
+            raise ValueError("method='meanstd' needs the target levels: target=[[mean, std]] (one pair per frame, "
+                             "or one for every frame)")
+        targets = _by_frame("target", target, frames, 2)
+        if any(t[1] < 0 for t in targets.values()):
+            raise ValueError(f"target standard deviations must be >= 0, got {target!r}")
+        stats = _frame_stats(image)
         params = {}
-        for index in _frames(tuple(image.shape[:-2])):
-            mean, std = stat[index]
-            t_mean, t_std = target[index]
+        for index in frames:
+            mean, std = stats[index]
+            t_mean, t_std = targets[index]
             gain = t_std / std if std > 0 else 1.0
             params[index] = {"gain": gain, "offset": t_mean - gain * mean}
-        out.append(_per_frame(_gain, image, params))
-    return out
-
-
-def _equalize_histogram(images: list, reference: int | str) -> list:
-    batch = tuple(images[0].shape[:-2])
-    if reference == "median":
-        templates = np.median(np.stack([_frame_quantiles(image) for image in images]), axis=0)
-        # a (1, K) "image" whose histogram is the median quantile function
-        template_of = lambda index: templates[index][None, :]  # noqa: E731
+        return _per_frame(_gain, image, params)
+    if (target is None) == (reference is None):
+        raise ValueError("method='histogram' needs either a target quantile function (target=...) or a reference "
+                         "image (reference=...), not both")
+    if reference is not None:
+        check_ndim(reference, 2, "reference")
+        check_real(reference, "reference")
+        batch = tuple(reference.shape[:-2])
+        if batch not in ((), tuple(image.shape[:-2])):
+            raise ValueError(f"reference must be one frame or have the image's leading (frame) axes "
+                             f"{tuple(image.shape[:-2])}, got shape {tuple(reference.shape)}")
+        templates = {index: _backend.materialize(reference[index] if batch else reference) for index in frames}
     else:
-        ref = images[reference]
-        template_of = lambda index: _backend.materialize(ref[index])  # noqa: E731
-    out = []
-    for i, image in enumerate(images):
-        if i == reference:
-            unchanged = {index: {"gain": 1.0, "offset": 0.0} for index in _frames(batch)}
-            out.append(_per_frame(_gain, image, unchanged))
-            continue
-        params = {index: {"reference": template_of(index)} for index in _frames(batch)}
-        if image.dtype.kind == "u" and any(p["reference"].dtype.kind != "u" for p in params.values()):
-            # scikit-image's fast path for unsigned images needs an unsigned reference too
-            image = image.astype(float_dtype(image.dtype))
-        out.append(_per_frame(_match, image, params))
-    return out
+        quantiles = _by_frame("target", target, frames, 0)
+        if any(np.any(np.diff(q) < 0) for q in quantiles.values()):
+            raise ValueError("a target quantile function must not decrease")
+        templates = {index: _backend.like(q[None, :], image) for index, q in quantiles.items()}
+    if image.dtype.kind == "u" and any(t.dtype.kind != "u" for t in templates.values()):
+        # scikit-image's fast path for unsigned images needs an unsigned reference too
+        image = image.astype(float_dtype(image.dtype))
+    return _per_frame(_match, image, {index: {"reference": t} for index, t in templates.items()})
 
 
 def _sharpness_terms(frame: Any, *, radius: float) -> Any:
@@ -221,24 +263,207 @@ def _solve_amount(terms: np.ndarray, target: float, max_amount: float) -> float:
     return float(ends[np.argmin(np.abs(reached - target))])
 
 
-def _equalize_sharpness(images: list, reference: int | str, radius: float, max_amount: float) -> list:
-    terms = [
-        _backend.materialize(reduce_frames(_sharpness_terms, image, out_shape=(3,), dtype=np.float64, radius=radius))
-        for image in images
-    ]
-    variances = np.stack([t[..., 0] for t in terms])
-    target = np.median(variances, axis=0) if reference == "median" else variances[reference]
-    out = []
-    for i, (image, term) in enumerate(zip(images, terms)):
-        if i == reference:
-            out.append(image)
-            continue
-        params = {
-            index: {"radius": radius, "amount": _solve_amount(term[index], float(target[index]), max_amount)}
-            for index in _frames(tuple(image.shape[:-2]))
-        }
-        out.append(_per_frame(_sharpen, image, params))
+def _sharpness_variances(image: Any, radius: float) -> np.ndarray:
+    """``(...)`` variance of the Laplacian of every frame, with the terms :func:`_solve_amount` needs."""
+    return _backend.materialize(reduce_frames(_sharpness_terms, image, out_shape=(3,), dtype=np.float64,
+                                              radius=radius))
+
+
+def _sharpened(image: Any, sharpness: Any, radius: float, max_amount: float) -> Any:
+    """``image`` with every frame's variance of the Laplacian brought to its target by an unsharp mask."""
+    frames = _frames(tuple(image.shape[:-2]))
+    targets = _by_frame("sharpness", sharpness, frames, None)
+    terms = _sharpness_variances(image, radius)
+    params = {index: {"radius": radius, "amount": _solve_amount(terms[index], float(targets[index]), max_amount)}
+              for index in frames}
+    return _per_frame(_sharpen, image, params)
+
+
+def _equalized(image: Any, *, method: str, target: Any, reference: Any, sharpness: Any, sharpness_radius: float,
+               max_amount: float) -> Any:
+    out = _levelled(image, method, target, reference)
+    if sharpness is not None:
+        out = _sharpened(out, sharpness, float(sharpness_radius), float(max_amount))
     return out
+
+
+@operation(menu="filter", lift=False, channels="colour", display_adjustment=True, title="Equalize to levels")
+def equalize_levels(
+    image,
+    *,
+    method: EqualizeMethod = "meanstd",
+    target: Levels | None = None,
+    reference: ImageRef | None = None,
+    sharpness: Annotated[float, Range(0, None)] | tuple[float, ...] | None = None,
+    sharpness_radius: Annotated[float, Range(0, None, low_inclusive=False)] = 1.0,
+    max_amount: Annotated[float, Range(0, 100, low_inclusive=False)] = 10.0,
+    rgb: bool = False,
+):
+    """Bring every frame of an image to target levels: brightness, contrast, histogram, sharpness.
+
+    The second step of :func:`equalize_set` (whose first step,
+    :func:`equalize_targets`, reads the targets off a set of images), and the
+    recipe step the *Equalize a set* tool records for each image. The
+    image's own statistics are measured here (once, explicitly), so the
+    same step brings any other image to the same levels.
+
+    Parameters
+    ----------
+    image : array, shape ``(M, N)`` or ``(..., M, N)``
+        Image or stack (NumPy, CuPy or dask); each frame is brought to its
+        own target. Colour (``rgb=True``, channels last): the CIELAB
+        lightness L* is equalized, hue and chroma are kept, and the targets
+        are L* levels (0-100).
+    method : {"meanstd", "histogram"}
+        ``"meanstd"``: the linear map ``(x - mean) / std * std_t + mean_t``
+        that gives each frame the target mean and standard deviation.
+        ``"histogram"``: histogram matching (``skimage.exposure.match_histograms``)
+        to the target quantile function or to the reference image.
+    target : list of list of float, optional
+        One entry per frame (C order over the leading axes) or one entry for
+        every frame: ``[mean, std]`` for ``"meanstd"``; for ``"histogram"``
+        a quantile function, the values at evenly spaced levels from 0 to 1
+        (any number >= 2 of them, not decreasing).
+    reference : array, shape ``(M', N')`` or ``(..., M', N')``, optional
+        For ``"histogram"`` instead of ``target``: frame ``i`` is matched to
+        frame ``i`` of the reference (which has the image's leading axes,
+        its frames any size), or to the reference's only frame.
+    sharpness : float or sequence of float, optional
+        Target variance of the Laplacian (:func:`laplacian_variance`), one
+        per frame or one for every frame: after the levels, each frame is
+        sharpened or softened with the unsharp mask ``x + a (x - G_r x)``
+        whose amount ``a`` in ``[-1, max_amount]`` reaches it (solved in
+        closed form, see :func:`equalize_set`). ``None``: sharpness kept.
+    sharpness_radius : float
+        Gaussian sigma of the unsharp mask, in pixels (> 0).
+    max_amount : float
+        Largest sharpening amount allowed (in (0, 100]).
+
+    Returns
+    -------
+    array, shape of ``image``
+        float32 (float64 for float64 or 32/64-bit integer input), in the
+        units of the targets, never rescaled to [0, 1]; dask stays lazy.
+        Colour images keep their dtype (uint8 RGB in, uint8 RGB out; alpha
+        kept). No halo: frames are never split.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> image = rng.normal(50, 2, (32, 32))
+    >>> out = equalize_levels(image, target=[[100.0, 10.0]])
+    >>> round(float(out.mean()), 6), round(float(out.std()), 6)
+    (100.0, 10.0)
+    """
+    settings = {"method": method, "target": target, "sharpness": sharpness, "sharpness_radius": sharpness_radius,
+                "max_amount": max_amount}
+    if not rgb:
+        check_ndim(image, 2)
+        check_real(image)
+        return _equalized(image, reference=reference, **settings)
+    whole = _whole_colour(image)
+    if reference is not None:
+        if reference.ndim != image.ndim or reference.shape[-1] not in (3, 4):
+            raise ValueError(f"reference must be a colour image (channels last) like the image "
+                             f"{tuple(image.shape)}, got shape {tuple(reference.shape)}")
+        reference = _colour_blocks(lightness, _whole_colour(reference)[..., :3], drop_axis=True)
+    light = _equalized(_colour_blocks(lightness, whole, drop_axis=True), reference=reference, **settings)
+    return _colour_blocks(_relit, whole, light)
+
+
+def _whole_colour(image: Any) -> Any:
+    """``image`` with its colour axis (last) in one chunk (dask)."""
+    return image.rechunk({image.ndim - 1: -1}) if _backend.is_dask(image) else image
+
+
+def _check_colour_images(images: list) -> None:
+    for i, image in enumerate(images):
+        check_ndim(image, 3, f"images[{i}]")
+        if image.shape[-1] not in (3, 4):
+            raise ValueError(f"images[{i}] must have 3 (RGB) or 4 (RGBA) colour channels last with rgb=True, "
+                             f"got shape {tuple(image.shape)}")
+
+
+def _checked_reference(reference: Any, count: int) -> int | str:
+    if isinstance(reference, str):
+        check_choice("reference", reference, ("median",))
+        return reference
+    check_number("reference", reference, low=-count, high=count - 1, integer=True)
+    return int(reference) % count
+
+
+@validated
+def equalize_targets(
+    images: Sequence[ImageRef],
+    *,
+    reference: int | Literal["median"] = "median",
+    method: EqualizeMethod = "meanstd",
+    sharpness: bool = False,
+    sharpness_radius: Annotated[float, Range(0, None, low_inclusive=False)] = 1.0,
+    max_amount: Annotated[float, Range(0, 100, low_inclusive=False)] = 10.0,
+    rgb: bool = False,
+) -> list[dict]:
+    """The levels each image of a set is brought to: the keyword arguments of :func:`equalize_levels`.
+
+    Reads the set once (explicitly): the reference's statistics, or every
+    image's for ``"median"``. Parameters as :func:`equalize_set`.
+
+    Returns
+    -------
+    list of dict
+        One per image: ``method``, ``target`` (nested lists of floats, one
+        entry per frame) or ``reference`` (the reference image itself, for
+        histogram matching to one of the images), and with ``sharpness``
+        the target variances of the Laplacian, ``sharpness_radius`` and
+        ``max_amount``. ``equalize_levels(images[i], rgb=rgb, **targets[i])``
+        is ``equalize_set(images, ...)[i]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.full((4, 4), 10.0); a[0, 0] = 14.0
+    >>> b = a * 3
+    >>> equalize_targets([a, b], reference=0)[1]["target"]
+    [[10.25, 0.9682458365518543]]
+    """
+    images = list(images)
+    if rgb:
+        _check_colour_images(images)
+        grey = [_colour_blocks(lightness, _whole_colour(image), drop_axis=True) for image in images]
+    else:
+        grey = _check_images(images)
+    _check_images(grey)  # the same leading (frame) axes
+    reference = _checked_reference(reference, len(images))
+    grey_reference = None
+    if method == "meanstd":
+        stats = [_frame_stats(image) for image in grey] if reference == "median" else None
+        target = np.median(np.stack(stats), axis=0) if stats is not None else _frame_stats(grey[reference])
+        levels = {"method": "meanstd", "target": target.reshape(-1, 2).tolist()}
+    elif reference == "median":
+        target = np.median(np.stack([_frame_quantiles(image) for image in grey]), axis=0)
+        levels = {"method": "histogram", "target": target.reshape(-1, N_QUANTILES).tolist()}
+    else:
+        levels = {"method": "histogram", "reference": images[reference]}
+        grey_reference = grey[reference]
+    targets = [dict(levels) for _ in images]
+    if not sharpness:
+        return targets
+    radius = float(sharpness_radius)
+    grey_levels = {key: value for key, value in levels.items() if key != "reference"}
+
+    def levelled(image: Any) -> Any:
+        return _levelled(image, grey_levels["method"], grey_levels.get("target"), grey_reference)
+
+    if reference == "median":
+        variances = np.median(np.stack([_sharpness_variances(levelled(image), radius)[..., 0] for image in grey]),
+                              axis=0)
+    else:
+        variances = _sharpness_variances(levelled(grey[reference]), radius)[..., 0]
+    for target in targets:
+        target.update(sharpness=np.reshape(variances, -1).tolist(), sharpness_radius=radius,
+                      max_amount=float(max_amount))
+    return targets
 
 
 @validated
@@ -270,7 +495,7 @@ def equalize_set(
         mean_t`` (keeps the shape of each histogram). ``"histogram"``: full
         histogram matching (:func:`napari_stacklab.filters.match_histograms`) to the
         reference frame, or to the median of the frames' quantile functions
-        (sampled at 1025 levels).
+        (sampled at :data:`N_QUANTILES` = 257 evenly spaced levels).
     sharpness : bool
         After brightness/contrast, also bring the sharpness (variance of the
         Laplacian, :func:`laplacian_variance`) of every frame to the
@@ -294,7 +519,9 @@ def equalize_set(
     Returns
     -------
     list of array
-        New arrays, one per input, same shapes and kind (dask stays lazy);
+        ``[equalize_levels(image, rgb=rgb, **t) for image, t in zip(images, equalize_targets(images, ...))]``
+        (:func:`equalize_targets`, :func:`equalize_levels`): new arrays, one
+        per input, same shapes and kind (dask stays lazy);
         float32 (float64 for float64 or 32/64-bit integer input). Values
         are in the units of the reference levels, never rescaled to [0, 1].
         Colour images are in their own units, and integer colour images keep
@@ -309,33 +536,9 @@ def equalize_set(
     >>> bool(np.isclose(eb.mean(), a.mean())), bool(np.isclose(eb.std(), a.std()))
     (True, True)
     """
-    if rgb:
-        return _equalize_colour(images, reference=reference, method=method, sharpness=sharpness,
-                                sharpness_radius=sharpness_radius, max_amount=max_amount)
-    images = _check_images(images)
-    if isinstance(reference, str):
-        check_choice("reference", reference, ("median",))
-    else:
-        check_number("reference", reference, low=-len(images), high=len(images) - 1, integer=True)
-        reference = int(reference) % len(images)
-
-    equalized = (_equalize_meanstd if method == "meanstd" else _equalize_histogram)(images, reference)
-    if sharpness:
-        equalized = _equalize_sharpness(equalized, reference, float(sharpness_radius), float(max_amount))
-    return equalized
-
-
-def _equalize_colour(images: list, **settings: Any) -> list:
-    """:func:`equalize_set` of colour images: their lightness is equalized, hue and chroma kept."""
-    for i, image in enumerate(images):
-        check_ndim(image, 3, f"images[{i}]")
-        if image.shape[-1] not in (3, 4):
-            raise ValueError(f"images[{i}] must have 3 (RGB) or 4 (RGBA) colour channels last with rgb=True, "
-                             f"got shape {tuple(image.shape)}")
-    whole = [image.rechunk({image.ndim - 1: -1}) if _backend.is_dask(image) else image for image in images]
-    light = [_colour_blocks(lightness, image, drop_axis=True) for image in whole]
-    equalized = equalize_set(light, rgb=False, **settings)
-    return [_colour_blocks(_relit, image, new) for image, new in zip(whole, equalized)]
+    targets = equalize_targets(images, reference=reference, method=method, sharpness=sharpness,
+                               sharpness_radius=sharpness_radius, max_amount=max_amount, rgb=rgb)
+    return [equalize_levels(image, rgb=rgb, **levels) for image, levels in zip(images, targets)]
 
 
 def _relit(frame: Any, light: Any) -> Any:

@@ -11,7 +11,9 @@ Alpha matting uses PyMatting (closed-form matting, Levin et al. 2008), an
 optional dependency: ``pip install pymatting`` (or the ``matting`` extra).
 Matting solves one sparse linear system over the whole image, so these
 functions take one in-memory 2-D image (gray ``(M, N)`` or colour
-``(M, N, 3)``/``(M, N, 4)``); dask or CuPy input is brought to host memory first.
+``(M, N, 3)``/``(M, N, 4)``); dask input is computed first, and
+:func:`remove_background`, a registry operation (the *Remove background*
+tool's recipe step), runs on the CPU (CuPy input falls back with a notice).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from scipy import ndimage as ndi
 
 from . import _backend
 from ._validation import check_array, check_real, float_dtype
-from .registry import ImageRef, Range, validated
+from .registry import ImageRef, Range, operation, validated
 
 __all__ = [
     "trimap_from_mask",
@@ -66,14 +68,14 @@ def _host_image(image: Any, name: str = "image") -> np.ndarray:
         raise ValueError(f"{name} must be (M, N) gray or (M, N, 3|4) colour, got shape {tuple(image.shape)}")
     if image.size == 0:
         raise ValueError(f"{name} is empty (shape {tuple(image.shape)})")
-    return np.asarray(_backend.materialize(image))
+    return _backend.to_numpy(_backend.materialize(image))
 
 
 def _host_plane(array: Any, name: str, shape: tuple) -> np.ndarray:
     check_array(array, name)
     if tuple(array.shape) != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)} (the image's rows and columns), got {tuple(array.shape)}")
-    return np.asarray(_backend.materialize(array))
+    return _backend.to_numpy(_backend.materialize(array))
 
 
 def _disk(radius: int) -> np.ndarray:
@@ -373,9 +375,14 @@ def _estimated_foreground(values: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return foreground[..., 0] if values.ndim == 2 else foreground
 
 
-@validated(device=False)
+#: The arrays :func:`remove_background` returns, in layer order.
+REMOVAL_PARTS = ("mask", "trimap", "alpha", "subject")
+
+
+@operation(menu="filter", output="images", lift=False, channels="native", parts=REMOVAL_PARTS,
+           title="Remove background")
 def remove_background(
-    image: ImageRef,
+    image,
     *,
     mask: ImageRef | None = None,
     foreground: float | None = None,
@@ -422,7 +429,11 @@ def remove_background(
     dict
         ``"mask"`` (bool ``(M, N)``), ``"trimap"`` (float64 ``(M, N)``),
         ``"alpha"`` (float64 ``(M, N)`` in [0, 1]) and ``"subject"``
-        (see :func:`extract_subject`).
+        (see :func:`extract_subject`). A colour image may also be named
+        with ``rgb=True`` (or ``channel_axis=``, its channels then moved
+        last); the subject keeps the colour axis where it was. In host
+        memory: the whole image is read (no halo, no lazy result); CuPy
+        input runs on the CPU with a :class:`~napari_stacklab._backend.GPUFallbackWarning`.
 
     Examples
     --------
@@ -432,6 +443,8 @@ def remove_background(
     >>> int(out["mask"].sum()), out["subject"][0, 0], out["subject"][10, 10]
     (100, np.uint8(255), np.uint8(200))
     """
+    if _backend.on_gpu(image):
+        raise _backend.NoGPUImplementation("background removal (mask clean-up, PyMatting) runs on the CPU only")
     host = _host_image(image)
     if mask is None:
         if foreground is None:

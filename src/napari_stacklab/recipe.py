@@ -18,11 +18,12 @@ computed until the result is shown or written.
 from __future__ import annotations
 
 import os
+import pprint
 import reprlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import yaml
 
@@ -31,7 +32,7 @@ from ._image import PROVENANCE_KEY, Image
 from ._validation import check_regular
 from .channels import Channels
 
-__all__ = ["Recipe", "RECIPE_VERSION", "PROVENANCE_KEY", "RecipeWarning", "provenance"]
+__all__ = ["Recipe", "RECIPE_VERSION", "PROVENANCE_KEY", "RecipeWarning", "provenance", "steps_script"]
 
 RECIPE_VERSION = 1
 
@@ -198,6 +199,17 @@ class Recipe:
             raise ValueError("this layer records no stacklab steps (it was not made by a stacklab operation)")
         return cls(steps=[{"op": s["op"], "params": s["params"]} for s in record["steps"]])
 
+    @property
+    def image_names(self) -> tuple[str, ...]:
+        """The names of the images the steps take as parameters (``{"layer": name}``): what ``inputs`` must give."""
+        names = []
+        for bound in self._bound:
+            for p in bound.operation.image_params:
+                ref = bound.get(p.name)
+                if isinstance(ref, dict) and isinstance(ref.get("layer"), str):
+                    names.append(ref["layer"])
+        return tuple(dict.fromkeys(names))
+
     # --- running ----------------------------------------------------------------
     def run(self, image: Any, *, inputs: dict | None = None, device: str | None = None,
             channel_axis: int | None = None, rgb: bool = False) -> Any:
@@ -244,6 +256,24 @@ class Recipe:
 
     def __len__(self) -> int:
         return len(self.steps)
+
+    # --- as a Python script --------------------------------------------------------
+    def to_script(self, source: str | os.PathLike, **options: Any) -> str:
+        """A runnable Python script that replays the recipe on ``source`` with the public API.
+
+        The script reads ``source`` with :func:`napari_stacklab.io.imread`,
+        calls the public function of every step (``sl.filters.gaussian(data,
+        sigma=2.0, ...)``), told the file's colour or channel axis, and writes
+        the result to the path given on its command line
+        (``python script.py OUTPUT.tif``). Options as :func:`steps_script`.
+
+        Examples
+        --------
+        >>> rec = Recipe(steps=[{"op": "gaussian", "params": {"sigma": 2.0}}])
+        >>> print(rec.to_script("cells.tif").splitlines()[15])
+        data = sl.filters.gaussian(data, sigma=2.0, **channels)
+        """
+        return steps_script(self.steps, source, **options)
 
 
 def _check_document_size(text: str, source: str) -> None:
@@ -320,3 +350,122 @@ def provenance(metadata: dict | None, steps: Iterable[dict], source: str) -> dic
         "version": __version__,
     }
     return metadata
+
+
+# --- recipes as Python scripts -------------------------------------------------------------------------
+def _literal(value: Any) -> str:
+    return pprint.pformat(value, width=100, sort_dicts=False)
+
+
+def _read_code(path: str, series: int = 0) -> str:
+    if series:
+        return f"sl.io.imread_all({path!r})[{series}]"
+    return f"sl.io.imread({path!r})"
+
+
+def _step_lines(step: dict, inputs: Mapping[str, str], output: str | None, last: bool) -> list[str]:
+    """The lines replaying one registry step (``data`` in, ``data`` out)."""
+    op = catalog.get(step["op"])
+    params = dict(step.get("params") or {})
+    arguments = []
+    for key, value in params.items():
+        if isinstance(value, dict) and set(value) == {"layer"}:
+            if value["layer"] not in inputs:
+                raise ValueError(f"step {op.name!r} uses the image {value['layer']!r} for {key!r}: give its file "
+                                 f"in inputs={{{value['layer']!r}: path}}")
+            arguments.append(f"{key}={_read_code(str(inputs[value['layer']]))}.data")
+        else:
+            arguments.append(f"{key}={_literal(value)}")
+    lines = [f"data = sl.{op.family}.{op.name}(data{''.join(', ' + a for a in arguments)}, **channels)"]
+    if op.channels == "luminance" and op.output in registry.ARRAY_OUTPUTS:
+        lines.append('if channels["rgb"]:  # made from the luminance: no colour axis left')
+        lines.append('    channels = {"channel_axis": None, "rgb": False}')
+    if op.output == "images":
+        if not last:
+            raise ValueError(f"step {op.name!r} returns several images, so it can only be the last step")
+        if output is None or (op.parts and output not in op.parts):
+            raise ValueError(f"name the output of {op.name!r} to write: output= one of {list(op.parts) or '...'}")
+        lines.append(f"data = data[{output!r}]")
+    elif op.output not in registry.ARRAY_OUTPUTS:
+        raise ValueError(f"the step {op.name!r} makes a {op.output}, not an image to write")
+    return lines
+
+
+def steps_script(
+    steps: Iterable[dict],
+    source: str | os.PathLike,
+    *,
+    inputs: Mapping[str, str | os.PathLike] | None = None,
+    output: str | None = None,
+    series: int = 0,
+    frame: Mapping[str, Any] | None = None,
+    name: str = "result",
+) -> str:
+    """The Python source replaying ``steps`` on the file ``source`` (see :meth:`Recipe.to_script`).
+
+    Parameters
+    ----------
+    steps : iterable of dict
+        Recipe steps (``{"op": name, "params": {...}}``).
+    source : path
+        The file the script reads (series ``series`` of it, for files that hold several).
+    inputs : mapping, optional
+        The files of the images the steps name (``{"layer": name}`` parameters), by name.
+    output : str, optional
+        Which output of a last step with several (``output="images"``) to write.
+    frame : mapping, optional
+        ``scale``, ``translate``, ``units`` and ``axis_labels`` written with the
+        result (one entry per axis of the result). By default the source's
+        frame, when the result has the source's shape.
+    name : str
+        The result's name (written in its metadata).
+
+    Raises
+    ------
+    ValueError
+        An unknown step, an image parameter without its file, an output not named.
+    """
+    steps = list(steps)
+    if not steps:
+        raise ValueError("no steps to write as a script")
+    inputs = dict(inputs or {})
+    body = []
+    for i, step in enumerate(steps):
+        body.append(f"# step {i + 1}: {step['op']}")
+        try:
+            body.extend(_step_lines(step, inputs, output, last=i == len(steps) - 1))
+        except KeyError as exc:
+            raise ValueError(str(exc.args[0])) from None
+    if frame is None:
+        result = ["data = np.asarray(data)",
+                  "# the source's pixel size, origin, units and axis names, where the result has its shape",
+                  f"result = image.with_data(data, name={name!r}) if data.shape == image.shape "
+                  f"else sl.io.Image(data, name={name!r})"]
+    else:
+        result = ["result = sl.io.Image(",
+                  "    np.asarray(data),",
+                  *(f"    {key}={list(frame[key])!r}," for key in ("scale", "translate", "units", "axis_labels")),
+                  f"    name={name!r},",
+                  ")"]
+    source = str(source)
+    lines = [
+        f'"""Replay {len(steps)} napari-stacklab step(s) on {source!r}.',
+        "",
+        f"Written by napari-stacklab {__version__}. Run: python this_script.py OUTPUT.tif",
+        '"""',
+        "",
+        "import sys",
+        "",
+        "import numpy as np",
+        "",
+        "import napari_stacklab as sl",
+        "",
+        f"image = {_read_code(source, int(series or 0))}",
+        "data = image.data",
+        'channels = {"channel_axis": image.channel_axis, "rgb": image.rgb}  # the file\'s colour or channel axis',
+        *body,
+        *result,
+        "sl.io.imwrite(sys.argv[1], result)",
+        "",
+    ]
+    return "\n".join(lines)

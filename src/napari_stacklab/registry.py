@@ -44,6 +44,7 @@ __all__ = [
     "ImageRef",
     "PerFrame",
     "Range",
+    "Unit",
     "Param",
     "Operation",
     "operation",
@@ -99,6 +100,18 @@ class PerFrame:
 
 
 @dataclass(frozen=True)
+class Unit:
+    """``Annotated[float, Unit("cycles per frame width")]``: the unit a parameter is measured in.
+
+    Shown with the parameter in the napari widget (``"low cutoff (cycles per
+    frame width)"``); a parameter without one is in the image's own units or
+    unitless, as its docstring says.
+    """
+
+    name: str
+
+
+@dataclass(frozen=True)
 class Range:
     """Allowed interval of a numeric parameter (for validation and widget limits)."""
 
@@ -125,10 +138,13 @@ class Param:
     per_frame: bool = False  # an ImageRef of the frame shape or of the input's shape (see PerFrame)
     many: bool = False  # a sequence of ImageRef (a set of images)
     columns: int | None = None  # kind list: rows of this many numbers (None: any number)
+    unit: str | None = None  # the unit of a number (Unit), shown with its label
 
     @property
     def label(self) -> str:
-        return self.name.replace("_", " ")
+        """The parameter's name for people: ``"low cutoff (cycles per frame width)"``."""
+        text = self.name.replace("_", " ")
+        return f"{text} ({self.unit})" if self.unit else text
 
     def check(self, value: Any) -> Any:
         """Return ``value`` coerced to the declared kind, or raise naming the parameter."""
@@ -207,6 +223,7 @@ def _checked_array(value: Any, name: str) -> Any:
 def _param_from_hint(name: str, hint: Any, default: Any) -> Param:
     """Read kind, range, choices and optionality from a (possibly Annotated/Optional) hint."""
     limits = Range()
+    unit = None
     optional = default is None
     per_axis = per_frame = many = False
     while True:
@@ -214,6 +231,7 @@ def _param_from_hint(name: str, hint: Any, default: Any) -> Param:
         if origin is typing.Annotated:
             hint, *extras = typing.get_args(hint)
             limits = next((e for e in extras if isinstance(e, Range)), limits)
+            unit = next((e.name for e in extras if isinstance(e, Unit)), unit)
             per_frame = per_frame or PerFrame in extras
         elif origin in (typing.Union, types.UnionType):
             args = typing.get_args(hint)
@@ -257,6 +275,7 @@ def _param_from_hint(name: str, hint: Any, default: Any) -> Param:
         per_frame=per_frame,
         many=many,
         columns=columns,
+        unit=unit,
     )
 
 
@@ -311,6 +330,7 @@ class Operation:
     summary: str = ""
     channels: ChannelPolicy = "per_channel"
     display_adjustment: bool = False
+    reframe: Callable[..., dict] | None = field(repr=False, default=None)
 
     def display_for(self, key: str = "") -> dict:
         """napari layer keyword arguments suggested for an output (``key`` names an ``images`` output)."""
@@ -433,9 +453,11 @@ class Operation:
         axes of ``frame_ndim``, by default :attr:`frame_ndim`); axes it adds
         are unitless pixel axes; when :attr:`resamples`, a frame axis that
         changed length gets the pixel size ``scale * in / out`` with the first
-        pixel centre moved accordingly. An input's channel axis (``channels``)
-        is never a frame axis: it is kept where it was, or dropped when the
-        result has none (a mask from a colour image's luminance).
+        pixel centre moved accordingly; a :attr:`reframe` rule then puts the
+        result on its own grid (the FFT's frequency axes). An input's channel
+        axis (``channels``) is never a frame axis: it is kept where it was, or
+        dropped when the result has none (a mask from a colour image's
+        luminance).
         """
         if channels is not None:
             return self._frame_around_channels(in_shape, out_shape, frame, frame_ndim, channels)
@@ -458,7 +480,10 @@ class Operation:
             out["translate"].append(0.0)
             out["units"].append("pixel")
             out["axis_labels"].append(f"{self.name}_{j - len(kept)}")
-        return {key: tuple(value) for key, value in out.items()}
+        out = {key: tuple(value) for key, value in out.items()}
+        if self.reframe is not None:
+            out = {key: tuple(value) for key, value in self.reframe(out, tuple(in_shape), tuple(out_shape)).items()}
+        return out
 
     def _frame_around_channels(self, in_shape: tuple, out_shape: tuple, frame: dict, frame_ndim: int | None,
                                channels: Channels) -> dict:
@@ -467,7 +492,10 @@ class Operation:
         def without(values: tuple, at: int) -> tuple:
             return tuple(values[:at]) + tuple(values[at + 1:])
 
-        kept = engine.keeps_channels(self, channels)
+        # a native operation's result keeps the axis where it has one (the input's number of axes): the
+        # subject of a background removal does, its mask does not
+        kept = engine.keeps_channels(self, channels) and (self.channels != "native"
+                                                          or len(out_shape) == len(in_shape))
         at = axis - len(in_shape) + len(out_shape) if kept else None  # the same place, counted from the end
         inner = self.output_frame(
             without(in_shape, axis), without(out_shape, at) if kept else tuple(out_shape),
@@ -533,6 +561,7 @@ def operation(
     family: str | None = None,
     channels: ChannelPolicy = "per_channel",
     display_adjustment: bool = False,
+    reframe: Callable[..., dict] | None = None,
 ) -> Callable[[Callable], Callable]:
     """Declare an operation; return its public, validated, lifted function.
 
@@ -592,6 +621,12 @@ def operation(
         A display adjustment (gamma, gain, CLAHE, sharpening, ...): on an
         integer colour image it returns the image's dtype, rounded and
         clipped to the dtype's range.
+    reframe : callable, optional
+        ``reframe(frame, in_shape, out_shape) -> frame``: the physical frame
+        (``scale``, ``translate``, ``units``, ``axis_labels``, one entry per
+        output axis) of a result on another grid than its input's, from the
+        frame ``keeps`` and ``resamples`` give. The FFT's frequency axes are
+        in reciprocal units, ``1 / (N d)`` per pixel.
     """
     check_choice("keeps", keeps, KEEPS)
     check_choice("channels", channels, POLICIES)
@@ -635,6 +670,7 @@ def operation(
             summary=_summary(kernel.__doc__),
             channels=channels,
             display_adjustment=display_adjustment,
+            reframe=reframe,
         )
 
         @functools.wraps(kernel)

@@ -27,7 +27,7 @@ from . import _backend
 from ._backend import get_namespace
 from ._validation import float_dtype
 from .lift import map_frames, reduce_frames
-from .registry import ImageRef, Range, operation, validated
+from .registry import ImageRef, Range, Unit, operation, validated
 
 __all__ = [
     "sum_pattern",
@@ -44,6 +44,8 @@ __all__ = [
 ]
 
 Center = tuple[float, float] | None
+#: The unscattered beam's position on the detector, (ky, kx) in detector pixels.
+BeamCenter = Annotated[tuple[float, float], Unit("ky, kx in detector pixels")] | None
 Radius = Annotated[float, Range(0, 1e6)]
 
 
@@ -400,11 +402,18 @@ Rotation = Annotated[float, Range(-360, 360)]
 Descan = Literal["none", "plane"]
 
 
-@operation(menu="measure", output="images", lift=False, keeps="batch", channels="refused")
+def _resolve_center(image: Any, **params: Any) -> dict:
+    """The centre used when none is given, the detector's geometric centre, made explicit (a widget shows it)."""
+    if params["center"] is None:
+        params = {**params, "center": _center(None, tuple(image.shape[-2:]))}
+    return params
+
+
+@operation(menu="measure", output="images", lift=False, keeps="batch", channels="refused", prepare=_resolve_center)
 def center_of_mass(
     image,
     *,
-    center: Center = None,
+    center: BeamCenter = None,
     calibration: Calibration = 1.0,
     rotation: Rotation = 0.0,
     flip: bool = False,
@@ -418,7 +427,10 @@ def center_of_mass(
     image : array, shape ``(..., Sy, Sx, Ky, Kx)``
         4D-STEM data (NumPy, dask or CuPy).
     center : (ky, kx), optional
-        Origin of the shifts in detector pixels (default: geometric centre).
+        Origin of the shifts in detector pixels: the unscattered beam's
+        position. Default: the geometric centre ``((Ky - 1) / 2, (Kx - 1) / 2)``,
+        resolved before the run (``Operation.resolve``), so a widget shows
+        the centre it used; give the beam centre when it is elsewhere.
     calibration : float
         Detector pixel size (e.g. mrad or 1/nm per pixel); shifts are returned
         in those units (1.0: detector pixels).

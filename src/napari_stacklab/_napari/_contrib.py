@@ -62,11 +62,14 @@ SAMPLES = [
 
 #: Operations whose menu entry opens a tool built on the operation (its controls plus more) instead of the
 #: generated widget: drift correction adds the drift plot and "apply the same shifts to another layer";
-#: applying a transform or shifts takes them from a layer or a JSON file and applies them to any layer.
+#: applying a transform or shifts takes them from a layer or a JSON file and applies them to any layer;
+#: background removal takes its thresholds as fractions of the image's range, shows mask, alpha and subject
+#: and saves them.
 OPERATION_TOOLS = {
     "drift_correct": f"{PACKAGE}._napari.drift_widget:DriftWidget",
     "apply_transform": f"{PACKAGE}._napari.transform_tool:TransformTool",
     "apply_drift": f"{PACKAGE}._napari.transform_tool:TransformTool",
+    "remove_background": f"{PACKAGE}._napari.matting_widget:BackgroundRemovalWidget",
 }
 
 #: Stateful tools and utility widgets: id, python_name, title, menu (short or full id, or None).
@@ -99,12 +102,6 @@ TOOLS = [
         "id": "prepare_image",
         "python_name": f"{PACKAGE}._napari.prepare_widget:PrepareImageWidget",
         "title": "Prepare image",
-        "menu": "napari/layers/filter",
-    },
-    {
-        "id": "remove_background",
-        "python_name": f"{PACKAGE}._napari.matting_widget:BackgroundRemovalWidget",
-        "title": "Remove background",
         "menu": "napari/layers/filter",
     },
     {

@@ -217,9 +217,12 @@ def _layer_class(layer_type: str) -> type:
 
 def _update(layer: Any, data: Any, kwargs: dict) -> None:
     layer.data = data
+    ndim = layer.ndim
+    unset = {"rotate": np.eye(ndim), "shear": np.eye(ndim), "affine": np.eye(ndim + 1)}  # as a new layer has them
     for key in ("scale", "translate", "rotate", "shear", "affine", "units", "axis_labels", "metadata"):
-        if not _same(key, getattr(layer, key), kwargs[key]):  # every change re-lays the viewer out: skip no-ops
-            setattr(layer, key, kwargs[key])
+        value = kwargs[key] if key in kwargs else unset[key]
+        if not _same(key, getattr(layer, key), value):  # every change re-lays the viewer out: skip no-ops
+            setattr(layer, key, value)
     if "features" in kwargs:
         layer.features = kwargs["features"]
     if isinstance(layer, _layer_class("image")):

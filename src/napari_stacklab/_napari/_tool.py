@@ -37,10 +37,11 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton
 from napari.qt.threading import thread_worker
 from napari.utils import notifications, progress
 from qtpy.QtCore import QEvent, QObject, Qt, QTimer
-from qtpy.QtWidgets import QDockWidget, QFrame, QMainWindow, QScrollArea
+from qtpy.QtWidgets import QDockWidget, QFrame, QMainWindow, QScrollArea, QSizePolicy
 
 from ..recipe import PROVENANCE_KEY, provenance
-from . import _layers
+from . import _channels, _layers
+from .script import OUTPUT  # which output of a several-output operation a layer shows (the script reads it)
 
 __all__ = [
     "Tool",
@@ -54,6 +55,8 @@ __all__ = [
     "is_fourier",
     "describe_error",
     "INSTALL",
+    "OUTPUT",
+    "DockWatcher",
 ]
 
 #: The command that installs each optional dependency a tool may need.
@@ -228,19 +231,36 @@ def publish(
 
 
 def publish_operation(viewer: Any, op: Any, result: Any, *, source: Any, params: dict, refs: dict | None = None,
-                      in_shape: tuple) -> list:
-    """Add the layer(s) of a registry operation's ``result``, named and recorded as its widget would.
+                      in_shape: tuple, preview: bool = False) -> list:
+    """Add the layer(s) of a registry operation's ``result``: the one path of operation widgets and tools.
 
     ``"<source> <op>"`` (``"<source> <op> <key>"`` for each output of an
-    ``images`` operation), in the frame the operation's declaration gives
-    (:func:`~._layers.array_layers`), recording ``op.step(params, refs)``.
+    ``images`` operation, whose record names it under :data:`OUTPUT`), a
+    Points layer for a points result, in the frame the operation's
+    declaration gives (:func:`~._layers.array_layers`), recording
+    ``op.step(params, refs)``. A mask or labels result with a colour axis
+    shows its channels as a leading axis (:func:`~._channels.shown_as`).
+    ``in_shape`` is the shape the result was computed from (the whole
+    layer, or the previewed plane). A ``preview`` is named
+    ``"... (preview)"`` and records nothing.
     """
-    metadata = _layers.recorded_metadata(source, op.step(params, refs))
+    name = f"{source.name} {op.name}"
+    metadata = {} if preview else _layers.recorded_metadata(source, op.step(params, refs))
+    if op.output == "points":
+        tuples = [_layers.points_layer(result, source, name, metadata)]
+    else:
+        tuples = _layers.array_layers(op, result, source, name, metadata, in_shape)
     layers = []
-    for data, kwargs, kind in _layers.array_layers(op, result, source, f"{source.name} {op.name}", metadata,
-                                                   in_shape):
+    for data, kwargs, kind in tuples:
+        data, kwargs = _channels.shown_as(data, kwargs, kind)
+        if preview:
+            kwargs["name"] = f"{kwargs['name']} (preview)"
+        elif op.output == "images":
+            kwargs["metadata"][PROVENANCE_KEY] = {**kwargs["metadata"][PROVENANCE_KEY],
+                                                  OUTPUT: kwargs["name"][len(name) + 1:]}
         layers.append(_layers.add_or_replace(viewer, data, kwargs, kind))
-        warn_builtin_writer_once(layers[-1])
+        if not preview:
+            warn_builtin_writer_once(layers[-1])
     return layers
 
 
@@ -330,8 +350,12 @@ def worker_task(task: Callable, *args: Any, **kwargs: Any) -> Iterator:
         raise OperationFailed(str(exc)) from exc
 
 
-class _DockEvents(QObject):
-    """Watches a tool's widget being docked (-> tabs with the other stacklab docks) or undocked (-> closed)."""
+class DockWatcher(QObject):
+    """Watches a stacklab widget being docked (-> tabs with the other stacklab docks) or undocked (-> ``closed()``).
+
+    ``Window.remove_dock_widget`` (the dock's close button) only reparents the
+    inner widget to ``None``; it is not destroyed, so ``destroyed`` never fires.
+    """
 
     def __init__(self, widget: Any, closed: Callable[[], None]) -> None:
         super().__init__(widget)
@@ -355,10 +379,7 @@ def _is_stacklab_dock(dock: QDockWidget) -> bool:
 
 
 class _WindowDocks(QObject):
-    """Once a tool has docked in a window: every stacklab dock added to it later joins the tabs too.
-
-    (Operation widgets are docked by napari without passing through a tool.)
-    """
+    """Once a stacklab dock is in a window: every stacklab dock added to it later joins the tabs too."""
 
     def __init__(self, window: QMainWindow) -> None:
         super().__init__(window)
@@ -421,6 +442,8 @@ class Tool(Container):
         self.body = Container(labels=True)
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
+        # a long message wraps within the dock's width instead of widening the dock
+        self.status.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.cancel_button.tooltip = "stop the computation after its current step; nothing is added"
         self.body.native.layout().addStretch(1)  # controls stay together at the top of a tall dock
@@ -442,7 +465,7 @@ class Tool(Container):
         self.busy_widgets: list = []  # disabled while a computation runs
         self.cancel_button.changed.connect(lambda *_: self.cancel())
         self.native.destroyed.connect(lambda *_: self._release(destroyed=True))
-        self._dock_events = _DockEvents(self.native, lambda: self._release(destroyed=False))
+        self._dock_events = DockWatcher(self.native, lambda: self._release(destroyed=False))
         self.listen(self.viewer.layers.events.removed, self._on_layer_removed)
         self.listen(self.viewer.layers.events.inserted, self.reset_choices)
         self.listen(self.viewer.layers.events.removed, self.reset_choices)

@@ -34,7 +34,7 @@ def _command(entry_id: str, python_name: str, title: str) -> dict:
 FAMILY_LABELS = {
     "filters": "Filters", "segment": "Segmentation", "stem": "4D-STEM", "morphology": "Morphology",
     "measure": "Measurements", "denoise": "Denoising", "phase": "Phase", "register": "Registration",
-    "preprocess": "Preprocessing",
+    "preprocess": "Preprocessing", "equalize": "Equalize", "matting": "Matting",
 }
 #: A family gets its own submenu in a napari menu shared with other families once it has this many entries.
 SUBMENU_MIN = 3

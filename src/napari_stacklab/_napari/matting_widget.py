@@ -6,9 +6,12 @@ on a transparent, white or black background. The thresholds are fractions of
 the image's value range (0 = its minimum, 1 = its maximum), so they work the
 same on 8-bit, 16-bit and float images. The computation runs in a worker;
 outputs are the layers ``"<input> mask"``, ``"<input> alpha"`` and
-``"<input> subject"``. *Save* writes the original, the background-removed
-image and the subject (cropped to the mask) to a folder it asks for, asking
-again before replacing existing files.
+``"<input> subject"``, each recording the registry operation
+``remove_background`` with the thresholds in the image's units (a Labels
+mask is recorded by its layer name), so its recipe replays with
+``stacklab run`` (``--image NAME=FILE`` for the mask). *Save* writes the
+original, the background-removed image and the subject (cropped to the mask)
+to a folder it asks for, asking again before replacing existing files.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ from typing import Any
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, PushButton, SpinBox
 
-from .. import _backend
+from .. import _backend, catalog
 from ..matting import BACKGROUNDS, extract_subject, remove_background
 from . import _layers
-from ._tool import Tool, action
+from ._tool import OUTPUT, Tool, action
 
 __all__ = ["BackgroundRemovalWidget", "save_results", "value_range"]
 
@@ -75,7 +78,8 @@ def value_range(image: np.ndarray) -> tuple[float, float]:
     return float(finite.min()), float(finite.max())
 
 
-def remove_background_task(image: Any, *, fractions: tuple | None, mask: Any = None, **params: Any) -> tuple:
+def remove_background_task(image: Any, *, fractions: tuple | None, mask: Any = None, rgb: bool = False,
+                           **params: Any) -> tuple:
     """Worker task: compute the image, turn threshold ``fractions`` of its range into values, remove.
 
     Returns ``(result, image, params)``: what :func:`remove_background` gave,
@@ -88,7 +92,7 @@ def remove_background_task(image: Any, *, fractions: tuple | None, mask: Any = N
         params["foreground"], params["background"] = (low + float(f) * (high - low) for f in fractions)
     if mask is not None:
         mask = np.asarray(_backend.materialize(mask))
-    return remove_background(image, mask=mask, **params), image, params
+    return remove_background(image, mask=mask, rgb=rgb, **params), image, params
 
 
 class BackgroundRemovalWidget(Tool):
@@ -154,19 +158,21 @@ class BackgroundRemovalWidget(Tool):
         fractions = None if refs else (self.foreground.value, self.background.value)
         arrays = {name: _layers.source_data(ref) for name, ref in refs.items()}
         return self.launch(
-            remove_background_task, _layers.source_data(layer), fractions=fractions, **params, **arrays,
+            remove_background_task, _layers.source_data(layer), fractions=fractions, rgb=bool(layer.rgb), **params,
+            **arrays,
             on_result=lambda found: self._show(layer, refs, *found),
             description=f"Removing the background of {layer.name!r}", inputs=[layer, *refs.values()],
         )
 
     def _show(self, layer: Any, refs: dict, result: dict, image: np.ndarray, params: dict) -> dict:
-        recorded = {**params, **{name: {"layer": ref.name} for name, ref in refs.items()}}
+        op = catalog.get("remove_background")
+        step = op.step({**params, **refs}, refs={name: ref.name for name, ref in refs.items()})
         outputs = (("mask", result["mask"].astype(np.uint8), "labels"), ("alpha", result["alpha"], "image"),
                    ("subject", result["subject"], "image"))
         for key, data, kind in outputs:
-            step = {"op": "remove_background", "params": recorded, "result": {"output": key}}
             extra = {"rgb": True} if key == "subject" and data.ndim == 3 else {}
-            self.publish(data, source=layer, name=f"{layer.name} {key}", kind=kind, steps=[step], **extra)
+            self.publish(data, source=layer, name=f"{layer.name} {key}", kind=kind, steps=[step],
+                         note={OUTPUT: key}, **extra)
         self.result = {**result, "image": image, "name": layer.name}
         count = int(result["mask"].sum())
         if count == 0:

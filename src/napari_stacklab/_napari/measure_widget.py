@@ -5,6 +5,9 @@ so areas, centroids and diameters are in micrometres (or whatever the file
 said), never silently in pixels. The work runs in a worker thread; the table
 is shown in a dock with a histogram / scatter plot and "Save CSV...", and the
 tool keeps the measurement as a ``regionprops_table`` recipe step (``step``).
+An intensity layer with channels (an RGB layer, a ``c`` axis) gives one
+column per channel for each intensity property, named after the channel
+(``intensity_mean-red``, or the names the file gave).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 from magicgui.widgets import ComboBox, PushButton
 
 from .. import measure
-from . import _layers
+from . import _channels, _layers
 from ._tool import Tool, action
 from .table import TableWidget, as_frame
 
@@ -34,12 +37,28 @@ def layer_unit(layer: Any) -> str:
     return {"px": "pixel", "µm": "um"}.get(text, text) or "pixel"
 
 
-def _measure(labels: Any, intensity: Any, spacing: tuple, unit: str, mode: str) -> measure.Table:
-    return measure.regionprops_table(labels, intensity=intensity, spacing=spacing, unit=unit, mode=mode)
+def _measure(labels: Any, intensity: Any, spacing: tuple, unit: str, mode: str,
+             channel_names: tuple | None = None) -> measure.Table:
+    return measure.regionprops_table(labels, intensity=intensity, spacing=spacing, unit=unit, mode=mode,
+                                     channel_names=channel_names)
 
 
-def _gray(layer: Any) -> bool:
-    return not getattr(layer, "rgb", False)
+def channel_names(layer: Any, labels_shape: tuple) -> tuple[str, ...] | None:
+    """The names of an intensity layer's channels (``None`` when it has the labels' shape: one channel).
+
+    An RGB layer's are ``red, green, blue(, alpha)``; a layer with a ``c``
+    axis has the names its file gave (``metadata["channel_names"]``) or
+    ``c0, c1, ...``. An intensity image of another shape is refused by name.
+    """
+    shape = tuple(_layers.source_data(layer).shape)
+    if shape == tuple(labels_shape):
+        return None
+    found = _channels.layer_channels(layer)
+    axis = None if found is None else found.checked(shape).axis % len(shape)
+    if axis is None or shape[:axis] + shape[axis + 1:] != tuple(labels_shape):
+        raise ValueError(f"the intensity image {layer.name!r} must have the labels' shape {tuple(labels_shape)}, "
+                         f"or that shape with one axis of channels (an RGB layer, a 'c' axis); it has {shape}")
+    return found.names_for(shape[axis])
 
 
 class MeasureWidget(Tool):
@@ -56,7 +75,7 @@ class MeasureWidget(Tool):
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(napari_viewer)
         self.labels_layer = self.chooser("labels", kinds=("labels",))
-        self.intensity_layer = self.chooser("intensity", accept=_gray, nullable=True)
+        self.intensity_layer = self.chooser("intensity", nullable=True)
         self.mode = ComboBox(label="objects in", choices=[("planes (2-D)", "2d"), ("volumes (3-D)", "3d")],
                              value="2d")
         self.measure_button = PushButton(text="Measure")
@@ -74,15 +93,14 @@ class MeasureWidget(Tool):
         if layer is None:
             raise ValueError("add or choose a Labels layer to measure")
         intensity = self.intensity_layer.value
-        if intensity is not None and tuple(_layers.source_data(intensity).shape) != tuple(_layers.source_data(layer).shape):
-            raise ValueError(f"the intensity image {intensity.name!r} must have the labels' shape "
-                             f"{tuple(_layers.source_data(layer).shape)}")
+        labels_shape = tuple(_layers.source_data(layer).shape)
         return {
             "labels": _layers.source_data(layer),
             "intensity": None if intensity is None else _layers.source_data(intensity),
             "spacing": tuple(float(s) for s in layer.scale),
             "unit": layer_unit(layer),
             "mode": self.mode.value,
+            "channel_names": None if intensity is None else channel_names(intensity, labels_shape),
         }
 
     def compute_table(self) -> measure.Table:
@@ -97,6 +115,8 @@ class MeasureWidget(Tool):
         intensity = self.intensity_layer.value
         params = {"intensity": None if intensity is None else {"layer": intensity.name},
                   "spacing": list(inputs["spacing"]), "unit": inputs["unit"], "mode": inputs["mode"]}
+        if inputs["channel_names"] is not None:
+            params["channel_names"] = list(inputs["channel_names"])
         step = {"op": "regionprops_table", "params": params}
         return self.launch(_measure, **inputs, on_result=lambda table: self.show_table(layer, table, step),
                           description=f"Measuring {layer.name!r}", inputs=[layer] + ([intensity] if intensity else []))

@@ -8,9 +8,14 @@ viewer shows (``"<input> prepared (preview)"``, at most about
 rests for :data:`PREVIEW_DELAY_MS`), so dragging never blocks the window.
 *Apply* runs the chain on the whole image in a worker (one progress step per
 filter, Cancel between filters) and adds ``"<input> prepared"``, which records
-the chain as recipe steps in ``metadata["stacklab"]`` (on a colour image the
-2-D steps ran on each channel and say so: ``per_channel: true``). A button shows the
-original and the result side by side (napari's grid mode) and back.
+the chain as recipe steps in ``metadata["stacklab"]``. Every step is told
+whether the image is colour (``rgb=layer.rgb``) and follows its operation's
+colour policy (:mod:`napari_stacklab.channels`): on a colour image the
+bilateral weights use colour distances, CLAHE works on lightness and gamma
+and gain on the brightest channel, so hue is kept and uint8 RGB stays uint8
+RGB; the steps replay as they are, with :meth:`Recipe.run` or ``stacklab run``
+on the colour image. A button shows the original and the result side by side
+(napari's grid mode) and back.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 import numpy as np
 from magicgui.widgets import FloatSlider, Label, PushButton, SpinBox
 from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QSizePolicy
 
 from .. import _backend, catalog
 from . import _layers
@@ -66,23 +72,15 @@ def prepare_steps(
     return steps
 
 
-def _frame_ndim(step: dict) -> int:
-    op = catalog.get(step["op"])
-    return op.frame_ndim_for(step["params"])
-
-
 def _apply_step(data: Any, step: dict, rgb: bool) -> Any:
-    op = catalog.get(step["op"])
-    if rgb and _frame_ndim(step) == 2:  # a colour image: the 2-D step runs on each channel
-        return np.moveaxis(op(np.moveaxis(data, -1, 0), **step["params"]), 0, -1)
-    return op(data, **step["params"])
+    return catalog.get(step["op"])(data, rgb=rgb, **step["params"])
 
 
 def run_steps(data: Any, steps: list[dict], rgb: bool) -> Any:
-    """Apply ``steps`` in order (for RGB data the 2-D steps run on each colour channel); computed."""
+    """Apply ``steps`` in order, each told whether ``data`` is colour (channels last); computed."""
     for step in steps:
         data = _apply_step(data, step, rgb)
-    return _as_float(_backend.materialize(data))
+    return _backend.materialize(data)
 
 
 def run_steps_with_progress(data: Any, steps: list[dict], rgb: bool):
@@ -91,11 +89,15 @@ def run_steps_with_progress(data: Any, steps: list[dict], rgb: bool):
     for step in steps:
         data = _backend.materialize(_apply_step(data, step, rgb))
         yield ("step", 1)
-    return _as_float(_backend.materialize(data))
+    return _backend.materialize(data)
 
 
-def _as_float(data: Any) -> Any:
-    return data.astype(np.float32) if np.dtype(data.dtype).kind in "iub" else data
+def colour_limits(result: Any) -> tuple[float, float]:
+    """Contrast limits of a colour result: the dtype's range for integers (uint8: 0-255), else 0 to its maximum."""
+    dtype = np.dtype(result.dtype)
+    if dtype.kind in "iu":
+        return float(max(np.iinfo(dtype).min, 0)), float(np.iinfo(dtype).max)
+    return 0.0, float(np.max(result)) or 1.0
 
 
 def _preview_steps(steps: list[dict], stride: int) -> list[dict]:
@@ -130,6 +132,8 @@ class PrepareImageWidget(Tool):
         self.gain = FloatSlider(label="gain", min=0, max=5, step=0.05, value=1)
         self.chain = Label(value="no step (all neutral)")
         self.chain.native.setWordWrap(True)
+        # a long chain wraps within the dock's width instead of widening the tool past it
+        self.chain.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.apply_button = PushButton(text="Apply (full resolution)")
         self.compare_button = PushButton(text="Side by side with original")
         self.controls = [
@@ -194,7 +198,7 @@ class PrepareImageWidget(Tool):
             return
         frame = _layers.spatial_kwargs(layer, 2)
         frame["scale"] = tuple(s * stride for s in frame["scale"])
-        rgb = {"rgb": True, "contrast_limits": (0.0, float(np.max(result)) or 1.0)} if layer.rgb else {}
+        rgb = {"rgb": True, "contrast_limits": colour_limits(result)} if layer.rgb else {}
         self.publish(result, source=layer, name=f"{layer.name} prepared (preview)", role="preview", frame=frame,
                      **rgb)
 
@@ -212,10 +216,7 @@ class PrepareImageWidget(Tool):
         )
 
     def _show(self, layer: Any, steps: list[dict], result: np.ndarray) -> Any:
-        extra = {"rgb": True, "contrast_limits": (0.0, float(np.max(result)) or 1.0)} if layer.rgb else {}
-        if layer.rgb:  # each 2-D step ran on every colour channel: a recipe cannot say that yet (issue 15)
-            steps = [{**step, "per_channel": True} if _frame_ndim(step) == 2 else step
-                     for step in steps]
+        extra = {"rgb": True, "contrast_limits": colour_limits(result)} if layer.rgb else {}
         out = self.publish(result, source=layer, name=f"{layer.name} prepared", steps=steps, **extra)
         preview = f"{layer.name} prepared (preview)"
         if preview in self.viewer.layers:

@@ -5,7 +5,7 @@ Every layer made by a stacklab operation or tool records how it was made in
 it, to be replayed headless with ``Recipe.load(path).run(data)`` or
 ``stacklab run recipe.yaml ...``. *Export as Python script* writes a script
 that reads the layer's source file and replays every step with the public
-API (it also covers the tools' steps that are not registry operations yet).
+API.
 
 The dock also says how to keep the pixel size when opening and saving TIFFs,
 and sets napari-stacklab as napari's reader for ``.tif`` through napari's own
@@ -24,7 +24,7 @@ from ..recipe import Recipe
 from . import _layers
 from ._contrib import NAME
 from ._tool import Tool, action, record_of
-from .script import TOOL_STEPS, layer_script
+from .script import layer_script
 
 __all__ = ["RecipeExportWidget", "TIFF_PATTERNS", "prefer_stacklab_reader"]
 
@@ -49,12 +49,9 @@ def prefer_stacklab_reader() -> dict:
 def _recipe_problem(steps: list[dict]) -> str | None:
     """Why these recorded steps cannot be a YAML recipe yet (``None`` when they can)."""
     for step in steps:
-        if step["op"] in TOOL_STEPS and not _registered(step["op"]):
-            return (f"the step {step['op']!r} made by a tool is not a registry operation yet, so no YAML recipe "
-                    "can replay it: use Export as Python script")
-        if step.get("per_channel"):
-            return (f"the step {step['op']!r} ran on each colour channel, which a recipe cannot express yet: "
-                    "use Export as Python script")
+        if not _registered(step["op"]):
+            return (f"the step {step['op']!r} is not a registry operation of this napari-stacklab version (a "
+                    "record from another version?), so no recipe or script can replay it")
     return None
 
 

@@ -34,11 +34,11 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels
 from napari.qt.threading import thread_worker
 from napari.utils import notifications, progress
-from qtpy.QtCore import QEvent, QObject, QTimer
+from qtpy.QtCore import QTimer
 
 from .. import _backend, catalog, engine, registry
 from ..frames import frame_chunks
-from . import _channels, _layers
+from . import _channels, _layers, _tool
 from ._tool import worker_task
 from .manifest import widget_factory_name
 
@@ -51,7 +51,8 @@ MAX_PROGRESS_STEPS = 100
 _AUTO = "auto"
 _INT_LIMIT = 2**31 - 1
 _FLOAT_LIMIT = 1e12
-_PREVIEW_OUTPUTS = (*registry.ARRAY_OUTPUTS, "images", "points", "value")
+_LAYER_OUTPUTS = (*registry.ARRAY_OUTPUTS, "images", "points")
+_PREVIEW_OUTPUTS = (*_LAYER_OUTPUTS, "value")
 
 
 # --- the computation (no napari objects: it runs in a worker thread) ----------------------------
@@ -143,6 +144,8 @@ class _Field:
     widget: Any
     get: Callable[[], Any]
     set: Callable[[Any], None]
+    #: Shows the value the operation worked out while the control says "auto" (``None``).
+    show_auto: Callable[[Any], None] = lambda value: None
 
 
 def _number_field(p: registry.Param, label: str) -> _Field:
@@ -177,7 +180,10 @@ def _text_field(p: registry.Param, label: str) -> _Field:
             return text
         return yaml.safe_load(text)
 
-    return _Field(edit, get, lambda v: setattr(edit, "value", _format_value(v)))
+    def show_auto(value: Any) -> None:
+        edit.native.setPlaceholderText(f"auto: {_format_value(value)}")
+
+    return _Field(edit, get, lambda v: setattr(edit, "value", _format_value(v)), show_auto)
 
 
 def _optional(field: _Field, p: registry.Param, label: str) -> _Field:
@@ -234,24 +240,6 @@ def _param_field(p: registry.Param, layer_choices: Callable) -> _Field:
 
 
 # --- the widget -----------------------------------------------------------------------------------
-class _DetachWatcher(QObject):
-    """Calls ``callback`` when ``widget`` loses its parent: napari closed the dock around it.
-
-    ``Window.remove_dock_widget`` (the dock's close button) only reparents the inner
-    widget to ``None``; it is not destroyed, so ``destroyed`` never fires.
-    """
-
-    def __init__(self, widget: Any, callback: Callable[[], None]) -> None:
-        super().__init__(widget)
-        self._callback = callback
-        widget.installEventFilter(self)
-
-    def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 (Qt name)
-        if event.type() == QEvent.Type.ParentChange and obj.parent() is None:
-            self._callback()
-        return False
-
-
 @dataclasses.dataclass
 class _Job:
     """Everything one run needs, collected in the main thread."""
@@ -324,7 +312,8 @@ class OperationWidget(Container):
         for layer in self.viewer.layers:
             layer.events.name.connect(self._layers_changed)
         self.native.destroyed.connect(self._disconnect)
-        self._detach_watcher = _DetachWatcher(self.native, self._on_dock_closed)
+        # docked: joins the stacklab tab group; dock closed: the run stops and the preview goes
+        self._dock_watcher = _tool.DockWatcher(self.native, self._on_dock_closed)
         self.reset_choices()
         active = self.viewer.layers.selection.active
         if active is not None and active in [layer for _, layer in self._input_choices()]:
@@ -395,9 +384,6 @@ class OperationWidget(Container):
             values[p.name] = value
         params = self.operation.bind(values, channels=_channels.layer_channels(layer))
         return _Job(layer, _layer_data(layer), params, refs, self.device.value)
-
-    def _step(self, job: _Job) -> dict:
-        return self.operation.step(job.params, job.refs)
 
     def _output_name(self, layer: Any) -> str:
         return f"{layer.name} {self.operation.name}"
@@ -570,10 +556,15 @@ class OperationWidget(Container):
         notifications.show_error(f"{self.operation.title} failed: {exc}")
 
     def _show_resolved(self, params: dict, resolved: dict) -> None:
+        """Say what the operation worked out (an Otsu threshold, the centre it used), in the info line and beside
+        the controls left on auto."""
         changed = {
             k: v for k, v in resolved.items()
             if k in params and not hasattr(v, "shape") and params[k] != v
         }
+        for name, value in changed.items():
+            if params[name] is None and name in self.fields and not self._closed:
+                self.fields[name].show_auto(value)
         if changed:
             values = ", ".join(f"{k} = {_short(v)}" for k, v in changed.items())
             self.info.value = f"{self.operation.name}: {values}"
@@ -586,27 +577,18 @@ class OperationWidget(Container):
         default the whole input.
         """
         op = self.operation
-        in_shape = tuple(job.data.shape) if in_shape is None else in_shape
-        name = self._output_name(job.layer)
-        metadata = {} if preview else _layers.recorded_metadata(job.layer, self._step(job))
-        if op.output in (*registry.ARRAY_OUTPUTS, "images"):
-            tuples = _layers.array_layers(op, result, job.layer, name, metadata, in_shape)
-        elif op.output == "points":
-            tuples = [_layers.points_layer(result, job.layer, name, metadata)]
-        elif op.output == "table" and not preview:
-            self._show_table(job, name, result)
+        if op.output == "table":
+            if not preview:
+                self._show_table(job, self._output_name(job.layer), result)
             return []
-        else:
-            self._show_value(job, result, preview)
+        if op.output not in _LAYER_OUTPUTS:
+            self._show_value(result, preview)
             return []
-        names = []
-        for data, kwargs, layer_type in tuples:
-            data, kwargs = _channels.shown_as(data, kwargs, layer_type)
-            if preview:
-                kwargs["name"] = f"{kwargs['name']} (preview)"
-            _layers.add_or_replace(self.viewer, data, kwargs, layer_type)
-            names.append(kwargs["name"])
-        return names
+        layers = _tool.publish_operation(
+            self.viewer, op, result, source=job.layer, params=job.params, refs=job.refs,
+            in_shape=tuple(job.data.shape) if in_shape is None else in_shape, preview=preview,
+        )
+        return [layer.name for layer in layers]
 
     def _show_table(self, job: _Job, name: str, table: dict) -> None:
         from .table import TableWidget, as_frame
@@ -622,7 +604,7 @@ class OperationWidget(Container):
         self._tables[name] = widget
         self.viewer.window.add_dock_widget(widget, name=name, area="right")
 
-    def _show_value(self, job: _Job, result: Any, preview: bool) -> None:
+    def _show_value(self, result: Any, preview: bool) -> None:
         text = f"{self.operation.name} = {_short(result)}"
         self.info.value = f"{text} (current plane)" if preview else text
 

@@ -6,9 +6,11 @@ from typing import Annotated, Literal
 
 from .._backend import get_namespace
 from .._validation import as_float
-from ..registry import Range, operation
+from ..registry import Range, Unit, operation
 
 FrequencyEdge = Literal["butterworth", "gaussian"]
+#: A cut-off: a radius in frequency pixels of the frame's FFT, i.e. cycles per frame width.
+Cutoff = Annotated[float, Range(0, None, low_inclusive=False), Unit("cycles per frame width")]
 
 
 def _frequency_radius(xp, shape, dtype):
@@ -49,7 +51,7 @@ _FREQUENCY_UNITS = """The cut-off is a radius in frequency pixels of the frame's
 def lowpass(
     image,
     *,
-    cutoff: Annotated[float, Range(0, None, low_inclusive=False)] = 32.0,
+    cutoff: Cutoff = 32.0,
     edge: FrequencyEdge = "butterworth",
     order: Annotated[float, Range(0.5, 20)] = 2.0,
 ):
@@ -96,7 +98,7 @@ def lowpass(
 def highpass(
     image,
     *,
-    cutoff: Annotated[float, Range(0, None, low_inclusive=False)] = 4.0,
+    cutoff: Cutoff = 4.0,
     edge: FrequencyEdge = "butterworth",
     order: Annotated[float, Range(0.5, 20)] = 2.0,
 ):
@@ -145,8 +147,8 @@ def _check_band(image, **params):
 def bandpass(
     image,
     *,
-    low_cutoff: Annotated[float, Range(0, None, low_inclusive=False)] = 2.0,
-    high_cutoff: Annotated[float, Range(0, None, low_inclusive=False)] = 32.0,
+    low_cutoff: Cutoff = 2.0,
+    high_cutoff: Cutoff = 32.0,
     edge: FrequencyEdge = "butterworth",
     order: Annotated[float, Range(0.5, 20)] = 2.0,
 ):
@@ -197,7 +199,32 @@ for _op in (lowpass, highpass, bandpass):
     _op.__doc__ = _op.__doc__.replace("{units}", _FREQUENCY_UNITS)
 
 
-@operation(menu="filter")
+def _reciprocal(unit: str) -> str:
+    """``"micrometer"`` -> ``"1/micrometer"`` (and back: the FFT of an FFT)."""
+    unit = str(unit).replace(" ", "")
+    return unit[2:] if unit.startswith("1/") else f"1/{unit}"
+
+
+def _frequency_frame(frame: dict, in_shape: tuple, out_shape: tuple) -> dict:
+    """The frame of an ``fftshift``-ed spectrum: reciprocal units, ``1 / (N d)`` per pixel, 0 at ``N // 2``.
+
+    Along a frame axis of ``N`` pixels of size ``d`` the spectrum's pixels are
+    the frequencies ``k / (N d)``; zero frequency is pixel ``N // 2``, so the
+    axis starts at ``-(N // 2) / (N d)``. Leading (batch) axes keep their frame.
+    """
+    frame = {key: list(value) for key, value in frame.items()}
+    for axis in range(len(out_shape) - 2, len(out_shape)):
+        n, pixel = int(out_shape[axis]), float(frame["scale"][axis])
+        step = 1.0 / (n * pixel)
+        frame["scale"][axis] = step
+        frame["translate"][axis] = -(n // 2) * step
+        frame["units"][axis] = _reciprocal(frame["units"][axis])
+        label = str(frame["axis_labels"][axis])
+        frame["axis_labels"][axis] = f"k{label}" if label.isalnum() and len(label) <= 2 else f"frequency {label}"
+    return frame
+
+
+@operation(menu="filter", reframe=_frequency_frame)
 def fft_amplitude(image):
     """Log amplitude of the 2-D Fourier transform of each frame, zero frequency centred.
 
@@ -212,7 +239,10 @@ def fft_amplitude(image):
     -------
     array, shape ``(..., M, N)``
         float32 (float64 for float64 input), ``fftshift``-ed so that zero
-        frequency is at ``(M // 2, N // 2)``. Whole frames.
+        frequency is at ``(M // 2, N // 2)``. Whole frames. Its pixels are
+        frequencies: for a pixel size ``d`` (µm) the result's is
+        ``1 / (N d)`` (1/µm), zero frequency at the origin (the napari layer
+        and a recipe's Image say so: axes ``ky``, ``kx`` in ``1/<unit>``).
 
     Examples
     --------
