@@ -44,6 +44,7 @@ CPU_ONLY = {
     "bm3d": "estimate_sigma",
     "unwrap": "unwrap_phase",  # method="exact"; method="fast" runs on the GPU (VARIANTS)
     "inpaint": "inpaint_biharmonic",
+    "stitch_grid": "stitching runs on the CPU",  # registration and fusion of tiles are host code (docs/user/stitch.md)
 }
 #: outputs that are small and returned on the host whatever the device (coordinates, a number, a table)
 HOST_OUTPUTS = {"points", "value", "table"}

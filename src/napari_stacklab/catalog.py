@@ -7,7 +7,7 @@ know nothing of each other or of this list.
 
 from __future__ import annotations
 
-from . import denoise, filters, measure, morphology, phase, preprocess, register, registry, segment, stem
+from . import _mosaic, denoise, filters, measure, morphology, phase, preprocess, register, registry, segment, stem
 
 __all__ = ["FAMILIES", "get", "operations"]
 
@@ -22,6 +22,7 @@ FAMILIES = {
     "phase": phase,
     "register": register,
     "preprocess": preprocess,
+    "stitch": _mosaic,  # the composite behind napari_stacklab.stitch, which exports the same functions
 }
 
 
