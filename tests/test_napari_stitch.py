@@ -25,7 +25,10 @@ from napari_stacklab._napari import stitch_tool
 from napari_stacklab._napari.stitch_tool import (
     EXCLUDED_COLOUR,
     REJECTED_COLOUR,
-    SOURCES,
+    CSV,
+    GRID,
+    LAYERS,
+    STACK,
     StitchTool,
     residual_limit,
 )
@@ -260,7 +263,7 @@ def test_tiles_loaded_from_a_folder_and_a_csv(make_napari_viewer, qtbot, scan, t
         sl.io.imwrite(folder / f"tile_{k:02d}.tif", sl.io.Image(tile, scale=(PIXEL, PIXEL), units=("um", "um")))
     viewer = make_napari_viewer()
     tool = open_tool(viewer)
-    tool.source.value = SOURCES[1]
+    tool.source.value = GRID
     assert tool.layers.native.isHidden() and not tool.path_row.native.isHidden()
     assert not tool.grid_rows[0].native.isHidden()
     tool.path.value = str(folder)
@@ -272,7 +275,7 @@ def test_tiles_loaded_from_a_folder_and_a_csv(make_napari_viewer, qtbot, scan, t
     assert isinstance(first.data, da.Array) and tuple(first.scale) == (PIXEL, PIXEL)
     np.testing.assert_allclose(viewer.layers["tile_05"].translate, tiles.positions[5] * PIXEL)
     assert first.metadata["source"] == str(folder / "tile_00.tif")
-    assert tool.source.value == SOURCES[0] and [layer.name for layer in tool.layers.value] == \
+    assert tool.source.value == LAYERS and [layer.name for layer in tool.layers.value] == \
         [f"tile_{k:02d}" for k in range(len(tiles))]
     tool.margin.value = 48
     tool.register()
@@ -288,7 +291,7 @@ def test_tiles_loaded_from_a_folder_and_a_csv(make_napari_viewer, qtbot, scan, t
     csv = tmp_path / "positions.csv"
     csv.write_text("file,y,x\n" + "".join(f"scan/tile_{k:02d}.tif,{y},{x}\n" for k, (y, x) in
                                           enumerate(tiles.positions)))
-    tool.source.value = SOURCES[2]
+    tool.source.value = CSV
     assert tool.grid_rows[0].native.isHidden()
     tool.path.value = str(csv)
     tool.load()
@@ -301,7 +304,7 @@ def test_tiles_loaded_from_a_folder_and_a_csv(make_napari_viewer, qtbot, scan, t
 
     # a path that holds no tiles: a message, nothing added
     before = len(viewer.layers)
-    tool.source.value = SOURCES[1]
+    tool.source.value = GRID
     tool.path.value = str(tmp_path / "nowhere")
     tool.load()
     finish(qtbot, tool)
@@ -311,19 +314,27 @@ def test_tiles_loaded_from_a_folder_and_a_csv(make_napari_viewer, qtbot, scan, t
     assert messages(escaped[1], tool)
 
 
-# --- stacks of tiles: registered on the plane shown, every plane placed alike -------------------------------
-def test_tiles_with_channels_register_on_the_shown_plane(make_napari_viewer, qtbot, scan, escaped):
+# --- a stack of tiles with channels: split into tile layers, registered on the plane shown ----------------
+def test_a_stack_layer_of_tiles_with_channels(make_napari_viewer, qtbot, scan, escaped):
     tiles, truth = scan
+    # channel 0 is featureless: it cannot be registered, it is placed with channel 1's positions
+    stack = np.stack([np.stack([np.full_like(tile, 7.0), tile]) for tile in tiles.data])  # (tile, c, y, x)
     viewer = make_napari_viewer()
-    for k, tile in enumerate(tiles.data):
-        stack = np.stack([np.full_like(tile, 7.0), tile])  # channel 0 is featureless: it cannot be registered
-        viewer.add_image(stack, name=f"t{k:02d}", scale=(1.0, PIXEL, PIXEL),
-                         translate=(0.0, *tiles.positions[k] * PIXEL), units=("", "um", "um"),
-                         axis_labels=("c", "y", "x"))
+    viewer.add_image(stack, name="montage", scale=(1.0, 1.0, PIXEL, PIXEL), translate=(0.0, 0.0, 10.0, 20.0),
+                     units=("pixel", "pixel", "um", "um"), axis_labels=("tile", "c", "y", "x"))
     tool = open_tool(viewer)
-    tool.layers.value = list(viewer.layers)
+    tool.source.value = STACK
+    assert tool.stack.value.name == "montage" and tool.path_row.native.isHidden()
+    tool.rows.value, tool.cols.value, tool.overlap.value = 4, 4, 0.15
+    tool.load()
+    finish(qtbot, tool)
+    layers = tool.layers.value
+    assert [layer.name for layer in layers] == [f"montage [{k}]" for k in range(len(tiles))], tool.status.value
+    assert layers[5].data.shape == (2, 128, 128) and tuple(layers[5].axis_labels) == ("c", "y", "x")
+    np.testing.assert_allclose(layers[5].translate, (0.0, 10.0 + tiles.positions[5][0] * PIXEL,
+                                                     20.0 + tiles.positions[5][1] * PIXEL))
     tool.margin.value = 48
-    viewer.dims.set_current_step(0, 1)  # show channel 1
+    viewer.dims.set_current_step(1, 1)  # show channel 1
     tool.register()
     finish(qtbot, tool)
     layout = tool.solved
@@ -331,11 +342,14 @@ def test_tiles_with_channels_register_on_the_shown_plane(make_napari_viewer, qtb
     assert group_errors(layout, truth)[~layout.fallback].max() < 0.2
     tool.fuse()
     finish(qtbot, tool)
-    mosaic = viewer.layers["t mosaic"]
+    mosaic = viewer.layers["montage mosaic"]
     assert mosaic.data.shape[0] == 2 and tuple(mosaic.scale) == (1.0, PIXEL, PIXEL)
     assert tuple(mosaic.axis_labels) == ("c", "y", "x")
+    np.testing.assert_allclose(layout.tiles.positions[0], (10.0 / PIXEL, 20.0 / PIXEL))  # the stack's offset
+    np.testing.assert_allclose(mosaic.translate[1:], layout.translate)
     plane0 = np.asarray(mosaic.data[0])
-    assert np.allclose(plane0[plane0 != 0], 7.0, atol=1e-4)  # channel 0 placed with channel 1's positions
+    assert np.allclose(plane0[plane0 != 0], 7.0, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(mosaic.data[1]), np.asarray(sl.stitch.fuse(layout)[1]), rtol=1e-6)
 
 
 # --- every way it can fail is a message -----------------------------------------------------------------

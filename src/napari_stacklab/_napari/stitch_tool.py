@@ -40,17 +40,19 @@ from qtpy.QtWidgets import QAbstractItemView, QFileDialog, QMessageBox, QTableWi
 from .. import __version__
 from .._mosaic._layout import EXCLUDED, KEPT, Layout
 from .._mosaic._register import register_tiles_stepwise
-from ..stitch import BLENDS, ORDERS, Tiles, csv_tiles, grid_tiles, mosaic_image, ome_tiles, tiles_from_translates, \
-    write_mosaic
+from ..stitch import BLENDS, ORDERS, Tiles, csv_tiles, grid_positions, grid_tiles, mosaic_image, ome_tiles, \
+    tiles_from_translates, write_mosaic
 from . import _layers
 from ._tool import Tool, action
 from .table import fit_table
 
-__all__ = ["StitchTool", "SOURCES", "COLUMNS", "load_tiles", "register_task", "fuse_task", "write_task",
+__all__ = ["StitchTool", "SOURCES", "LAYERS", "STACK", "GRID", "CSV", "OME", "COLUMNS", "load_tiles", "register_task", "fuse_task", "write_task",
            "seam_colours", "residual_limit"]
 
-#: Where the tiles come from: layers already in the viewer, or files read with the stitch readers.
-SOURCES = ("tile layers", "folder or pattern (grid)", "CSV of positions", "OME stage positions")
+#: Where the tiles come from: layers in the viewer (each placed by its translate, or one stack of a grid scan),
+#: or files read with the stitch readers.
+SOURCES = ("tile layers", "stack layer (grid)", "folder or pattern (grid)", "CSV of positions", "OME stage positions")
+LAYERS, STACK, GRID, CSV, OME = SOURCES
 COLUMNS = ["pair", "shift y", "shift x", "confidence", "residual (px)", "status"]
 #: Colours of the seams and outlines (the residual colormap, then fixed colours a user can name).
 RESIDUAL_COLORMAP = "turbo"
@@ -67,23 +69,37 @@ MAX_TILE_LAYERS = 256
 
 
 # --- worker tasks (arrays and parameters in, no napari object) -----------------------------------
-def load_tiles(source: str, path: str, grid: dict) -> dict:
-    """Read a tile set with the stitch readers (lazily: headers only) and a contrast range for showing it."""
-    path = path.strip()
-    if not path:
-        raise ValueError("give the tiles' folder, pattern or file in 'path'")
-    if source == SOURCES[1]:
-        tiles = grid_tiles(path, **grid)
-    elif source == SOURCES[2]:
-        tiles = csv_tiles(path)
+def load_tiles(source: str, path: str, grid: dict, stack: dict | None = None) -> dict:
+    """Read a tile set (lazily: headers only) and a contrast range for showing it.
+
+    ``stack`` (for :data:`STACK`) holds a stack layer's ``data`` (``(n_tiles, ..., M, N)``), ``scale``,
+    ``units``, ``axis_labels`` and ``name``; the other sources read ``path`` with the stitch readers.
+    """
+    if source == STACK:
+        data = stack["data"]
+        positions, _ = grid_positions(int(data.shape[0]), tile_shape=tuple(data.shape[-2:]), **grid)
+        tiles = Tiles(data, positions, scale=stack["scale"][1:], units=stack["units"][1:],
+                      axis_labels=stack["axis_labels"][1:],
+                      names=[f"{stack['name']} [{k}]" for k in range(int(data.shape[0]))],
+                      metadata={"source": stack["name"], "positions": "grid", **grid})
     else:
-        tiles = ome_tiles(path)
+        path = path.strip()
+        if not path:
+            raise ValueError("give the tiles' folder, pattern or file in 'path'")
+        if source == GRID:
+            tiles = grid_tiles(path, **grid)
+        elif source == CSV:
+            tiles = csv_tiles(path)
+        else:
+            tiles = ome_tiles(path)
     if len(tiles) > MAX_TILE_LAYERS:
-        raise ValueError(f"{path}: {len(tiles)} tiles are too many to show as layers (at most {MAX_TILE_LAYERS}); "
+        raise ValueError(f"{len(tiles)} tiles are too many to show as layers (at most {MAX_TILE_LAYERS}); "
                          "stitch them with `stacklab stitch` or napari_stacklab.stitch and open the mosaic")
     plane = np.asarray(tiles.plane()[0], dtype=np.float32)
     low, high = np.percentile(plane, (0.5, 99.5)) if plane.size else (0.0, 1.0)
-    return {"tiles": tiles, "contrast_limits": (float(low), float(high) if high > low else float(low) + 1.0)}
+    offset = tuple(stack["translate"][1:]) if stack is not None else (0.0,) * len(tiles.shape)
+    return {"tiles": tiles, "contrast_limits": (float(low), float(high) if high > low else float(low) + 1.0),
+            "offset": offset}
 
 
 def register_task(tiles: Tiles, params: dict):
@@ -185,7 +201,9 @@ class StitchTool(Tool):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(napari_viewer)
-        self.source = ComboBox(label="tiles from", choices=list(SOURCES), value=SOURCES[0])
+        self.source = ComboBox(label="tiles from", choices=list(SOURCES), value=LAYERS)
+        self.stack = self.chooser("stack", accept=lambda layer: layer.ndim >= 3 and not getattr(layer, "rgb", False))
+        self.stack.tooltip = "a layer of shape (n_tiles, [C or Z,] Y, X) holding a grid scan's tiles in order"
         self.layers = Select(label="tile layers", choices=self._tile_choices)
         self.layers.native.setMaximumHeight(110)
         self.layers.tooltip = "the tile layers, each placed by its translate (as a stage put it)"
@@ -240,7 +258,7 @@ class StitchTool(Tool):
         swatches = box(_swatch(REJECTED_COLOUR, "rejected"), _swatch(EXCLUDED_COLOUR, "excluded"),
                        _swatch(STAGE_COLOUR, "tile at stage"), labels=False, horizontal=True)
         pages = {
-            "Tiles": box(box(self.source, self.layers), self.path_row, *self.grid_rows, self.load_button,
+            "Tiles": box(box(self.source, self.layers, self.stack), self.path_row, *self.grid_rows, self.load_button,
                          box(self.margin, self.min_confidence, self.max_residual), self.refine,
                          self.register_button, labels=False),
             "Pairs": box(self.summary, legend, swatches,
@@ -303,11 +321,13 @@ class StitchTool(Tool):
         return LayerFilter(self.viewer, accept=lambda layer: not getattr(layer, "rgb", False))
 
     def _show_source_controls(self) -> None:
-        from_layers = self.source.value == SOURCES[0]
-        self.layers.visible = from_layers
-        self.path_row.visible = self.load_button.visible = not from_layers
+        source = self.source.value
+        self.layers.visible = source == LAYERS
+        self.stack.visible = source == STACK
+        self.path_row.visible = source in (GRID, CSV, OME)
+        self.load_button.visible = source != LAYERS
         for widget in self.grid_rows:
-            widget.visible = self.source.value == SOURCES[1]
+            widget.visible = source in (STACK, GRID)
 
     def _grid(self) -> dict:
         return {"rows": int(self.rows.value), "cols": int(self.cols.value), "order": self.order.value,
@@ -316,7 +336,7 @@ class StitchTool(Tool):
     @action
     def browse(self) -> None:
         """Ask for the tiles' folder (a grid) or file (CSV, OME) with a file dialog."""
-        if self.source.value == SOURCES[1]:
+        if self.source.value == GRID:
             path = QFileDialog.getExistingDirectory(self.native, "Folder of tiles")
         else:
             path, _ = QFileDialog.getOpenFileName(self.native, "Tile positions")
@@ -325,22 +345,36 @@ class StitchTool(Tool):
 
     @action
     def load(self) -> Any:
-        """Read the tiles from files (in a worker) and add each as a lazy layer placed by its stage position."""
-        if self.source.value == SOURCES[0]:
+        """Read the tiles (in a worker) and add each as a lazy layer placed by its stage or grid position."""
+        source = self.source.value
+        if source == LAYERS:
             raise ValueError("the tiles are layers already: choose them under 'tile layers'")
-        if not self.path.value.strip():
+        stack, inputs = None, ()
+        if source == STACK:
+            layer = self.stack.value
+            if layer is None:
+                raise ValueError("choose the stack layer that holds the tiles")
+            stack = {"data": _layers.source_data(layer), "scale": tuple(float(s) for s in layer.scale),
+                     "translate": tuple(float(t) for t in layer.translate),
+                     "units": tuple(str(u) for u in layer.units), "axis_labels": tuple(layer.axis_labels),
+                     "name": layer.name}
+            what, inputs = repr(layer.name), (layer,)
+        elif not self.path.value.strip():
             raise ValueError("give the tiles' folder, pattern or file in 'path'")
-        return self.launch(load_tiles, self.source.value, self.path.value, self._grid(),
-                           on_result=self._show_loaded, description=f"Reading tiles from {self.path.value.strip()!r}")
+        else:
+            what = repr(self.path.value.strip())
+        return self.launch(load_tiles, source, self.path.value, self._grid(), stack, on_result=self._show_loaded,
+                           description=f"Reading tiles from {what}", inputs=inputs)
 
     def _show_loaded(self, loaded: dict):
         """Add a layer per tile (one per turn of the event loop), then choose them as the tiles."""
         tiles: Tiles = loaded["tiles"]
         files = tiles.metadata.get("files") or [None] * len(tiles)
         lead = len(tiles.leading_shape)
+        offset = np.asarray(loaded["offset"], dtype=float)
         added = []
         for k, (data, name) in enumerate(zip(tiles.data, tiles.names)):
-            translate = (0.0,) * lead + tuple(float(p) for p in tiles.positions[k] * np.asarray(tiles.pixel_size))
+            translate = tuple(offset + np.r_[np.zeros(lead), tiles.positions[k] * np.asarray(tiles.pixel_size)])
             metadata = {"source": str(files[k])} if files[k] is not None else {}
             added.append(self.viewer.add_image(
                 data, name=name, scale=tiles.scale, translate=translate, units=tiles.units,
@@ -348,7 +382,7 @@ class StitchTool(Tool):
                 blending="translucent_no_depth",
             ))
             yield
-        self.source.value = SOURCES[0]
+        self.source.value = LAYERS
         self.reset_choices()
         self.layers.value = added
         self._show_outlines(tiles, tiles.positions, None)
