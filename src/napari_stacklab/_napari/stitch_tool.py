@@ -33,21 +33,20 @@ from typing import Any
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit, PushButton, Select, SpinBox
-from qtpy.QtGui import QColor, QImage, QPixmap
 from qtpy.QtCore import Qt
+from qtpy.QtGui import QColor, QImage, QPixmap
 from qtpy.QtWidgets import QAbstractItemView, QFileDialog, QMessageBox, QTableWidget, QTableWidgetItem, QTabWidget
 
 from .. import __version__
-from .._mosaic._layout import EXCLUDED, KEPT, Layout
-from .._mosaic._register import register_tiles_stepwise
-from ..stitch import BLENDS, ORDERS, Tiles, csv_tiles, grid_positions, grid_tiles, mosaic_image, ome_tiles, \
-    tiles_from_translates, write_mosaic
+from .._mosaic._layout import EXCLUDED, KEPT
+from ..stitch import BLENDS, ORDERS, Layout, Tiles, csv_tiles, grid_positions, grid_tiles, mosaic_geometry, \
+    mosaic_image, ome_tiles, register_tiles_stepwise, tiles_from_translates, write_mosaic
 from . import _layers
-from ._tool import Tool, action
+from ._tool import LayerFilter, Tool, action
 from .table import fit_table
 
-__all__ = ["StitchTool", "SOURCES", "LAYERS", "STACK", "GRID", "CSV", "OME", "COLUMNS", "load_tiles", "register_task", "fuse_task", "write_task",
-           "seam_colours", "residual_limit"]
+__all__ = ["StitchTool", "SOURCES", "LAYERS", "STACK", "GRID", "CSV", "OME", "COLUMNS", "load_tiles",
+           "register_task", "solve_task", "fuse_task", "write_task", "seam_colours", "residual_limit"]
 
 #: Where the tiles come from: layers in the viewer (each placed by its translate, or one stack of a grid scan),
 #: or files read with the stitch readers.
@@ -105,12 +104,13 @@ def load_tiles(source: str, path: str, grid: dict, stack: dict | None = None) ->
 def register_task(tiles: Tiles, params: dict):
     """Measure every pair and solve, :data:`BATCH` pairs per progress step; returns the Layout."""
     steps = register_tiles_stepwise(tiles, batch=BATCH, **params)
-    measured = 0
+    measured, started = 0, False
     try:
         while True:
             done, total = next(steps)
-            if measured == 0:
+            if not started:
                 yield ("total", total)
+                started = True
             yield ("step", done - measured)
             measured = done
     except StopIteration as end:
@@ -204,7 +204,8 @@ class StitchTool(Tool):
         self.source = ComboBox(label="tiles from", choices=list(SOURCES), value=LAYERS)
         self.stack = self.chooser("stack", accept=lambda layer: layer.ndim >= 3 and not getattr(layer, "rgb", False))
         self.stack.tooltip = "a layer of shape (n_tiles, [C or Z,] Y, X) holding a grid scan's tiles in order"
-        self.layers = Select(label="tile layers", choices=self._tile_choices)
+        self._tile_filter = LayerFilter(self.viewer, accept=lambda layer: not getattr(layer, "rgb", False))
+        self.layers = Select(label="tile layers", choices=self._tile_filter.choices)
         self.layers.native.setMaximumHeight(110)
         self.layers.tooltip = "the tile layers, each placed by its translate (as a stage put it)"
         self.path = LineEdit(label="path")
@@ -279,7 +280,6 @@ class StitchTool(Tool):
         self.busy_widgets = [self.load_button, self.register_button, self.exclude_button, self.resolve_button,
                              self.fuse_button, self.save_button]
 
-        self.tiles: Tiles | None = None
         self.tile_layers: list = []
         self.solved: Layout | None = None
         self.excluded: set[tuple[int, int]] = set()
@@ -312,14 +312,6 @@ class StitchTool(Tool):
                 page.reset_choices()
 
     # --- inputs ----------------------------------------------------------------------------------
-    def _tile_choices(self, *_: Any) -> list[tuple[str, Any]]:
-        return [(layer.name, layer) for layer in self.chooser_filter().layers()]
-
-    def chooser_filter(self) -> Any:
-        from ._tool import LayerFilter
-
-        return LayerFilter(self.viewer, accept=lambda layer: not getattr(layer, "rgb", False))
-
     def _show_source_controls(self) -> None:
         source = self.source.value
         self.layers.visible = source == LAYERS
@@ -432,7 +424,7 @@ class StitchTool(Tool):
                            description=f"Registering {len(tiles)} tiles", inputs=layers)
 
     def _registered(self, layout: Layout, layers: list) -> None:
-        self.tiles, self.tile_layers, self.excluded = layout.tiles, layers, set()
+        self.tile_layers, self.excluded = layers, set()
         self.show_layout(layout)
         self.tabs.setCurrentIndex(1)
         if self.seams_layer is not None:
@@ -532,8 +524,6 @@ class StitchTool(Tool):
         source = self._source_layer()
         if source is None:
             return
-        from .._mosaic._layout import mosaic_geometry
-
         origin, _ = mosaic_geometry(positions, tiles.tile_shape)
         M, N = tiles.tile_shape
         corners = positions - origin
