@@ -11,6 +11,7 @@ it can fail.
 
 from __future__ import annotations
 
+import csv
 import sys
 import threading
 
@@ -145,7 +146,8 @@ def test_register_exclude_resolve_fuse_and_save(make_napari_viewer, qtbot, scan,
     assert seams.metadata["stacklab"]["role"] == "seams"
     limit = residual_limit(layout.residual[layout.kept])
     assert layout.residual[layout.kept].max() <= limit < 10 * max(layout.residual[layout.kept].max(), 0.01)
-    expected = ensure_colormap("turbo").map(np.clip(layout.residual[layout.kept] / limit, 0, 1))
+    low, high = stitch_tool.RESIDUAL_RANGE  # 0 px is the colormap at `low`, the top of the legend at `high`
+    expected = ensure_colormap("turbo").map(low + (high - low) * np.clip(layout.residual[layout.kept] / limit, 0, 1))
     np.testing.assert_allclose(seams.edge_color[layout.kept], expected, atol=1e-6)
     np.testing.assert_allclose(seams.edge_color[~layout.kept], np.repeat(transform_color(REJECTED_COLOUR), (~layout.kept).sum(), 0))
     assert tool.legend_high.value == f"{limit:g} px"
@@ -157,7 +159,8 @@ def test_register_exclude_resolve_fuse_and_save(make_napari_viewer, qtbot, scan,
     # the table: one row per pair, with its status
     table = tool.table
     assert table.rowCount() == len(layout.pairs)
-    assert [table.item(k, 5).text() for k in range(table.rowCount())] == list(layout.status)
+    column = stitch_tool.COLUMNS.index("status")
+    assert [table.item(k, column).text() for k in range(table.rowCount())] == list(layout.status)
 
     # choose a kept pair by clicking its seam; its row is selected
     k = int(np.flatnonzero(layout.kept)[0])
@@ -282,18 +285,27 @@ def test_tiles_loaded_from_a_folder_and_a_csv(make_napari_viewer, qtbot, scan, t
     finish(qtbot, tool)
     errors = group_errors(tool.solved, truth)
     assert errors[~tool.solved.fallback].max() < 0.2
+    # the report: the pairs table, and the solved positions that read back as tiles
+    pairs_csv, positions_csv = tool.save_report(tmp_path / "scan_pairs.csv")
+    assert positions_csv.name == "scan_positions.csv"
+    with open(pairs_csv) as fh:
+        assert [row["status"] for row in csv.DictReader(fh)] == list(tool.solved.status)
+    np.testing.assert_allclose(sl.stitch.csv_tiles(positions_csv).positions, tool.solved.positions, atol=1e-6)
+    asked = []
+    tool.confirm = lambda text: asked.append(text) or False
+    assert tool.save_report(pairs_csv) is None and "exist" in asked[0]
     tool.fuse()
     finish(qtbot, tool)
     mosaic = viewer.layers["tile mosaic"]
     assert mosaic.metadata["files"][0] == str(folder / "tile_00.tif") and "source" not in mosaic.metadata
 
     # a CSV of positions: the same tiles, read again
-    csv = tmp_path / "positions.csv"
-    csv.write_text("file,y,x\n" + "".join(f"scan/tile_{k:02d}.tif,{y},{x}\n" for k, (y, x) in
+    listed = tmp_path / "positions.csv"
+    listed.write_text("file,y,x\n" + "".join(f"scan/tile_{k:02d}.tif,{y},{x}\n" for k, (y, x) in
                                           enumerate(tiles.positions)))
     tool.source.value = CSV
     assert tool.grid_rows[0].native.isHidden()
-    tool.path.value = str(csv)
+    tool.path.value = str(listed)
     tool.load()
     finish(qtbot, tool)
     again = tool.layers.value

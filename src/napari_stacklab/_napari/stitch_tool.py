@@ -12,7 +12,7 @@ and Cancel. The tool then shows:
   dock gives the scale), grey where the pair was rejected, magenta where you
   excluded it;
 - ``"<name> outlines"``: where every tile was placed, yellow when registered,
-  orange when it kept its stage position (no trusted link to the other tiles);
+  red when it kept its stage position (no trusted link to the other tiles);
 - the pairs table (measured shift, confidence, residual, status) and the
   summary line.
 
@@ -29,13 +29,15 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit, PushButton, Select, SpinBox
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor, QImage, QPixmap
-from qtpy.QtWidgets import QAbstractItemView, QFileDialog, QMessageBox, QTableWidget, QTableWidgetItem, QTabWidget
+from qtpy.QtWidgets import QAbstractItemView, QFileDialog, QMessageBox, QSizePolicy, QTableWidget, QTableWidgetItem, \
+    QTabWidget
 
 from .. import __version__
 from .._mosaic._layout import EXCLUDED, KEPT
@@ -52,13 +54,24 @@ __all__ = ["StitchTool", "SOURCES", "LAYERS", "STACK", "GRID", "CSV", "OME", "CO
 #: or files read with the stitch readers.
 SOURCES = ("tile layers", "stack layer (grid)", "folder or pattern (grid)", "CSV of positions", "OME stage positions")
 LAYERS, STACK, GRID, CSV, OME = SOURCES
-COLUMNS = ["pair", "shift y", "shift x", "confidence", "residual (px)", "status"]
-#: Colours of the seams and outlines (the residual colormap, then fixed colours a user can name).
+#: The pairs table: what tells whether to trust a seam first, the measured stage error last (header, tooltip).
+HEADERS = {
+    "pair": "the two tiles",
+    "resid. px": "distance (pixels) between the pair's measured shift and the solved positions",
+    "conf.": "correlation of the two tiles over their overlap at the measured shift (-1 to 1)",
+    "status": "kept, or why the pair was left out of the solve",
+    "dy px": "measured minus nominal displacement along y: the stage's error on this pair (pixels)",
+    "dx px": "measured minus nominal displacement along x (pixels)",
+}
+COLUMNS = list(HEADERS)
+#: Colours of the seams and outlines (the residual colormap, then fixed colours a user can name). A residual
+#: of 0 takes the colormap at RESIDUAL_RANGE[0] (blue, visible on a dark image), the top of the scale at [1].
 RESIDUAL_COLORMAP = "turbo"
+RESIDUAL_RANGE = (0.12, 1.0)
 REJECTED_COLOUR = "#9e9e9e"
 EXCLUDED_COLOUR = "#ff40ff"
 REGISTERED_COLOUR = "#ffd54f"
-STAGE_COLOUR = "#ff7043"
+STAGE_COLOUR = "#ff5252"
 #: Interpolation of the sub-pixel part of each tile's position (the ``order`` of :func:`fuse`).
 INTERPOLATIONS = {"linear": 1, "cubic": 3, "whole pixels": 0}
 #: Pairs measured per worker step (a progress step and a point where Cancel takes effect).
@@ -167,17 +180,23 @@ def seam_colours(layout: Layout, excluded: set, limit: float) -> np.ndarray:
     colours = np.empty((len(layout.pairs), 4), dtype=np.float32)
     kept = layout.kept
     if kept.any():
-        colours[kept] = ensure_colormap(RESIDUAL_COLORMAP).map(np.clip(layout.residual[kept] / limit, 0.0, 1.0))
+        colours[kept] = ensure_colormap(RESIDUAL_COLORMAP).map(_on_scale(layout.residual[kept] / limit))
     for k, (i, j) in enumerate(layout.pairs.index.tolist()):
         if not kept[k]:
             colours[k] = transform_color(EXCLUDED_COLOUR if (i, j) in excluded else REJECTED_COLOUR)[0]
     return colours
 
 
+def _on_scale(fraction: Any) -> np.ndarray:
+    """Colormap positions of residuals given as fractions of the top of the scale."""
+    low, high = RESIDUAL_RANGE
+    return low + (high - low) * np.clip(np.asarray(fraction, dtype=float), 0.0, 1.0)
+
+
 def _legend_pixmap(width: int = 150, height: int = 12) -> QPixmap:
     from napari.utils.colormaps import ensure_colormap
 
-    ramp = ensure_colormap(RESIDUAL_COLORMAP).map(np.linspace(0.0, 1.0, width))
+    ramp = ensure_colormap(RESIDUAL_COLORMAP).map(_on_scale(np.linspace(0.0, 1.0, width)))
     rgb = np.ascontiguousarray(np.repeat((ramp[None, :, :3] * 255).astype(np.uint8), height, axis=0))
     image = QImage(rgb.data, width, height, 3 * width, QImage.Format.Format_RGB888)
     return QPixmap.fromImage(image.copy())
@@ -223,13 +242,14 @@ class StitchTool(Tool):
         self.max_residual = FloatSpinBox(label="max residual (px)", value=2.0, min=0.01, max=1000.0, step=0.5)
         self.register_button = PushButton(text="Register tiles")
         self.summary = Label(value="")
-        self.summary.native.setWordWrap(True)
         self.legend_bar = Label(value="")
         self.legend_bar.native.setPixmap(_legend_pixmap())
         self.legend_low, self.legend_high = Label(value="0"), Label(value="")
         self.table = QTableWidget(0, len(COLUMNS))
         table = self.table
         table.setHorizontalHeaderLabels(COLUMNS)
+        for column, tip in enumerate(HEADERS.values()):
+            table.horizontalHeaderItem(column).setToolTip(tip)
         table.verticalHeader().setVisible(False)
         table.verticalHeader().setDefaultSectionSize(table.fontMetrics().height() + 6)
         table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -240,11 +260,18 @@ class StitchTool(Tool):
         self.exclude_button.tooltip = "leave the selected pair out (or take it back) and solve again, without measuring"
         self.resolve_button = PushButton(text="Re-solve")
         self.resolve_button.tooltip = "solve again with the thresholds above, from the same measurements"
+        self.report_button = PushButton(text="Save report...")
+        self.report_button.tooltip = ("write the pairs table and the solved positions as CSV (the positions read back "
+                                      "with csv_tiles and `stacklab stitch --positions`)")
         self.blend = ComboBox(label="blend", choices=list(BLENDS), value="linear")
         self.interpolation = ComboBox(label="interpolation", choices=list(INTERPOLATIONS), value="linear")
         self.flatfield = ComboBox(label="flat field", choices=["none", "median"], value="none")
         self.fuse_button = PushButton(text="Fuse mosaic")
         self.save_button = PushButton(text="Save mosaic...")
+        self.mosaic_info = Label(value="No mosaic yet: register the tiles, then Fuse.")
+        for label in (self.summary, self.mosaic_info):  # long lines wrap to the dock's width, never widen it
+            label.native.setWordWrap(True)
+            label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
         def box(*widgets: Any, labels: bool = True, horizontal: bool = False) -> Container:
             group = Container(layout="horizontal" if horizontal else "vertical", labels=labels, widgets=list(widgets))
@@ -263,9 +290,11 @@ class StitchTool(Tool):
                          box(self.margin, self.min_confidence, self.max_residual), self.refine,
                          self.register_button, labels=False),
             "Pairs": box(self.summary, legend, swatches,
-                         box(self.exclude_button, self.resolve_button, labels=False, horizontal=True), labels=False),
+                         box(self.exclude_button, self.resolve_button, self.report_button, labels=False,
+                             horizontal=True), labels=False),
             "Mosaic": box(box(self.blend, self.interpolation, self.flatfield),
-                          box(self.fuse_button, self.save_button, labels=False, horizontal=True), labels=False),
+                          box(self.fuse_button, self.save_button, labels=False, horizontal=True), self.mosaic_info,
+                          labels=False),
         }
         self.tabs = QTabWidget()
         for title, page in pages.items():
@@ -278,13 +307,14 @@ class StitchTool(Tool):
         self._pages = pages  # the magicgui containers behind the tabs
         self.add_plot(self.tabs)
         self.busy_widgets = [self.load_button, self.register_button, self.exclude_button, self.resolve_button,
-                             self.fuse_button, self.save_button]
+                             self.report_button, self.fuse_button, self.save_button]
 
         self.tile_layers: list = []
         self.solved: Layout | None = None
         self.excluded: set[tuple[int, int]] = set()
         self.selected: int | None = None
         self.mosaic: Any = None  # the fused Image behind the mosaic layer
+        self._mosaic_text = ""
         self.mosaic_layer: Any = None
         self.seams_layer: Any = None
         self.outlines_layer: Any = None
@@ -299,6 +329,7 @@ class StitchTool(Tool):
         self.resolve_button.changed.connect(lambda *_: self.resolve())
         self.fuse_button.changed.connect(lambda *_: self.fuse())
         self.save_button.changed.connect(lambda *_: self.save_mosaic())
+        self.report_button.changed.connect(lambda *_: self.save_report())
         table.itemSelectionChanged.connect(self._row_selected)
         self.listen(self.viewer.layers.events.removed, self._forget_removed)
         self._show_source_controls()
@@ -463,8 +494,9 @@ class StitchTool(Tool):
         rows = []
         for k in range(len(layout.pairs)):
             shift = (table["shift_y"][k], table["shift_x"][k])
-            rows.append([f"{table['name_i'][k]} - {table['name_j'][k]}", _cell(shift[0], 2), _cell(shift[1], 2),
-                         _cell(table["confidence"][k], 3), _cell(table["residual"][k], 3), table["status"][k]])
+            rows.append([f"{table['name_i'][k]} - {table['name_j'][k]}", _cell(table["residual"][k], 3),
+                         _cell(table["confidence"][k], 3), table["status"][k], _cell(shift[0], 2),
+                         _cell(shift[1], 2)])
         native = self.table
         native.blockSignals(True)
         native.clearContents()
@@ -472,7 +504,7 @@ class StitchTool(Tool):
         for k, (cells, status) in enumerate(zip(rows, layout.status)):
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                if column:
+                if COLUMNS[column] not in ("pair", "status"):  # numbers
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 if status != KEPT:
                     item.setForeground(QColor(EXCLUDED_COLOUR if status == EXCLUDED else REJECTED_COLOUR))
@@ -481,6 +513,8 @@ class StitchTool(Tool):
         fit_table(native)
         self.summary.value = layout.summary()
         stale = " The mosaic shows the previous solve: Fuse again." if self.mosaic_layer is not None else ""
+        if stale:
+            self.mosaic_info.value = f"{self._mosaic_text}\nStale: the pairs were solved again; Fuse to update it."
         self.say(f"Solved: {int(layout.kept.sum())} of {len(layout.pairs)} pairs kept.{stale}")
         if self.selected is not None and self.selected < len(layout.pairs):
             self.select_pair(self.selected)
@@ -607,6 +641,30 @@ class StitchTool(Tool):
     def _guarded_pick(self, position: tuple) -> None:
         self.pick_seam(position)
 
+    @action
+    def save_report(self, path: str | None = None) -> tuple | None:
+        """Write the pairs table to ``path`` and the solved positions next to it (``*_positions.csv``).
+
+        Asks for the path when none is given, and before replacing either file.
+        """
+        if self.solved is None:
+            raise ValueError("register the tiles first")
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self.native, "Save the pairs table", f"{self.base_name()}_pairs.csv",
+                                                  "CSV (*.csv)", options=QFileDialog.Option.DontConfirmOverwrite)
+        if not path:
+            self.say("Save report: no path given; nothing written")
+            return None
+        pairs = Path(path) if str(path).lower().endswith(".csv") else Path(f"{path}.csv")
+        positions = pairs.with_name(f"{pairs.stem.removesuffix('_pairs')}_positions.csv")
+        existing = [str(p) for p in (pairs, positions) if p.exists()]
+        if existing and not self.confirm(f"{' and '.join(existing)} exist(s). Replace?"):
+            self.say("Save report: nothing written")
+            return None
+        written = self.solved.to_csv(pairs), self.solved.positions_to_csv(positions)
+        self.say(f"Wrote the pairs to {written[0]} and the positions to {written[1]}")
+        return written
+
     # --- fusion and writing ------------------------------------------------------------------------
     def _fuse_params(self) -> dict:
         return {"blend": self.blend.value, "order": INTERPOLATIONS[self.interpolation.value],
@@ -648,8 +706,14 @@ class StitchTool(Tool):
             if index > lowest:
                 self.viewer.layers.move(index, lowest)
         self.mosaic, self.mosaic_layer = image, layer
-        self.say(f"Fused {image.name!r}: {' x '.join(map(str, image.shape))} pixels, computed when shown. "
-                 "Save mosaic... writes it to OME-Zarr or TIFF.")
+        size = " x ".join(f"{n * s:.4g}" for n, s in zip(image.shape[-2:], image.scale[-2:]))
+        self._mosaic_text = (
+            f"{image.name!r}: {' x '.join(map(str, image.shape))} pixels ({size} {image.units[-1]}), "
+            f"{np.dtype(image.dtype).name}, blend {params['blend']}, computed chunk by chunk when shown or saved. "
+            f"Solve: {layout.summary()}"
+        )
+        self.mosaic_info.value = self._mosaic_text
+        self.say(f"Fused {image.name!r}. Save mosaic... writes it to OME-Zarr (multiscale) or TIFF.")
 
     def ask_path(self) -> str:
         """Ask where to write the mosaic ('' when the user cancels)."""
