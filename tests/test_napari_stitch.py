@@ -110,6 +110,18 @@ def click(layer, world):
         callbacks(layer, read_only_mouse_event(type=kind, button=1, position=tuple(world)))
 
 
+def drag(layer, world):
+    """Press at ``world``, move, release: a pan of the view, not a click."""
+    from napari.utils._test_utils import read_only_mouse_event
+    from napari.utils.interactions import mouse_move_callbacks, mouse_press_callbacks, mouse_release_callbacks
+
+    start = np.asarray(world, dtype=float)
+    mouse_press_callbacks(layer, read_only_mouse_event(type="mouse_press", button=1, position=tuple(start)))
+    mouse_move_callbacks(layer, read_only_mouse_event(type="mouse_move", button=1, is_dragging=True,
+                                                      position=tuple(start + 5)))
+    mouse_release_callbacks(layer, read_only_mouse_event(type="mouse_release", button=1, position=tuple(start + 5)))
+
+
 # --- the whole way: register, choose a pair, exclude, re-solve, fuse, save -----------------------------
 def test_register_exclude_resolve_fuse_and_save(make_napari_viewer, qtbot, scan, tmp_path, monkeypatch, escaped):
     from napari.utils.colormaps import ensure_colormap
@@ -168,6 +180,10 @@ def test_register_exclude_resolve_fuse_and_save(make_napari_viewer, qtbot, scan,
     click(seams, seams.data_to_world(middle))
     assert tool.selected == k and {i.row() for i in table.selectedIndexes()} == {k}
     assert tool.exclude_button.text == "Exclude pair" and layout.table()["name_i"][k] in tool.status.value
+    # dragging (panning the view) over another seam chooses nothing
+    other = int(np.flatnonzero(layout.kept)[1])
+    drag(seams, seams.data_to_world(np.asarray(seams.data[other]).mean(axis=0)))
+    assert tool.selected == k
     # clicking far from every seam chooses nothing
     assert tool.pick_seam(seams.data_to_world(np.array([-500.0, -500.0]))) is None and tool.selected == k
 
@@ -427,6 +443,13 @@ def test_a_tile_layer_removed_mid_run_adds_nothing(make_napari_viewer, qtbot, sc
     assert tool.solved is None and "tile seams" not in viewer.layers
     assert any("was removed" in text for text in messages(escaped[1], tool))
     assert tool.register_button.enabled
+    # registered without it, then another tile is deleted: the solve is dropped, and the tool says so
+    tool.register()
+    finish(qtbot, tool)
+    assert tool.solved is not None and len(tool.solved.tiles) == len(tiles) - 1
+    viewer.layers.remove("tile_007")
+    assert tool.solved is None and "'tile_007' was removed: register the tiles again" in tool.status.value
+    assert tool.fuse() is None and "register the tiles first" in tool.status.value
 
 
 def test_cancel_stops_between_batches_of_pairs(make_napari_viewer, qtbot, scan, monkeypatch, escaped):

@@ -771,6 +771,8 @@ class StitchTool(Tool):
             self.mosaic_layer, self.mosaic = None, None
         if any(layer == tile for tile in self.tile_layers):  # the solve no longer matches the layers
             self.solved, self.tile_layers, self.selected = None, [], None
+            if not self.running:
+                self.say(f"{layer.name!r} was removed: register the tiles again")
 
     def on_close(self) -> None:
         if self._stop_write is not None:
