@@ -476,6 +476,8 @@ class StitchTool(Tool):
         """Exclude the selected pair (or take an excluded one back) and solve again."""
         if self.solved is None:
             raise ValueError("register the tiles first")
+        if self.running:  # the exclusions must stay those of the solve shown
+            raise ValueError("a computation is running; wait for it or Cancel it first")
         k = self.selected if pair is None else int(pair)
         if k is None or not 0 <= k < len(self.solved.pairs):
             raise ValueError("select a pair first: click its row in the table or its seam in the viewer")
@@ -512,8 +514,9 @@ class StitchTool(Tool):
         native.blockSignals(False)
         fit_table(native)
         self.summary.value = layout.summary()
-        stale = " The mosaic shows the previous solve: Fuse again." if self.mosaic_layer is not None else ""
-        if stale:
+        stale = ""
+        if self.mosaic_layer is not None:
+            stale = " The mosaic shows the previous solve: Fuse again."
             self.mosaic_info.value = f"{self._mosaic_text}\nStale: the pairs were solved again; Fuse to update it."
         self.say(f"Solved: {int(layout.kept.sum())} of {len(layout.pairs)} pairs kept.{stale}")
         if self.selected is not None and self.selected < len(layout.pairs):
@@ -540,11 +543,7 @@ class StitchTool(Tool):
                     "confidence": seams["confidence"], "status": np.asarray(seams["status"], dtype=object)}
         colours = seam_colours(layout, self.excluded, limit)
         name = f"{self.base_name()} seams"
-        if len(seams["lines"]):
-            data = list(seams["lines"])
-        else:
-            data = []
-        self.seams_layer = self.publish(data, source=source, name=name, kind="shapes", role="seams",
+        self.seams_layer = self.publish(list(seams["lines"]), source=source, name=name, kind="shapes", role="seams",
                                         frame=self._frame(layout.tiles, layout.origin), shape_type="line",
                                         edge_width=width, edge_color=colours if len(colours) else "white",
                                         features=features, opacity=1.0)
