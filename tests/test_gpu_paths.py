@@ -45,6 +45,7 @@ CPU_ONLY = {
     "unwrap": "unwrap_phase",  # method="exact"; method="fast" runs on the GPU (VARIANTS)
     "inpaint": "inpaint_biharmonic",
     "remove_background": "PyMatting",
+    "stitch_grid": "stitching runs on the CPU",  # registration and fusion of tiles are host code (docs/user/stitch.md)
 }
 #: outputs that are small and returned on the host whatever the device (coordinates, a number, a table)
 HOST_OUTPUTS = {"points", "value", "table"}

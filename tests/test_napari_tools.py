@@ -408,8 +408,11 @@ def test_compare_tools_keep_units_and_export_scripts_that_reproduce_the_layers(m
 
     exporter = open_tool(viewer, "Export recipe or script")
     exporter.layer.value = aligned
-    assert exporter.yaml.value == "" and not exporter.save_button.enabled  # no registry op replays these steps yet
-    assert "Export as Python script" in exporter.status.value
+    # both steps are registry operations: the recipe replays with stacklab run, and so does the script
+    assert exporter.save_button.enabled, exporter.status.value
+    assert "op: equalize_levels" in exporter.yaml.value and "op: apply_transform" in exporter.yaml.value
+    replayed = replay_with_cli(tmp_path / "recipe", exporter, aligned, paths["moved"])
+    np.testing.assert_allclose(np.asarray(replayed.data), np.asarray(aligned.data), rtol=1e-5, atol=1e-4)
     written = run_script(tmp_path, exporter, aligned)
     np.testing.assert_allclose(np.asarray(written.data), np.asarray(aligned.data), rtol=1e-5, atol=1e-4)
     assert written.scale == (0.5, 0.5) and written.units == UM

@@ -261,6 +261,42 @@ def test_exclude_a_pair_and_resolve(hubble):
         layout.solve(max_residual=0)
 
 
+def test_stepwise_registration_reports_progress_stops_when_closed_and_equals_register_tiles(hubble, monkeypatch):
+    from napari_stacklab._mosaic import _pairs
+
+    tiles, _ = synthetic_tiles(hubble, rows=2, cols=3, tile_shape=(128, 128), overlap=0.15, seed=2)
+    steps = sl.stitch.register_tiles_stepwise(tiles, batch=3, margin=24)
+    progress = []
+    while True:
+        try:
+            progress.append(next(steps))
+        except StopIteration as done:
+            layout = done.value
+            break
+    assert progress == [(3, 7), (6, 7), (7, 7)]  # 2 x 3 tiles: 4 pairs along rows, 3 along columns
+    whole = register_tiles(tiles, margin=24)
+    np.testing.assert_array_equal(layout.positions, whole.positions)
+    assert layout.status == whole.status and layout.settings == whole.settings
+
+    calls = []
+    real = _pairs.measure_pair
+    monkeypatch.setattr(_pairs, "measure_pair", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    steps = sl.stitch.register_tiles_stepwise(tiles, batch=2, margin=24)
+    assert next(steps) == (2, 7)
+    steps.close()  # a Cancel button: nothing more is measured
+    assert len(calls) == 2
+
+    apart = Tiles([np.zeros((32, 32))] * 2, [[0, 0], [0, 100]])
+    steps = sl.stitch.register_tiles_stepwise(apart)
+    assert next(steps) == (0, 0)
+    with pytest.raises(StopIteration):
+        next(steps)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'marg'"):
+        next(sl.stitch.register_tiles_stepwise(tiles, marg=3))
+    with pytest.raises(ValueError, match="batch must be"):
+        next(sl.stitch.register_tiles_stepwise(tiles, batch=0))
+
+
 def test_wrong_pairs_across_a_cut_do_not_outvote_the_right_one():
     """Two wrong pairs across a cut must not push out the one right pair (the most confident decide first)."""
     positions, _ = sl.stitch.grid_positions(6, rows=2, cols=3, tile_shape=(100, 100), overlap=0.1)
@@ -509,9 +545,56 @@ def test_inputs_are_not_modified(small_tiles):
 
 @pytest.mark.parametrize(
     "module", ["_mosaic._tiles", "stitch._read", "_mosaic._synthetic", "_mosaic._flatfield", "_mosaic._fuse",
-               "_mosaic._register", "stitch._run"]
+               "_mosaic._register", "_mosaic._operation", "stitch._run"]
 )
 def test_docstring_examples(module):
     mod = importlib.import_module(f"napari_stacklab.{module}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+# ---------------------------------------------------------------- the registry operation
+
+
+def test_stitch_grid_operation_equals_the_api_and_places_every_plane_alike(hubble):
+    tiles, truth = synthetic_tiles(hubble, rows=2, cols=3, tile_shape=(128, 128), overlap=0.15, seed=4,
+                                   order="snake")
+    stack = np.stack(tiles.data)
+    op = sl.stitch.stitch_grid
+    mosaic = op(stack, rows=2, order="snake", overlap=0.15, margin=24)
+    layout = register_tiles(tiles, margin=24)
+    assert isinstance(mosaic, np.ndarray) and mosaic.dtype == np.float32
+    np.testing.assert_array_equal(mosaic, fuse(layout).compute())
+    lazy = op(da.from_array(stack, chunks=(1, 128, 128)), rows=2, cols=3, order="snake", overlap=0.15, margin=24)
+    assert isinstance(lazy, da.Array)
+    np.testing.assert_allclose(lazy.compute(), mosaic, rtol=1e-6)
+    # (n_tiles, P, Y, X): positions found on plane 1 place plane 0 too (a featureless plane, kept as it is)
+    planes = np.stack([np.full_like(stack, 3.0), stack], axis=1)
+    both = op(planes, rows=2, order="snake", overlap=0.15, margin=24, plane=1)
+    assert both.shape == (2, *mosaic.shape)
+    np.testing.assert_allclose(both[1], mosaic, rtol=1e-6)
+    covered = both[0] != 0
+    np.testing.assert_allclose(both[0][covered], 3.0, atol=1e-5)
+    # whole pixels without blending keep the tiles' dtype
+    counts = op(stack.astype(np.uint16), rows=2, order="snake", overlap=0.15, margin=24, interpolation=0,
+                blend="overwrite")
+    assert counts.dtype == np.uint16
+
+
+def test_stitch_grid_refuses_what_it_cannot_do_by_name():
+    op = sl.stitch.stitch_grid
+    stack = np.zeros((6, 32, 32), np.float32)
+    with pytest.raises(ValueError, match="rows: 6 tiles do not fill 4 rows"):
+        op(stack, rows=4)
+    with pytest.raises(ValueError, match="a 2 x 2 grid holds 4 tiles, the stack 6"):
+        op(stack, rows=2, cols=2)
+    with pytest.raises(ValueError, match="plane: the tiles .* have no plane axis"):
+        op(stack, rows=2, plane=1)
+    with pytest.raises(ValueError, match="plane must be < 2"):
+        op(np.zeros((6, 2, 32, 32)), rows=2, plane=2)
+    with pytest.raises(ValueError, match="stitch_grid refuses a channel axis"):
+        op(np.zeros((2, 6, 32, 32)), rows=2, channel_axis=0)
+    with pytest.raises(ValueError, match="at least 3 dimensions"):
+        op(np.zeros((32, 32)))
+    with pytest.raises(ValueError, match="blend must be one of"):
+        op(stack, rows=2, blend="mean")

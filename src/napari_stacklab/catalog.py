@@ -8,6 +8,7 @@ know nothing of each other or of this list.
 from __future__ import annotations
 
 from . import (
+    _mosaic,
     denoise,
     equalize,
     filters,
@@ -37,6 +38,7 @@ FAMILIES = {
     "preprocess": preprocess,
     "equalize": equalize,
     "matting": matting,
+    "stitch": _mosaic,  # the composite behind napari_stacklab.stitch, which exports the same functions
 }
 
 

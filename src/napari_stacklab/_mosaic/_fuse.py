@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -13,11 +13,12 @@ from ._flatfield import check_field, correct, estimate_flatfield
 from ._layout import Layout, mosaic_geometry
 from ._tiles import Tiles
 
-__all__ = ["BLENDS", "fuse", "pyramid"]
+__all__ = ["BLENDS", "Blend", "fuse", "pyramid"]
 
 #: ``linear``: weighted mean, weights falling linearly to the tile borders (feathered seams);
 #: ``overwrite``: later tiles cover earlier ones; ``max``: the brightest tile wins.
-BLENDS = ("linear", "overwrite", "max")
+Blend = Literal["linear", "overwrite", "max"]
+BLENDS = get_args(Blend)
 
 
 def fuse(

@@ -12,6 +12,7 @@ much it beats the best match elsewhere (distinctiveness).
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ import numpy as np
 from .. import _backend
 from ..register import ECCError, Transform, ecc, phase_correlation
 
-__all__ = ["Pairs", "find_pairs", "measure_pair", "measure_pairs"]
+__all__ = ["Pairs", "find_pairs", "measure_pair", "measure_pairs", "measure_pairs_stepwise"]
 
 #: Why a pair has no usable measurement (the ``status`` column of the report).
 FAILURES = ("no overlap", "flat overlap", "at search limit")
@@ -289,6 +290,38 @@ def measure_pairs(
     is computed once per tile. ``prepare(frame)`` (e.g. a flat-field
     correction) is applied lazily to each frame first.
     """
+    return finish(measure_pairs_stepwise(frames, positions, index, batch=None, margin=margin, upsample=upsample,
+                                         refine=refine, min_overlap=min_overlap, prepare=prepare))
+
+
+def finish(steps: Generator) -> Any:
+    """Run a stepwise generator to its end; its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def measure_pairs_stepwise(
+    frames: list,
+    positions: np.ndarray,
+    index: np.ndarray,
+    *,
+    batch: int | None,
+    margin: int,
+    upsample: int,
+    refine: bool,
+    min_overlap: int,
+    prepare: Any = None,
+) -> Generator[int, None, Pairs]:
+    """:func:`measure_pairs`, ``batch`` pairs per computation: yields the pairs measured so far, returns the Pairs.
+
+    Between two batches the caller may report progress or stop (close the
+    generator); ``batch=None`` measures every pair in one computation (the
+    most parallel, and what :func:`measure_pairs` does). A tile's texture is
+    computed once per batch that uses it.
+    """
     import dask
 
     tile_shape = tuple(int(s) for s in frames[0].shape)
@@ -307,7 +340,11 @@ def measure_pairs(
         box_b = (slice(b0[0], b1[0]), slice(b0[1], b1[1]))
         tasks.append(measure(lazy[i][box_a], lazy[j][box_b], textures[i][box_a], textures[j][box_b], a0, b0,
                              expected, tile_shape, params))
-    results = dask.compute(*tasks) if tasks else ()
+    size = len(tasks) if batch is None else int(batch)
+    results: list = []
+    for start in range(0, len(tasks), max(size, 1)):
+        results.extend(dask.compute(*tasks[start : start + size]))
+        yield len(results)
     column = np.array([r[1:3] for r in results], dtype=np.float64).reshape(-1, 2)
     return Pairs(
         index=index,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 
 import numpy as np
@@ -11,10 +12,10 @@ import numpy as np
 from .._validation import check_number
 from ._flatfield import check_field, correct, estimate_flatfield
 from ._layout import Layout, solve_layout
-from ._pairs import find_pairs, measure_pairs
+from ._pairs import find_pairs, finish, measure_pairs_stepwise
 from ._tiles import Tiles
 
-__all__ = ["register_tiles"]
+__all__ = ["register_tiles", "register_tiles_stepwise"]
 
 
 def register_tiles(
@@ -106,6 +107,47 @@ def register_tiles(
     >>> bool(abs(error).max() < 0.2), layout.summary().split(";")[0]
     (True, '4 tiles, 4 pairs: 4 kept, 0 rejected')
     """
+    return finish(_register(tiles, batch=None, plane=plane, margin=margin, upsample=upsample, refine=refine,
+                            diagonal=diagonal, min_overlap=min_overlap, flatfield=flatfield,
+                            min_confidence=min_confidence, min_distinctiveness=min_distinctiveness,
+                            max_residual=max_residual, prior_weight=prior_weight, exclude=exclude))
+
+
+def register_tiles_stepwise(tiles: Tiles, *, batch: int = 8, **params: Any) -> Generator[tuple[int, int], None, Layout]:
+    """:func:`register_tiles` a few pairs at a time: for progress bars and a Cancel button.
+
+    A generator: it yields ``(pairs measured, pairs in all)`` after every
+    ``batch`` pairs (once, ``(0, 0)``, when there is no pair) and returns the
+    :class:`Layout` (``layout = yield from register_tiles_stepwise(...)``, or
+    the ``value`` of its ``StopIteration``). Closing it between two yields
+    stops the registration. The keywords are :func:`register_tiles`'s; smaller
+    batches report more often and run fewer pairs in parallel.
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> from napari_stacklab.stitch import synthetic_tiles
+    >>> tiles, _ = synthetic_tiles(data.camera(), rows=2, cols=2, tile_shape=(160, 160), seed=3)
+    >>> steps = register_tiles_stepwise(tiles, batch=2, margin=24)
+    >>> next(steps), next(steps)
+    ((2, 4), (4, 4))
+    >>> try:
+    ...     next(steps)
+    ... except StopIteration as done:
+    ...     layout = done.value
+    >>> layout.summary().split(";")[0]
+    '4 tiles, 4 pairs: 4 kept, 0 rejected'
+    """
+    check_number("batch", batch, low=1, integer=True)
+    bound = inspect.signature(register_tiles).bind(tiles, **params)
+    bound.apply_defaults()
+    return (yield from _register(batch=batch, **bound.arguments))
+
+
+def _register(tiles: Tiles, *, batch: int | None, plane: Any, margin: int | None, upsample: int, refine: bool,
+              diagonal: bool, min_overlap: int, flatfield: Any, min_confidence: float, min_distinctiveness: float,
+              max_residual: float, prior_weight: float, exclude: Sequence) -> Generator[tuple[int, int], None, Layout]:
+    """The registration, every setting given: yields ``(measured, total)`` per batch of pairs, returns the Layout."""
     if not isinstance(tiles, Tiles):
         raise TypeError(f"tiles must be a Tiles (see grid_tiles, csv_tiles, ome_tiles), got {type(tiles).__name__}")
     M, N = tiles.tile_shape
@@ -132,14 +174,28 @@ def register_tiles(
             return frame.map_blocks(correct, flat, dtype=np.float32)
 
     index = find_pairs(tiles.positions, (M, N), diagonal=diagonal, min_overlap=min_overlap)
-    pairs = measure_pairs(frames, tiles.positions, index, margin=margin, upsample=upsample, refine=refine,
-                          min_overlap=min_overlap, prepare=prepare)
+    measuring = measure_pairs_stepwise(frames, tiles.positions, index, batch=batch, margin=margin, upsample=upsample,
+                                       refine=refine, min_overlap=min_overlap, prepare=prepare)
+    total = len(index)
+    pairs = yield from _with_total(measuring, total)
+    if not total:
+        yield (0, 0)
     registration = {"plane": None if plane is None else np.atleast_1d(plane).tolist(), "margin": int(margin),
                     "upsample": int(upsample), "refine": refine, "diagonal": diagonal,
                     "min_overlap": int(min_overlap), "flatfield": _describe(flatfield)}
     return solve_layout(tiles, pairs, min_confidence=min_confidence, min_distinctiveness=min_distinctiveness,
                         max_residual=max_residual, prior_weight=prior_weight, exclude=exclude,
                         registration=registration)
+
+
+def _with_total(counts: Generator[int, None, Any], total: int) -> Generator[tuple[int, int], None, Any]:
+    """``(count, total)`` for every count ``counts`` yields; returns what it returns."""
+    while True:
+        try:
+            count = next(counts)
+        except StopIteration as done:
+            return done.value
+        yield (count, total)
 
 
 def _plane_index(plane: Any, tiles: Tiles) -> tuple:

@@ -5,17 +5,18 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from .. import _backend
 from .._validation import check_array, check_choice, check_number, check_real
 
-__all__ = ["ORDERS", "Tiles", "grid_positions", "tiles_from_translates"]
+__all__ = ["ORDERS", "Order", "Tiles", "grid_positions", "tiles_from_translates"]
 
 #: How tiles of a grid scan are numbered: along rows, along columns, or back and forth ("snake").
-ORDERS = ("row-major", "column-major", "snake", "snake-column")
+Order = Literal["row-major", "column-major", "snake", "snake-column"]
+ORDERS = get_args(Order)
 
 
 @dataclass

@@ -128,4 +128,10 @@ TOOLS = [
         "title": "Align images to a base",
         "menu": "register",
     },
+    {
+        "id": "stitch_tiles",
+        "python_name": f"{PACKAGE}._napari.stitch_tool:StitchTool",
+        "title": "Stitch tiles into a mosaic",
+        "menu": "register",
+    },
 ]

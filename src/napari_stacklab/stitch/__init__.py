@@ -26,9 +26,10 @@ plane is placed the same way.
 from .._mosaic._flatfield import estimate_flatfield
 from .._mosaic._fuse import BLENDS, fuse, pyramid
 from .._mosaic._layout import Layout, mosaic_geometry
+from .._mosaic._operation import stitch_grid
 from .._mosaic._pairs import Pairs, find_pairs, masked_ncc
 from ._read import csv_tiles, grid_tiles, ome_tiles
-from .._mosaic._register import register_tiles
+from .._mosaic._register import register_tiles, register_tiles_stepwise
 from ._run import mosaic_image, stitch
 from .._mosaic._synthetic import synthetic_tiles
 from .._mosaic._tiles import ORDERS, Tiles, grid_positions, tiles_from_translates
@@ -52,7 +53,9 @@ __all__ = [
     "ome_tiles",
     "pyramid",
     "register_tiles",
+    "register_tiles_stepwise",
     "stitch",
+    "stitch_grid",
     "synthetic_tiles",
     "tiles_from_translates",
     "write_mosaic",
