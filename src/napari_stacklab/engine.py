@@ -369,6 +369,9 @@ def _range_text(low: Any, high: Any, inclusive: bool) -> str:
     def text(bound: Any) -> str:
         return f"({', '.join(f'{b:g}' for b in bound)})" if isinstance(bound, tuple) else f"{bound:g}"
 
+    if isinstance(low, tuple) != isinstance(high, tuple):  # one bound per element: show both so
+        low, high = (b if isinstance(b, tuple) or b is None else (b,) * len(low if isinstance(low, tuple) else high)
+                     for b in (low, high))
     if low is None:
         return f"<= {text(high)}"
     if high is None:

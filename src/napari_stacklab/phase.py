@@ -537,11 +537,22 @@ ApertureRadius = Annotated[float, Range(0, None, low_inclusive=False)] | None
 ApertureSmoothness = Annotated[float, Range(0, 1, 0.05)]
 
 
+def _hologram_limits(frame: tuple, dtype: Any, **_: Any) -> dict:
+    """A sideband inside the spectrum, an aperture at most the spectrum's half diagonal."""
+    half = tuple(n / 2 for n in frame)
+    return {
+        "sideband": Range(tuple(-h for h in half), half, reason="inside the frame's spectrum, in FFT pixels"),
+        "aperture_radius": Range(0, math.hypot(*half), low_inclusive=False,
+                                 reason="at most the spectrum's half diagonal, where it passes everything"),
+    }
+
+
 @operation(
     menu="transform",
     output="images",
     parts=("amplitude", "phase"),
     prepare=_resolve_hologram,
+    limits=_hologram_limits,
     display={"phase": {"colormap": PHASE_COLORMAP}},
     title="Reconstruct off-axis hologram",
 )

@@ -21,7 +21,7 @@ from .costs import Cost, pixelwise
 from .frames import BoundaryMode, Mode, check_connectivity, frame_at, mode_ndim
 from .neighbourhoods import rank_cost, rank_filter
 from .registry import ImageRef, PerFrame, Range, operation, validated
-from .statistics import histogram, stack_range
+from .statistics import histogram, stack_range, value_range
 
 __all__ = [
     "threshold",
@@ -117,6 +117,9 @@ def threshold_value(
         scikit-image's own, so the values match the in-memory ones (``"li"``
         to its iteration tolerance of half a level); for float data it has 256
         bins and values agree to within about one bin width ``(max - min) / 256``.
+        ``"minimum"`` on integer data spanning more than 256 levels smooths a
+        256-bin histogram (scikit-image's default bin count) in memory too:
+        with one bin per level its smoothing takes minutes on 16-bit data.
 
     Examples
     --------
@@ -134,7 +137,18 @@ def threshold_value(
         raise ValueError(f"method={method!r} failed on this image ({exc}); choose another method") from None
 
 
+#: bins of the histogram ``"minimum"`` smooths (scikit-image's default; its one bin per integer level
+#: makes the smoothing loop take minutes on 16-bit data)
+_MINIMUM_BINS = 256
+
+
 def _threshold_of(sample: Any, method: str) -> float:
+    if method == "minimum" and np.dtype(sample.dtype).kind in "iu":
+        low, high = value_range(sample)
+        if high - low + 1 > _MINIMUM_BINS:
+            hist = histogram(sample, bins=_MINIMUM_BINS)
+            func = getattr(skimage_module(np.empty(0), "filters"), THRESHOLD_METHODS[method])
+            return float(func(hist=(hist.counts, hist.centers)))
     if not _backend.is_dask(sample):
         func = getattr(skimage_module(sample, "filters"), THRESHOLD_METHODS[method])
         return float(_backend.materialize(func(sample)))
@@ -282,7 +296,15 @@ def _resolve_multiotsu(image: Any, *, classes: int, plane: int | None, threshold
     return {"classes": classes, "plane": plane, "thresholds": tuple(float(t) for t in found)}
 
 
-@operation(menu="segment", output="labels", dtype="labels", prepare=_resolve_multiotsu, vectorized=True)
+def _multiotsu_cost(shape: tuple, dtype: Any, classes: int, **_: Any) -> Cost:
+    # the histogram pass, then (classes - 1) sweeps over levels x levels, about 5 ns each
+    levels = min(MULTIOTSU_LEVELS, 256 if np.dtype(dtype).kind in "fc" else 2 ** (8 * np.dtype(dtype).itemsize))
+    histogram_pass = pixelwise(shape, dtype, copies=2, ns_per_pixel=10)
+    return Cost(max(histogram_pass.bytes, 8 * 512 * levels * 3), histogram_pass.seconds + (classes - 1) * levels**2 * 5e-9)
+
+
+@operation(menu="segment", output="labels", dtype="labels", prepare=_resolve_multiotsu, vectorized=True,
+           cost=_multiotsu_cost)
 def threshold_multiotsu(
     image,
     *,
