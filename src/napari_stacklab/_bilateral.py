@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
+import numpy as np
+
 from ._backend import skimage_module
 from .costs import Cost
 from ._validation import as_float
@@ -86,7 +88,8 @@ def bilateral(
     if high == low:
         return frame
     span = high - low
-    scaled = (frame - low) / span
+    # in float64: in float32 scikit-image's weights underflow to a zero sum (0 / 0) for small sigmas
+    scaled = (frame.astype(np.float64) - low) / span
     color = None if sigma_color is None else min(max(sigma_color / span, _COLOR_ENDS[0] / bins), _COLOR_ENDS[1])
     out = skimage_module(image, "restoration").denoise_bilateral(
         scaled, sigma_color=color, sigma_spatial=sigma_spatial, bins=bins, mode=mode

@@ -410,10 +410,19 @@ def _call_translated(kernel: Any, name: str, frame: Any, **params: Any) -> Any:
 
 
 def _raise_translated(exc: BaseException, name: str, params: Mapping, image: Any) -> None:
-    """Re-raise ``exc`` as an :class:`OperationError` when a library raised it; the project's own pass."""
+    """Re-raise ``exc`` as an :class:`OperationError` unless it is the project's own.
+
+    The project's own: an exception of one of its classes, a GPU failure (the
+    engine falls back on it), or a ``ValueError``/``TypeError`` raised in its
+    code (its checks). Anything else raised in its code (a ``ZeroDivisionError``,
+    an ``IndexError``) is a value it did not check, and is translated too.
+    """
     origin = _origin(exc)
-    if origin is None or isinstance(exc, _backend.gpu_failure_types()):
+    own_class = type(exc).__module__.startswith(_PACKAGE)
+    checked = origin is None and isinstance(exc, (ValueError, TypeError))
+    if own_class or checked or isinstance(exc, _backend.gpu_failure_types()):
         raise exc
+    origin = origin or name
     public = {k: v for k, v in params.items() if not k.startswith("_")}
     named = [k for k in public if re.search(rf"\b{re.escape(k)}\b", str(exc))]
     culprit = f" (check {', '.join(f'{k}={_short(public[k])}' for k in named)})" if named else ""

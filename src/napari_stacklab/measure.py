@@ -136,7 +136,8 @@ def regionprops_table(
     image,
     *,
     intensity: ImageRef | None = None,
-    spacing: Annotated[float | tuple[float, ...], Range(0, None, low_inclusive=False)] | None = None,
+    # a pixel size in physical units: up to 1e30 keeps areas and moments (spacing**4) inside float64
+    spacing: Annotated[float | tuple[float, ...], Range(0, 1e30, low_inclusive=False)] | None = None,
     unit: str = "pixel",
     properties: Sequence[str] | None = None,
     mode: Mode = "2d",

@@ -42,8 +42,10 @@ PAD_MODES = {"reflect": "symmetric", "mirror": "reflect", "nearest": "edge", "wr
 _DIRECT_SECONDS = 30e-9
 #: seconds per histogram step (an update or a level scanned) of skimage.filters.rank
 _HISTOGRAM_SECONDS = 8e-9
-#: seconds per pixel of one 1-D running minimum/maximum pass, or of one element-wise minimum
-_PASS_SECONDS = 3e-9
+#: seconds per pixel of one 1-D running minimum/maximum pass (over the padded frame)
+_RUNNING_SECONDS = 10e-9
+#: seconds per pixel of one element-wise minimum/maximum (over the frame)
+_COMBINE_SECONDS = 1.5e-9
 #: most distinct levels the histogram path takes (skimage.filters.rank on a uint16 index image)
 _MOST_LEVELS = 4096
 
@@ -73,12 +75,13 @@ def rank_cost(shape: Sequence[int], dtype: Any, size: int | Sequence[int], rank:
     pixels, window = math.prod(shape), math.prod(sizes)
     why = f"a {' x '.join(map(str, sizes))} window at each of {pixels} pixels"
     if rank is not None and rank in (0, window - 1):
-        return Cost(2 * pixels * 8, pixels * len(sizes) * 2 * _PASS_SECONDS, why)
+        return Cost(2 * pixels * 8, pixels * len(sizes) * 2 * _RUNNING_SECONDS, why)
     itemsize = np.dtype(dtype).itemsize
     direct = _direct(pixels, window, itemsize)
     cheapest = direct
     if itemsize == 1 and len(sizes) == 2:
-        cheapest = min(direct, _histogram(pixels, sizes, 256), key=lambda c: c.seconds)
+        padded = math.prod(n + s - 1 for n, s in zip(shape, sizes))  # the histogram runs over the padded frame
+        cheapest = min(direct, _histogram(padded, sizes, 256), key=lambda c: c.seconds)
     return Cost(cheapest.bytes, cheapest.seconds, why, "a smaller size")
 
 
@@ -97,14 +100,15 @@ def rank_filter(frame: Any, rank: int, size: int | Sequence[int], mode: str = "r
     if rank == window - 1:
         return ndi.maximum_filter(frame, size=sizes, mode=mode)
     direct = _direct(frame.size, window, frame.dtype.itemsize).seconds
-    if frame.ndim != 2 or _backend.on_gpu(frame) or direct < _histogram(frame.size, sizes, 2).seconds:
+    padded_size = math.prod(n + s - 1 for n, s in zip(frame.shape, sizes))
+    if frame.ndim != 2 or _backend.on_gpu(frame) or direct < _histogram(padded_size, sizes, 2).seconds:
         return ndi.rank_filter(frame, rank, size=sizes, mode=mode)
     padded = np.pad(frame, [(s // 2, s - 1 - s // 2) for s in sizes], mode=PAD_MODES[mode])
     if padded.dtype == np.uint8:
         levels, index = None, padded
     else:
         levels, inverse = np.unique(padded, return_inverse=True)
-        if len(levels) > _MOST_LEVELS or direct < _histogram(frame.size, sizes, len(levels)).seconds:
+        if len(levels) > _MOST_LEVELS or direct < _histogram(padded_size, sizes, len(levels)).seconds:
             return ndi.rank_filter(frame, rank, size=sizes, mode=mode)
         index = inverse.reshape(padded.shape).astype(np.uint8 if len(levels) <= 256 else np.uint16)
     with warnings.catch_warnings():
@@ -145,7 +149,7 @@ def flat_cost(shape: Sequence[int], dtype: Any, footprint: np.ndarray, runs: dic
     found = chords(footprint) if runs is None else runs
     rows = sum(len(offsets) for offsets in found.values())
     itemsize = max(np.dtype(dtype).itemsize, 1)
-    seconds = (len(found) * padded + rows * math.prod(shape)) * _PASS_SECONDS
+    seconds = len(found) * padded * _RUNNING_SECONDS + rows * math.prod(shape) * _COMBINE_SECONDS
     why = f"a {' x '.join(map(str, footprint.shape))} footprint ({rows} chords)"
     return Cost(3 * padded * itemsize + math.prod(shape) * itemsize, seconds, why, "a smaller radius")
 
