@@ -32,6 +32,7 @@ _SUBMODULES = (
     "lift",
     "frames",
     "statistics",
+    "costs",
     "engine",
     "registry",
     "catalog",
