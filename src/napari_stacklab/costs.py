@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 import os
-import resource
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,9 +64,14 @@ def _memory_available() -> int | None:
             continue
         if text.isdigit() and int(text) < 2**60:
             found.append(int(text))
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft != resource.RLIM_INFINITY:
-        found.append(soft)
+    try:
+        import resource  # POSIX only
+    except ImportError:
+        resource = None
+    if resource is not None:
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            found.append(soft)
     return min(found) if found else None
 
 
