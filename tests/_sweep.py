@@ -11,7 +11,8 @@ an operation added tomorrow is swept without a line here. For every operation, o
   (``±1e308`` for a float, ``±(2**63 - 1)`` for an integer), an open lower bound
   just above it;
 - every numeric parameter at its minimum together, and at its maximum together;
-- every value of each choice (and each boolean) alone, and with all the maxima.
+- every value of each choice (and each boolean) alone, and with all the maxima; a
+  choice that makes frames volumes (``mode="3d"``, a ball) gets three 512 x 512 planes.
 
 Each case runs in a worker process under a 4 GiB address-space limit
 (``RLIMIT_AS``) and a 30 s wall-clock limit (the worker is killed and replaced
@@ -255,6 +256,8 @@ def run_case(case: Case) -> Outcome:
     op = catalog.get(case.op)
     image = image_for(op, case.dtype)
     params = dict(variants(op, image))[case.label]
+    if op.frame_ndim_for(params) > op.frame_ndim:  # a choice makes frames volumes: three 512 x 512 planes
+        image = np.stack([image, np.roll(image, 3, axis=-1), image[..., ::-1, :]], axis=-3)
     _reset_peak_rss()
     start = time.perf_counter()
     try:

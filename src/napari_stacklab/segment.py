@@ -563,7 +563,12 @@ def label(
 def _markers_from_peaks(surface: Any, min_distance: int, labels: Any | None) -> Any:
     """Label image with one marker per local maximum of ``surface`` (adjacent peaks merged)."""
     xp, ndi = get_namespace(surface)
-    coords = skimage_module(surface, "feature").peak_local_max(surface, min_distance=min_distance, labels=labels)
+    # scikit-image's window, 2 * min_distance + 1 a side, cut to 2 * n - 1 along an axis of n pixels: from
+    # any pixel that already spans the whole axis, so the peaks are the same (a 2001**3 window is 7.5 GiB)
+    footprint = np.ones(tuple(min(2 * min_distance + 1, 2 * n - 1) for n in surface.shape), dtype=bool)
+    coords = skimage_module(surface, "feature").peak_local_max(
+        surface, min_distance=min_distance, labels=labels, footprint=xp.asarray(footprint)
+    )
     peaks = xp.zeros(surface.shape, dtype=bool)
     peaks[tuple(coords.T)] = True
     return ndi.label(peaks)[0]
