@@ -19,7 +19,7 @@ from .registry import Range, operation
 
 
 #: seconds per pixel and window pixel of skimage.restoration.denoise_bilateral (one core)
-_NEIGHBOUR_SECONDS = 40e-9
+_NEIGHBOUR_SECONDS = 12e-9
 #: scaled colour sigmas past which the colour weights no longer change (all 1, or 0 but for equal values)
 _COLOR_ENDS = (1e-3, 1e3)
 

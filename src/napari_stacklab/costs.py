@@ -20,6 +20,9 @@ estimate, the cap and what to change:
 - :data:`MAX_SECONDS`: the longest estimated time for one frame. Default 30 s; set
   ``STACKLAB_MAX_SECONDS``, or assign at run time; ``None`` removes it.
 
+The rules' rates are twice those measured on one idle core of a 2-core cloud machine
+(``benchmarks/bench_costs.py`` prints estimate / measured), a margin for a busy machine.
+
 The same style as the readers' cap (``io.MAX_EAGER_BYTES`` and
 ``STACKLAB_MAX_EAGER_BYTES``). Estimates are meant to be right within a factor of a
 few: they decide between "runs" and "would exhaust the machine or hang it", not
@@ -157,7 +160,7 @@ def pixelwise(shape: Sequence[int], dtype: Any, *, copies: float = 4, ns_per_pix
 
 
 #: seconds per kernel tap and pixel of a 1-D correlation pass (scipy.ndimage.correlate1d, gaussian_filter1d)
-TAP_SECONDS = 3e-9
+TAP_SECONDS = 1e-9
 
 
 def gaussian(shape: Sequence[int], dtype: Any, sigma: float | Sequence[float], truncate: float = 4.0,

@@ -213,11 +213,11 @@ Sigma = Annotated[float, Range(0, 1e30)]
 
 
 def _nl_means_cost(shape, dtype, patch_size, patch_distance, fast_mode, **_):
-    # scikit-image's loops: about 35 ns a pixel and search offset (fast mode, patch sums by running
-    # sums), about 10 ns a pixel, offset and patch pixel otherwise
+    # scikit-image's loops: about 10 ns a pixel and search offset (fast mode, patch sums by running
+    # sums), about 3.5 ns a pixel, offset and patch pixel otherwise; twice that for a busy core
     window = (2 * patch_distance + 1) ** 2
     pixels = math.prod(shape)
-    seconds = pixels * window * (35e-9 if fast_mode else 10e-9 * patch_size**2)
+    seconds = pixels * window * (20e-9 if fast_mode else 7e-9 * patch_size**2)
     why = f"a {2 * patch_distance + 1}-pixel search window" + ("" if fast_mode else f" of {patch_size}-pixel patches")
     return Cost(8 * pixels * 8, seconds, why, "a smaller patch_distance (or patch_size), fast_mode=True")
 
@@ -309,9 +309,10 @@ def _resolve_range(image: Any, **params: Any) -> dict:
 
 
 def _tv_cost(shape, dtype, max_num_iter, **_):
-    # about 60 ns a pixel and iteration (gradient, divergence and the dual update in float)
+    # about 6 ns a pixel and iteration (gradient, divergence and the dual update in float), twice that
+    # for a busy core; it may stop earlier, when it converges
     pixels = math.prod(shape)
-    return Cost(8 * pixels * 8, pixels * max_num_iter * 60e-9, f"{max_num_iter} iterations", "fewer max_num_iter")
+    return Cost(8 * pixels * 8, pixels * max_num_iter * 12e-9, f"{max_num_iter} iterations", "fewer max_num_iter")
 
 
 @operation(menu="filter", prepare=_resolve_range, title="Total-variation denoising", cost=_tv_cost)
@@ -455,10 +456,10 @@ def _resolve_bm3d(image: Any, **params: Any) -> dict:
 
 
 def _bm3d_cost(shape, dtype, stage, **_):
-    # the bm3d package: about 90 (both stages) or 50 (the first) microseconds a pixel on an idle core, twice
+    # the bm3d package: about 85 (both stages) or 50 (the first) microseconds a pixel on an idle core, twice
     # that on a busy one; the estimate takes the busy figure
     pixels = math.prod(shape)
-    return Cost(40 * pixels * 8, pixels * (200e-6 if stage == "all" else 120e-6), "block matching at every pixel",
+    return Cost(40 * pixels * 8, pixels * (170e-6 if stage == "all" else 100e-6), "block matching at every pixel",
                 "stage='hard', a smaller frame (crop)")
 
 
@@ -669,7 +670,7 @@ def _psf_side(sigma: float) -> int:
 
 def _convolution_seconds(pixels: int, psf_pixels: int, padded: int) -> float:
     """scipy.signal.convolve's cheaper method: direct (1 ns a tap) or three FFTs of the padded frame."""
-    return min(pixels * psf_pixels * 1e-9, 3 * padded * max(math.log2(padded), 1) * 1.5e-9)
+    return min(pixels * psf_pixels * 0.5e-9, 3 * padded * max(math.log2(padded), 1) * 0.75e-9)
 
 
 def _richardson_lucy_cost(shape, dtype, psf, sigma, num_iter, **_):
@@ -677,8 +678,8 @@ def _richardson_lucy_cost(shape, dtype, psf, sigma, num_iter, **_):
     framed = tuple(n + 4 * p for n, p in zip(shape, side))  # the frame reflected by two PSF widths a side
     padded = math.prod(n + p - 1 for n, p in zip(framed, side))
     conv = _convolution_seconds(math.prod(framed), math.prod(side), padded)
-    # and each iteration's ratio and product over the reflected frame, about 20 ns a pixel
-    return Cost(10 * padded * 16, num_iter * (2 * conv + math.prod(framed) * 20e-9), f"{num_iter} iterations of two convolutions with a "
+    # and each iteration's ratio and product over the reflected frame, about 10 ns a pixel
+    return Cost(10 * padded * 16, num_iter * (2 * conv + math.prod(framed) * 10e-9), f"{num_iter} iterations of two convolutions with a "
                 f"{' x '.join(map(str, side))} PSF", "fewer num_iter, or a smaller sigma")
 
 

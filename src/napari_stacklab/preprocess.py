@@ -79,8 +79,8 @@ def _background_halo(method, radius, **_):
     return 2 * radius
 
 
-#: seconds per pixel and kernel pixel of skimage.restoration.rolling_ball (one core)
-_BALL_SECONDS = 6e-9
+#: seconds per pixel and kernel pixel of skimage.restoration.rolling_ball (twice one idle core's)
+_BALL_SECONDS = 3e-9
 
 
 def _disk(radius: int) -> np.ndarray:
@@ -125,7 +125,7 @@ def subtract_background(
     radius : int
         Radius in pixels; larger than the objects to keep, and at most twice
         the frame's larger side. The rolling ball's time grows with the square of
-        the radius (about 6 ns per pixel and ball pixel); past the time cap
+        the radius (about 1.5 ns per pixel and ball pixel); past the time cap
         (:mod:`napari_stacklab.costs`) it is refused with the estimate.
 
     Returns
@@ -301,7 +301,7 @@ def _resampling_cost(shape, dtype, out_shape, order, **_):
     # scikit-image's warp: float64 output and two float64 coordinate maps, (order + 1)**2 taps a pixel;
     # a Gaussian pre-filter on the input when shrinking
     out = math.prod(out_shape)
-    return Cost(32 * out + 3 * math.prod(shape) * 8, out * ((order + 1) ** 2 * 5e-9 + 30e-9) + math.prod(shape) * 50e-9,
+    return Cost(32 * out + 3 * math.prod(shape) * 8, out * ((order + 1) ** 2 * 2.5e-9 + 15e-9) + math.prod(shape) * 25e-9,
                 f"a {' x '.join(map(str, out_shape))} output frame", "a smaller output")
 
 

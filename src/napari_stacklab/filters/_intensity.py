@@ -213,10 +213,10 @@ def _tiles(frame_shape, kernel_size) -> int:
 
 def _clahe_cost(shape, dtype, kernel_size, nbins, **_):
     # scikit-image keeps a clipped histogram of nbins per tile (about 24 bytes a bin with its mapping),
-    # about 1 microsecond a bin, and interpolates four tile mappings at every pixel
+    # about 250 ns a bin, and interpolates four tile mappings at every pixel
     cells = _tiles(shape, kernel_size) * nbins
     pixels = math.prod(shape)
-    return Cost(24 * cells + 64 * pixels, cells * 1e-6 + pixels * 1.2e-6,
+    return Cost(24 * cells + 64 * pixels, cells * 250e-9 + pixels * 100e-9,
                 f"{_tiles(shape, kernel_size)} tiles of {nbins} bins", "a larger kernel_size or fewer nbins")
 
 
@@ -250,7 +250,7 @@ def clahe(
         ``None`` uses 1/8 of the frame size. At most the frame's larger side.
     nbins : int
         Histogram bins per tile. Memory and time grow with tiles x bins
-        (about 24 bytes and 1 microsecond each): 2-pixel tiles of 65536 bins
+        (about 24 bytes and 0.1-0.3 microseconds each): 2-pixel tiles of 65536 bins
         on a 512 x 512 frame would need 100 GiB, and are refused
         (:mod:`napari_stacklab.costs`).
 
