@@ -2,7 +2,8 @@
 
 The floors, from the ground up (docs/architecture.md draws them):
 
-    ground      _backend, _validation, frames, statistics   shared by everything
+    ground      _backend, _validation, frames, statistics,  shared by everything
+                costs, neighbourhoods
     lift        map_frames, reduce_frames
     engine      runs one operation: bind, place, resolve, plan, build
     registry    the schema: Param, Operation, @operation, @validated
@@ -34,7 +35,7 @@ SRC = pathlib.Path(napari_stacklab.__file__).parent
 
 #: Floors from the ground up; a module may import its own floor or the ones below.
 FLOORS = {
-    "ground": ("_backend", "_validation", "_image", "frames", "statistics", "channels"),
+    "ground": ("_backend", "_validation", "_image", "frames", "statistics", "channels", "costs", "neighbourhoods"),
     "lift": ("lift",),
     "engine": ("engine",),
     "registry": ("registry",),

@@ -198,9 +198,28 @@ def test_radial_profile_equals_bincount(scan):
                                rtol=1e-5)
 
 
-def test_radial_profile_marks_empty_rings_nan():
-    profile = stem.radial_profile(np.ones((4, 4)), bin_width=0.2)
-    assert np.isnan(profile[0]) and np.nanmax(profile) == 1.0
+def test_radial_profile_interpolates_empty_rings():
+    """Rings thinner than the pixel spacing hold no pixel: they are interpolated, never NaN (issue 19)."""
+    yy, xx = np.mgrid[:9, :9]
+    radius = np.hypot(yy - 4.0, xx - 4.0)  # intensity = radius: the profile is the ring radii
+    width = 0.1
+    profile = stem.radial_profile(radius, bin_width=width)
+    bins = np.floor(radius / width).astype(int).ravel()
+    counts = np.bincount(bins, minlength=profile.size)
+    filled = np.flatnonzero(counts)
+    means = np.bincount(bins, radius.ravel())[filled] / counts[filled]
+    assert np.isfinite(profile).all() and (counts == 0).sum() > profile.size // 2
+    np.testing.assert_allclose(profile[filled], means, rtol=1e-6)
+    np.testing.assert_allclose(profile, np.interp(np.arange(profile.size), filled, means), rtol=1e-6)
+    flat = stem.radial_profile(np.ones((4, 4)), bin_width=0.2)  # the centre is between pixels: ring 0 is empty
+    assert np.isfinite(flat).all() and (flat == 1.0).all()
+
+
+def test_radial_profile_centre_is_bounded_by_the_detector():
+    """A centre far off the detector would make billions of rings (10 GiB before issue 19): refused up front."""
+    with pytest.raises(ValueError, match=r"center must be in .*within one detector width"):
+        stem.radial_profile(np.ones((32, 32)), center=(1e9, 0))
+    assert stem.radial_profile(np.ones((32, 32)), center=(-31, 62)).shape == (int(np.hypot(31 + 31, 62)) + 1,)
 
 
 # --- other families run over the scan axes --------------------------------------------------

@@ -34,6 +34,7 @@ _SUBMODULES = (
     "frames",
     "statistics",
     "channels",
+    "costs",
     "engine",
     "registry",
     "catalog",

@@ -6,15 +6,36 @@ independent of each other; both export this one operation.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
+
+import numpy as np
 
 from ._backend import skimage_module
 from ._validation import as_float
+from .costs import Cost
 from .frames import WarpMode
 from .registry import Range, operation
 
 
-@operation(menu="filter", family="filters", channels="colour", display_adjustment=True)
+#: seconds per pixel and window pixel of skimage.restoration.denoise_bilateral (one core)
+_NEIGHBOUR_SECONDS = 12e-9
+#: scaled colour sigmas past which the colour weights no longer change (all 1, or 0 but for equal values)
+_COLOR_ENDS = (1e-3, 1e3)
+
+
+def _window(sigma_spatial: float) -> int:
+    return max(5, 2 * math.ceil(3 * sigma_spatial) + 1)  # scikit-image's
+
+
+def _bilateral_cost(shape, dtype, sigma_spatial, **_):
+    window = _window(sigma_spatial)
+    pixels = math.prod(shape)
+    return Cost(6 * pixels * 8, pixels * (window**2 * _NEIGHBOUR_SECONDS + 200e-9),
+                f"a {window} x {window} window at every pixel", "a smaller sigma_spatial")
+
+
+@operation(menu="filter", family="filters", channels="colour", display_adjustment=True, cost=_bilateral_cost)
 def bilateral(
     image,
     *,
@@ -44,7 +65,10 @@ def bilateral(
         Spatial standard deviation in pixels (window ``max(5, 2*ceil(3*sigma)+1)``).
     sigma_color : float, optional
         Grey-value (colour: colour-distance) standard deviation **in the units
-        of the image** (counts); ``None`` uses the standard deviation of each frame.
+        of the image** (counts); ``None`` uses the standard deviation of each
+        frame. Values past 1000 times the frame's range act as infinite (a
+        plain Gaussian), values below ``0.001 / bins`` of it as zero (only
+        equal values are averaged).
     bins : int
         Number of discrete grey-value weights (precision of the colour kernel).
     mode : str
@@ -70,8 +94,9 @@ def bilateral(
     if high == low:
         return frame
     span = high - low
-    scaled = (frame - low) / span
-    color = None if sigma_color is None else sigma_color / span
+    # in float64: in float32 scikit-image's weights underflow to a zero sum (0 / 0) for small sigmas
+    scaled = (frame.astype(np.float64) - low) / span
+    color = None if sigma_color is None else min(max(sigma_color / span, _COLOR_ENDS[0] / bins), _COLOR_ENDS[1])
     out = skimage_module(image, "restoration").denoise_bilateral(
         scaled, sigma_color=color, sigma_spatial=sigma_spatial, bins=bins, mode=mode, channel_axis=channel_axis
     )

@@ -32,6 +32,7 @@ from . import _backend
 from ._backend import get_namespace
 from ._bilateral import bilateral
 from ._validation import as_float, check_ndim, check_real, check_same_shape, float_dtype
+from .costs import Cost, pixelwise
 from .frames import frame_at
 from .lift import reduce_frames
 from .registry import ImageRef, PerFrame, Range, operation, validated
@@ -206,12 +207,28 @@ def _resolve_sigma(image: Any, **params: Any) -> dict:
 
 # --- denoisers -------------------------------------------------------------------------
 
+#: A noise standard deviation, or an intensity range, in the units of the image: up to 1e30 keeps
+#: every square and product the denoisers form inside float64 (and their results inside float32).
+Sigma = Annotated[float, Range(0, 1e30)]
+
+
+def _nl_means_cost(shape, dtype, patch_size, patch_distance, fast_mode, **_):
+    # scikit-image's loops: about 10 ns a pixel and search offset (fast mode, patch sums by running
+    # sums), about 3.5 ns a pixel, offset and patch pixel otherwise; twice that for a busy core
+    window = (2 * patch_distance + 1) ** 2
+    pixels = math.prod(shape)
+    seconds = pixels * window * (20e-9 if fast_mode else 7e-9 * patch_size**2)
+    why = f"a {2 * patch_distance + 1}-pixel search window" + ("" if fast_mode else f" of {patch_size}-pixel patches")
+    return Cost(8 * pixels * 8, seconds, why, "a smaller patch_distance (or patch_size), fast_mode=True")
+
+
 
 @operation(
     menu="filter",
     prepare=_resolve_sigma,
     halo=lambda patch_size, patch_distance, **_: patch_size // 2 + patch_distance,
     title="Non-local means denoising",
+    cost=_nl_means_cost,
 )
 def nl_means(
     image,
@@ -220,7 +237,7 @@ def nl_means(
     patch_distance: Annotated[int, Range(1, 50)] = 11,
     h: Annotated[float, Range(0, 10, 0.05, low_inclusive=False)] = 0.8,
     fast_mode: bool = True,
-    sigma: Annotated[float, Range(0, None)] | None = None,
+    sigma: Sigma | None = None,
     anscombe: bool = False,
 ):
     """Non-local means: average pixels whose surrounding patches look alike.
@@ -251,6 +268,10 @@ def nl_means(
     array, shape ``(..., M, N)``
         float32 (float64 for float64 input), same scale as the input. With
         ``sigma=0`` (no noise), and for a constant frame, the input unchanged.
+        A pixel whose every neighbouring patch weighs nothing (``h * sigma``
+        far below the patch differences, as on a noise-free two-level image
+        with ``fast_mode=False``, where scikit-image divides 0 by 0) keeps its
+        value: the limit of the weighted mean as the weights vanish.
 
     Examples
     --------
@@ -276,6 +297,8 @@ def nl_means(
         fast_mode=fast_mode,
         preserve_range=True,
     )
+    xp, _ = get_namespace(out)
+    out = xp.where(xp.isfinite(out), out, x)  # 0 / 0 where every weight underflowed: the pixel itself
     return _restored(out, anscombe, dtype)
 
 
@@ -285,13 +308,20 @@ def _resolve_range(image: Any, **params: Any) -> dict:
     return params
 
 
-@operation(menu="filter", prepare=_resolve_range, title="Total-variation denoising")
+def _tv_cost(shape, dtype, max_num_iter, **_):
+    # about 6 ns a pixel and iteration (gradient, divergence and the dual update in float), twice that
+    # for a busy core; it may stop earlier, when it converges
+    pixels = math.prod(shape)
+    return Cost(8 * pixels * 8, pixels * max_num_iter * 12e-9, f"{max_num_iter} iterations", "fewer max_num_iter")
+
+
+@operation(menu="filter", prepare=_resolve_range, title="Total-variation denoising", cost=_tv_cost)
 def tv(
     image,
     *,
     weight: Annotated[float, Range(0, 10, 0.01, low_inclusive=False)] = 0.1,
     max_num_iter: Annotated[int, Range(1, 1000)] = 200,
-    data_range: Annotated[float, Range(0, None, low_inclusive=False)] | None = None,
+    data_range: Annotated[float, Range(0, 1e30, low_inclusive=False)] | None = None,
     anscombe: bool = False,
 ):
     """Total-variation denoising (Chambolle): flat regions, sharp edges.
@@ -315,7 +345,9 @@ def tv(
     -------
     array, shape ``(..., M, N)``
         float32 (float64 for float64 input), same scale as the input; a
-        constant frame unchanged.
+        constant frame unchanged, and so is a frame for which
+        ``weight * data_range`` is too small to change any value at the
+        output's precision (Chambolle's steps divide by it).
 
     Examples
     --------
@@ -330,6 +362,11 @@ def tv(
     if _constant(image):
         return _unchanged(image, dtype)
     x = _stabilized(image, anscombe)
+    xp, _ = get_namespace(x)
+    # the result moves each value by at most 4 * weight (|div p| <= 4 in 2-D): below the precision
+    # of the largest value nothing changes, and weight -> 0 is where scikit-image divides by zero
+    if 4 * weight * data_range <= np.finfo(dtype).eps * float(xp.abs(x).max()):
+        return _restored(x, anscombe, dtype)
     func = _backend.skimage_function(x, "restoration", "denoise_tv_chambolle")
     return _restored(
         func(x, weight=weight * data_range, max_num_iter=max_num_iter), anscombe, dtype
@@ -344,7 +381,7 @@ def wavelet(
     family: Literal["db1", "db2", "db4", "sym4", "coif1"] = "db1",
     mode: Literal["soft", "hard"] = "soft",
     levels: Annotated[int, Range(1, 12)] | None = None,
-    sigma: Annotated[float, Range(0, None)] | None = None,
+    sigma: Sigma | None = None,
     anscombe: bool = False,
 ):
     """Wavelet shrinkage: small wavelet coefficients (noise) are shrunk to zero.
@@ -418,11 +455,19 @@ def _resolve_bm3d(image: Any, **params: Any) -> dict:
     return _resolve_sigma(image, **params)
 
 
-@operation(menu="filter", prepare=_resolve_bm3d, title="BM3D denoising")
+def _bm3d_cost(shape, dtype, stage, **_):
+    # the bm3d package: about 85 (both stages) or 50 (the first) microseconds a pixel on an idle core, twice
+    # that on a busy one; the estimate takes the busy figure
+    pixels = math.prod(shape)
+    return Cost(40 * pixels * 8, pixels * (170e-6 if stage == "all" else 100e-6), "block matching at every pixel",
+                "stage='hard', a smaller frame (crop)")
+
+
+@operation(menu="filter", prepare=_resolve_bm3d, title="BM3D denoising", cost=_bm3d_cost)
 def bm3d(
     image,
     *,
-    sigma: Annotated[float, Range(0, None)] | None = None,
+    sigma: Annotated[float, Range(0, 1e12)] | None = None,
     stage: Literal["all", "hard"] = "all",
     anscombe: bool = False,
 ):
@@ -436,7 +481,8 @@ def bm3d(
     image : array, shape ``(..., M, N)``
         Image or stack; frames are denoised independently (whole frames, no halo).
     sigma : float, optional
-        Noise standard deviation; estimated once over the whole stack when not given.
+        Noise standard deviation; estimated once over the whole stack when not
+        given. At most 1e12: the bm3d package squares it in float32.
     stage : {"all", "hard"}
         Both BM3D stages (hard thresholding then Wiener), or the first only (faster).
     anscombe : bool
@@ -492,7 +538,7 @@ def psnr(
     image,
     *,
     reference: Annotated[ImageRef, PerFrame],
-    data_range: Annotated[float, Range(0, None, low_inclusive=False)] | None = None,
+    data_range: Annotated[float, Range(0, 1e30, low_inclusive=False)] | None = None,
 ):
     """Peak signal-to-noise ratio of ``image`` against a clean ``reference``, in dB.
 
@@ -508,7 +554,9 @@ def psnr(
     Returns
     -------
     float
-        ``10 log10(data_range**2 / MSE)`` over every pixel of the stack.
+        ``10 log10(data_range**2 / MSE)`` over every pixel of the stack
+        (computed as ``20 log10(data_range) - 10 log10(MSE)``, so that no
+        square underflows); ``inf`` when the images are identical.
 
     Examples
     --------
@@ -522,7 +570,7 @@ def psnr(
     xp, _ = get_namespace(image)
     difference = image.astype(np.float64) - reference.astype(np.float64)
     mse = float(_backend.materialize(xp.mean(difference * difference)))
-    return math.inf if mse == 0 else 10.0 * math.log10(data_range**2 / mse)
+    return math.inf if mse == 0 else 20.0 * math.log10(data_range) - 10.0 * math.log10(mse)
 
 
 def _frame_ssim(pair: Any, *, data_range: float) -> Any:
@@ -535,7 +583,7 @@ def ssim(
     image,
     *,
     reference: Annotated[ImageRef, PerFrame],
-    data_range: Annotated[float, Range(0, None, low_inclusive=False)] | None = None,
+    data_range: Annotated[float, Range(0, 1e30, low_inclusive=False)] | None = None,
 ):
     """Structural similarity of ``image`` and ``reference`` (1 = identical), mean over frames.
 
@@ -616,7 +664,26 @@ def _resolve_psf(image: Any, **params: Any) -> dict:
     return params
 
 
-@operation(menu="filter", prepare=_resolve_psf, title="Richardson-Lucy deconvolution")
+def _psf_side(sigma: float) -> int:
+    return 2 * max(1, math.ceil(4.0 * sigma)) + 1  # gaussian_psf's
+
+
+def _convolution_seconds(pixels: int, psf_pixels: int, padded: int) -> float:
+    """scipy.signal.convolve's cheaper method: direct (1 ns a tap) or three FFTs of the padded frame."""
+    return min(pixels * psf_pixels * 0.5e-9, 3 * padded * max(math.log2(padded), 1) * 0.75e-9)
+
+
+def _richardson_lucy_cost(shape, dtype, psf, sigma, num_iter, **_):
+    side = tuple(psf.shape) if psf is not None else (_psf_side(sigma),) * 2
+    framed = tuple(n + 4 * p for n, p in zip(shape, side))  # the frame reflected by two PSF widths a side
+    padded = math.prod(n + p - 1 for n, p in zip(framed, side))
+    conv = _convolution_seconds(math.prod(framed), math.prod(side), padded)
+    # and each iteration's ratio and product over the reflected frame, about 10 ns a pixel
+    return Cost(10 * padded * 16, num_iter * (2 * conv + math.prod(framed) * 10e-9), f"{num_iter} iterations of two convolutions with a "
+                f"{' x '.join(map(str, side))} PSF", "fewer num_iter, or a smaller sigma")
+
+
+@operation(menu="filter", prepare=_resolve_psf, title="Richardson-Lucy deconvolution", cost=_richardson_lucy_cost)
 def richardson_lucy(
     image,
     *,

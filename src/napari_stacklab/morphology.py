@@ -24,7 +24,9 @@ import numpy as np
 
 from ._backend import get_namespace, skimage_module
 from ._validation import float_dtype
+from .costs import Cost
 from .frames import Mode, check_connectivity, frame_spacing, mode_ndim
+from .neighbourhoods import chords, flat_cost, flat_filter
 from .registry import Range, operation, validated
 
 __all__ = [
@@ -51,7 +53,8 @@ __all__ = [
 Footprint = Literal["disk", "square", "diamond", "ball", "cube", "octahedron"]
 #: Footprint name -> dimensionality of the frames it applies to.
 FOOTPRINTS = dict(zip(get_args(Footprint), (2, 2, 2, 3, 3, 3)))
-PositiveSpacing = Annotated[float | tuple[float, ...], Range(0, None, low_inclusive=False)]
+#: a pixel size in physical units; up to 1e30 keeps distances and areas far inside float32
+PositiveSpacing = Annotated[float | tuple[float, ...], Range(0, 1e30, low_inclusive=False)]
 Radius = Annotated[int, Range(1, 100)]
 
 
@@ -82,6 +85,36 @@ def _footprint_ndim(footprint: str, **_: Any) -> int:
     return FOOTPRINTS[footprint]
 
 
+@functools.lru_cache(maxsize=64)
+def _chords(footprint: str, radius: int) -> dict:
+    return chords(_footprint(footprint, radius))
+
+
+def _erode(frame: Any, footprint: str, radius: int) -> Any:
+    return flat_filter(frame, _footprint(footprint, radius), dilate=False, runs=_chords(footprint, radius))
+
+
+def _dilate(frame: Any, footprint: str, radius: int) -> Any:
+    return flat_filter(frame, _footprint(footprint, radius), dilate=True, runs=_chords(footprint, radius))
+
+
+#: erosion, dilation, opening and closing by a named footprint (skimage.morphology's, mode "reflect")
+_FLAT = {
+    "erosion": _erode,
+    "dilation": _dilate,
+    "opening": lambda frame, footprint, radius: _dilate(_erode(frame, footprint, radius), footprint, radius),
+    "closing": lambda frame, footprint, radius: _erode(_dilate(frame, footprint, radius), footprint, radius),
+}
+
+
+def _flat_cost(passes: int) -> Callable[..., Cost]:
+    def cost(shape: tuple, dtype: Any, footprint: str, radius: int, **_: Any) -> Cost:
+        one = flat_cost(shape, dtype, _footprint(footprint, radius), _chords(footprint, radius))
+        return Cost(one.bytes, passes * one.seconds, one.why, one.hint)
+
+    return cost
+
+
 def _as_mask(frame: Any) -> Any:
     return frame if frame.dtype == bool else frame != 0
 
@@ -98,8 +131,7 @@ def _declare_neighbourhood(name: str, func: str, binary: bool, passes: int, what
     dtype_doc = "bool (non-zero input pixels are foreground)" if binary else "same dtype as the input"
 
     def kernel(image, *, footprint: Footprint = "disk", radius: Radius = 1):
-        frame = _as_mask(image) if binary else image
-        return getattr(skimage_module(image, "morphology"), func)(frame, _footprint(footprint, radius))
+        return _FLAT[func](_as_mask(image) if binary else image, footprint, radius)
 
     kernel.__name__ = kernel.__qualname__ = name
     kernel.__module__ = __name__
@@ -119,7 +151,11 @@ def _declare_neighbourhood(name: str, func: str, binary: bool, passes: int, what
     Returns
     -------
     array, same shape as ``image``
-        {dtype_doc}; ``skimage.morphology.{func}``. Halo: ``{"2 * radius" if passes == 2 else "radius"}``.
+        {dtype_doc}; the values of ``skimage.morphology.{func}`` (mode
+        ``"reflect"``), computed exactly by decomposing the footprint into its
+        rows, one running {"minimum and maximum" if passes == 2 else "extremum"} a row length, so the
+        time grows with ``radius``, not ``radius**2``.
+        Halo: ``{"2 * radius" if passes == 2 else "radius"}``.
 
     Examples
     --------
@@ -131,6 +167,7 @@ def _declare_neighbourhood(name: str, func: str, binary: bool, passes: int, what
         dtype=out_rule,
         frame_ndim=_footprint_ndim,
         halo=lambda radius, **_: passes * radius,
+        cost=_flat_cost(passes),
     )(kernel)
 
 
@@ -179,7 +216,8 @@ binary_closing = _declare_neighbourhood(
 )
 
 
-@operation(menu="filter", dtype="same", frame_ndim=_footprint_ndim, halo=lambda radius, **_: radius)
+@operation(menu="filter", dtype="same", frame_ndim=_footprint_ndim, halo=lambda radius, **_: radius,
+           cost=_flat_cost(2))
 def morphological_gradient(image, *, footprint: Footprint = "disk", radius: Radius = 1):
     """Morphological gradient: dilation minus erosion, bright on object edges.
 
@@ -205,11 +243,9 @@ def morphological_gradient(image, *, footprint: Footprint = "disk", radius: Radi
     >>> morphological_gradient(step, footprint="square")[1].tolist()
     [0, 0, 5, 5, 0, 0]
     """
-    morphology = skimage_module(image, "morphology")
-    element = _footprint(footprint, radius)
     if image.dtype == bool:
-        return morphology.dilation(image, element) ^ morphology.erosion(image, element)
-    return morphology.dilation(image, element) - morphology.erosion(image, element)
+        return _dilate(image, footprint, radius) ^ _erode(image, footprint, radius)
+    return _dilate(image, footprint, radius) - _erode(image, footprint, radius)
 
 
 # --------------------------------------------------------------------------- whole-object operations
@@ -240,10 +276,16 @@ def fill_holes(image, *, mode: Mode = "2d"):
     return ndi.binary_fill_holes(_as_mask(image))
 
 
-def _pixels(max_size: float, spacing: Any, frame_ndim: int) -> int:
-    """``max_size`` (pixels, or an area/volume in the units of ``spacing``) as a pixel count."""
-    pixel = frame_spacing(spacing, frame_ndim)
-    return int(math.floor(max_size / math.prod(pixel))) if pixel is not None else int(max_size)
+def _pixels(max_size: float, spacing: Any, frame_shape: tuple) -> int:
+    """``max_size`` (pixels, or an area/volume in the units of ``spacing``) as a pixel count.
+
+    No object is larger than the frame, so the count stops there (a tiny pixel
+    size or a huge ``max_size`` cannot overflow).
+    """
+    pixel = frame_spacing(spacing, len(frame_shape))
+    area = math.prod(pixel) if pixel is not None else 1.0
+    count = max_size / area if area > 0 else math.inf
+    return int(math.floor(min(count, math.prod(frame_shape))))
 
 
 def _check_sizes(image: Any, **params: Any) -> dict:
@@ -296,7 +338,7 @@ def remove_small_objects(
     0
     """
     morphology = skimage_module(image, "morphology")
-    pixels = _pixels(max_size, spacing, image.ndim)
+    pixels = _pixels(max_size, spacing, image.shape)
     if image.dtype == bool:
         return morphology.remove_small_objects(image, max_size=pixels, connectivity=connectivity)
     if image.dtype.kind == "f":
@@ -343,11 +385,15 @@ def remove_small_holes(
     True
     """
     return skimage_module(image, "morphology").remove_small_holes(
-        _as_mask(image), max_size=_pixels(max_size, spacing, image.ndim), connectivity=connectivity
+        _as_mask(image), max_size=_pixels(max_size, spacing, image.shape), connectivity=connectivity
     )
 
 
-@operation(menu="segment", output="labels", dtype=_labels_or_mask, frame_ndim=mode_ndim)
+def _border_limits(frame: tuple, dtype: Any, **_: Any) -> dict:
+    return {"buffer_size": Range(0, min(frame) - 1, reason="less than the frame's smaller side")}
+
+
+@operation(menu="segment", output="labels", dtype=_labels_or_mask, frame_ndim=mode_ndim, limits=_border_limits)
 def clear_border(image, *, buffer_size: Annotated[int, Range(0, 1000)] = 0, mode: Mode = "2d"):
     """Remove objects touching the frame border (cells cut by the field of view).
 

@@ -450,6 +450,12 @@ def _find_sideband(hologram: Any, *, exclude_radius: float | None, name: str) ->
     radius = min(m, n) / 20 if exclude_radius is None else exclude_radius
     allowed = ((fy**2 + fx**2) >= radius**2) & ((fx > 0) | ((fx == 0) & (fy > 0)))
     power = xp.where(allowed, power, 0)
+    if not bool(_backend.materialize(power.max() > 0)):
+        why = "" if exclude_radius is None else f" (twice aperture_radius={exclude_radius / 2:g})"
+        raise ValueError(
+            f"no sideband found: the {name}'s spectrum holds nothing farther than {radius:g} FFT pixels from "
+            f"the zero frequency{why}; pass sideband=(ky, kx), or a smaller aperture_radius"
+        )
     iy, ix = np.unravel_index(int(xp.argmax(power)), power.shape)
     ky, kx = float(fy[iy, 0]), float(fx[0, ix])
     for _ in range(_CENTROID_STEPS):
@@ -540,11 +546,22 @@ ApertureRadius = Annotated[float, Range(0, None, low_inclusive=False)] | None
 ApertureSmoothness = Annotated[float, Range(0, 1, 0.05)]
 
 
+def _hologram_limits(frame: tuple, dtype: Any, **_: Any) -> dict:
+    """A sideband inside the spectrum, an aperture at most the spectrum's half diagonal."""
+    half = tuple(n / 2 for n in frame)
+    return {
+        "sideband": Range(tuple(-h for h in half), half, reason="inside the frame's spectrum, in FFT pixels"),
+        "aperture_radius": Range(0, math.hypot(*half), low_inclusive=False,
+                                 reason="at most the spectrum's half diagonal, where it passes everything"),
+    }
+
+
 @operation(
     menu="transform",
     output="images",
     parts=("amplitude", "phase"),
     prepare=_resolve_hologram,
+    limits=_hologram_limits,
     display={"phase": {"colormap": PHASE_COLORMAP}},
     title="Reconstruct off-axis hologram",
     channels="refused",

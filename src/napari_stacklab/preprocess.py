@@ -20,7 +20,9 @@ import numpy as np
 from . import _backend
 from ._backend import get_namespace, skimage_module
 from ._validation import as_float, check_ndim, check_numeric, float_dtype
+from .costs import Cost, nbytes, pixelwise
 from .frames import BoundaryMode, WarpMode
+from .neighbourhoods import chords, flat_cost, flat_filter
 from .registry import ImageRef, PerFrame, Range, operation, validated
 
 __all__ = [
@@ -77,7 +79,30 @@ def _background_halo(method, radius, **_):
     return 2 * radius
 
 
-@operation(menu="filter", halo=_background_halo)
+#: seconds per pixel and kernel pixel of skimage.restoration.rolling_ball (twice one idle core's)
+_BALL_SECONDS = 3e-9
+
+
+def _disk(radius: int) -> np.ndarray:
+    return skimage_module(np.empty(0), "morphology").disk(radius).astype(bool)
+
+
+def _background_cost(shape, dtype, method, radius, **_):
+    pixels = math.prod(shape)
+    if method == "tophat":
+        one = flat_cost(shape, np.float32, _disk(radius))
+        return Cost(one.bytes + 2 * nbytes(shape, float_dtype(dtype)), 2 * one.seconds, one.why, one.hint)
+    window = (2 * radius + 1) ** 2
+    return Cost(4 * nbytes(shape, float_dtype(dtype)), pixels * window * _BALL_SECONDS,
+                f"a ball of radius {radius} over a {2 * radius + 1} x {2 * radius + 1} window at every pixel",
+                "a smaller radius, method='tophat' (time grows with the radius, not its square)")
+
+
+def _background_limits(frame, dtype, **_):
+    return {"radius": Range(1, 2 * max(frame), reason="twice the frame's larger side: a wider ball is flat across it")}
+
+
+@operation(menu="filter", halo=_background_halo, cost=_background_cost, limits=_background_limits)
 def subtract_background(
     image,
     *,
@@ -95,9 +120,13 @@ def subtract_background(
         rolled under the intensity surface touches it
         (``skimage.restoration.rolling_ball``; CPU only).
         ``"tophat"``: white top-hat, i.e. the image minus its grey opening
-        with a disk of ``radius`` (fast, GPU-capable).
+        with a disk of ``radius`` (fast at any radius: the disk is decomposed
+        into its rows; GPU-capable).
     radius : int
-        Radius in pixels; larger than the objects to keep.
+        Radius in pixels; larger than the objects to keep, and at most twice
+        the frame's larger side. The rolling ball's time grows with the square of
+        the radius (about 1.5 ns per pixel and ball pixel); past the time cap
+        (:mod:`napari_stacklab.costs`) it is refused with the estimate.
 
     Returns
     -------
@@ -116,9 +145,10 @@ def subtract_background(
     """
     frame = as_float(image)
     if method == "tophat":
-        xp, ndi = get_namespace(image)
-        footprint = xp.asarray(skimage_module(np.empty(0), "morphology").disk(radius), dtype=bool)
-        return frame - ndi.grey_opening(frame, footprint=footprint, mode="reflect")
+        disk = _disk(radius)
+        runs = chords(disk)
+        eroded = flat_filter(frame, disk, dilate=False, runs=runs)
+        return frame - flat_filter(eroded, disk, dilate=True, runs=runs)
     background = skimage_module(image, "restoration").rolling_ball(frame, radius=radius)
     return (frame - background).astype(frame.dtype, copy=False)
 
@@ -199,7 +229,19 @@ def _check_fillable(mask):
         )
 
 
-@operation(menu="filter", prepare=_prepare_mask)
+def _inpaint_cost(shape, dtype, mask, method, **_):
+    pixels = math.prod(shape)
+    if method == "nearest":
+        return pixelwise(shape, dtype, copies=6, ns_per_pixel=40)
+    # a sparse biharmonic system per hole: about 50 microseconds and 1 KiB a masked pixel (measured);
+    # an in-memory mask is counted, a lazy one taken as the whole frame
+    masked = pixels if _backend.is_dask(mask) else int(_backend.materialize((mask != 0).sum())) // max(
+        1, math.prod(mask.shape) // pixels)
+    return Cost(1024 * masked + 4 * pixels * 8, masked * 50e-6 + pixels * 50e-9,
+                f"a biharmonic system of {masked} masked pixels", "method='nearest', or a smaller mask")
+
+
+@operation(menu="filter", prepare=_prepare_mask, cost=_inpaint_cost)
 def inpaint(
     image,
     *,
@@ -255,7 +297,17 @@ def _rescaled_shape(frame_shape, factor, **_):
     return tuple(max(int(round(f * s)), 1) for f, s in zip(_pair(factor), frame_shape))
 
 
-@operation(menu="transform", frame_shape=_rescaled_shape, resamples=True)
+def _resampling_cost(shape, dtype, out_shape, order, **_):
+    # scikit-image's warp: float64 output and two float64 coordinate maps, (order + 1)**2 taps a pixel;
+    # a Gaussian pre-filter on the input when shrinking
+    out = math.prod(out_shape)
+    return Cost(32 * out + 3 * math.prod(shape) * 8, out * ((order + 1) ** 2 * 2.5e-9 + 15e-9) + math.prod(shape) * 25e-9,
+                f"a {' x '.join(map(str, out_shape))} output frame", "a smaller output")
+
+
+@operation(menu="transform", frame_shape=_rescaled_shape, resamples=True,
+           cost=lambda shape, dtype, factor, order, **_: _resampling_cost(
+               shape, dtype, _rescaled_shape(shape[-2:], factor), order))
 def rescale(
     image,
     *,
@@ -304,11 +356,17 @@ def _check_output_shape(image, **params):
     return {**params, "output_shape": tuple(int(s) for s in shape)}
 
 
+def _resize_limits(frame, dtype, **_):
+    return {"output_shape": Range(1, tuple(100 * n for n in frame), reason="at most 100 times the frame, as rescale")}
+
+
 @operation(
     menu="transform",
     prepare=_check_output_shape,
     frame_shape=lambda frame_shape, output_shape, **_: output_shape,
     resamples=True,
+    limits=_resize_limits,
+    cost=lambda shape, dtype, output_shape, order, **_: _resampling_cost(shape, dtype, output_shape, order),
 )
 def resize(
     image,
@@ -324,7 +382,9 @@ def resize(
     image : array, shape ``(..., M, N)``
         Image or stack; only the frame axes are resized.
     output_shape : tuple of int
-        New frame shape ``(rows, columns)``.
+        New frame shape ``(rows, columns)``, each from 1 to 100 times the
+        frame's (as :func:`rescale`'s factor); a result past the memory cap is
+        refused (:mod:`napari_stacklab.costs`).
     order : int
         Spline interpolation order (0 nearest, 1 linear, 3 cubic).
     anti_aliasing : bool, optional
@@ -426,7 +486,14 @@ def _rotated_shape(frame_shape, angle, resize, **_):
     return (int(np.around(extent[1])), int(np.around(extent[0])))
 
 
-@operation(menu="transform", frame_shape=_rotated_shape)
+def _cval_limits(frame, dtype, **_):
+    largest = float(np.finfo(float_dtype(dtype)).max)
+    return {"cval": Range(-largest, largest, reason=f"a value the {float_dtype(dtype)} output can hold")}
+
+
+@operation(menu="transform", frame_shape=_rotated_shape, limits=_cval_limits,
+           cost=lambda shape, dtype, angle, resize, order, **_: _resampling_cost(
+               shape, dtype, _rotated_shape(shape[-2:], angle, resize), order))
 def rotate(
     image,
     *,
@@ -451,7 +518,8 @@ def rotate(
     mode : str
         How points outside the input are filled.
     cval : float
-        Fill value for ``mode="constant"``, in the units of the image.
+        Fill value for ``mode="constant"``, in the units of the image (a
+        value the float output can hold).
 
     Returns
     -------
@@ -551,7 +619,18 @@ def _check_polar(image, **params):
     return {**params, "radius": radius}
 
 
-@operation(menu="transform", prepare=_check_polar, frame_shape=_polar_shape)
+def _polar_limits(frame, dtype, **_):
+    return {
+        "center": Range(tuple(-float(n) for n in frame), tuple(2.0 * n - 1 for n in frame),
+                        reason="within one frame size of the frame"),
+        "radius": Range(0, 4 * _polar_radius(frame), low_inclusive=False,
+                        reason="at most twice the frame's diagonal: farther samples all fall outside it"),
+    }
+
+
+@operation(menu="transform", prepare=_check_polar, frame_shape=_polar_shape, limits=_polar_limits,
+           cost=lambda shape, dtype, radius, angles, order, **_: _resampling_cost(
+               shape, dtype, _polar_shape(shape[-2:], radius, angles), order))
 def warp_polar(
     image,
     *,
@@ -573,9 +652,11 @@ def warp_polar(
     image : array, shape ``(..., M, N)``
         Image or stack.
     center : tuple of float, optional
-        ``(row, column)`` of the centre; ``None``: the frame centre.
+        ``(row, column)`` of the centre, within one frame size of the frame;
+        ``None``: the frame centre.
     radius : float, optional
-        Largest radius in pixels; ``None``: half the frame diagonal.
+        Largest radius in pixels, at most twice the frame diagonal; ``None``:
+        half the frame diagonal.
     scaling : {"linear", "log"}
         Radius axis linear or logarithmic.
     angles : int

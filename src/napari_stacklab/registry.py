@@ -36,7 +36,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import _backend, engine
+from . import _backend, costs, engine
 from ._validation import check_array, check_choice, check_number, float_dtype
 from .channels import POLICIES, ChannelPolicy, Channels
 
@@ -119,6 +119,8 @@ class Range:
     high: float | None = None
     step: float | None = None
     low_inclusive: bool = True
+    #: what the bound is, for messages (a range an operation's ``limits`` rule derives from the image)
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -331,6 +333,9 @@ class Operation:
     channels: ChannelPolicy = "per_channel"
     display_adjustment: bool = False
     reframe: Callable[..., dict] | None = field(repr=False, default=None)
+    # -- cost model (issue 19): what a call needs, and the ranges the image sets
+    cost: Callable[..., costs.Cost] | None = field(repr=False, default=None)
+    limits: Callable[..., Mapping[str, Range]] | None = field(repr=False, default=None)
 
     def display_for(self, key: str = "") -> dict:
         """napari layer keyword arguments suggested for an output (``key`` names an ``images`` output)."""
@@ -379,6 +384,28 @@ class Operation:
     def dtype_for(self, in_dtype: Any, params: Mapping) -> np.dtype:
         """Output dtype for input of ``in_dtype`` (computed on native byte order, float16 as float32)."""
         return np.dtype(self.out_dtype(engine.computable_dtype(in_dtype), **params))
+
+    def cost_for(self, shape: tuple, dtype: Any, params: Mapping) -> costs.Cost:
+        """Estimated :class:`~napari_stacklab.costs.Cost` of one kernel call on input of ``shape``.
+
+        ``shape`` is what one call receives: a frame, a block of frames
+        (vectorized kernels), a dask chunk with its halo, or the whole input of
+        an operation that is not lifted. Without a declared rule the cost is
+        linear in the pixels (:func:`~napari_stacklab.costs.pixelwise`).
+        """
+        rule = self.cost if self.cost is not None else costs.pixelwise
+        return rule(tuple(int(s) for s in shape), engine.computable_dtype(dtype), **{**self.defaults, **params})
+
+    def limits_for(self, frame: tuple, dtype: Any, params: Mapping) -> dict[str, Range]:
+        """The ranges a frame of shape ``frame`` sets on parameters the declaration leaves open.
+
+        ``{name: Range(low, high, reason=...)}``; ``low``/``high`` may be a
+        tuple with one bound per element of a tuple parameter (a centre).
+        """
+        if self.limits is None:
+            return {}
+        found = self.limits(tuple(int(s) for s in frame), engine.computable_dtype(dtype), **{**self.defaults, **params})
+        return dict(found)
 
     def bind(self, params: Mapping | None = None, *, recorded: bool = False,
              channels: Channels | None = None) -> engine.Bound:
@@ -562,6 +589,8 @@ def operation(
     channels: ChannelPolicy = "per_channel",
     display_adjustment: bool = False,
     reframe: Callable[..., dict] | None = None,
+    cost: Callable[..., costs.Cost] | None = None,
+    limits: Callable[..., Mapping[str, Range]] | None = None,
 ) -> Callable[[Callable], Callable]:
     """Declare an operation; return its public, validated, lifted function.
 
@@ -627,6 +656,16 @@ def operation(
         output axis) of a result on another grid than its input's, from the
         frame ``keeps`` and ``resamples`` give. The FFT's frequency axes are
         in reciprocal units, ``1 / (N d)`` per pixel.
+    cost : callable, optional
+        ``cost(shape, dtype, **params) -> Cost``: memory and time of one kernel
+        call on input of ``shape`` (see :mod:`napari_stacklab.costs`); checked
+        against the caps before anything is computed. Default: linear in the
+        pixels (:func:`~napari_stacklab.costs.pixelwise`).
+    limits : callable, optional
+        ``limits(frame_shape, dtype, **params) -> {name: Range}``: ranges the
+        image sets on parameters the hints leave open (a centre inside the
+        frame, a radius up to its diagonal); a value outside is refused before
+        anything is computed, naming the parameter, the range and its reason.
     """
     check_choice("keeps", keeps, KEEPS)
     check_choice("channels", channels, POLICIES)
@@ -671,6 +710,8 @@ def operation(
             channels=channels,
             display_adjustment=display_adjustment,
             reframe=reframe,
+            cost=cost,
+            limits=limits,
         )
 
         @functools.wraps(kernel)

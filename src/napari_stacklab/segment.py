@@ -17,9 +17,11 @@ import numpy as np
 from . import _backend
 from ._backend import get_namespace, skimage_module
 from ._validation import check_ndim, check_real, float_dtype
+from .costs import Cost, pixelwise
 from .frames import BoundaryMode, Mode, check_connectivity, frame_at, mode_ndim
+from .neighbourhoods import rank_cost, rank_filter
 from .registry import ImageRef, PerFrame, Range, operation, validated
-from .statistics import histogram, stack_range
+from .statistics import histogram, stack_range, value_range
 
 __all__ = [
     "threshold",
@@ -115,6 +117,9 @@ def threshold_value(
         scikit-image's own, so the values match the in-memory ones (``"li"``
         to its iteration tolerance of half a level); for float data it has 256
         bins and values agree to within about one bin width ``(max - min) / 256``.
+        ``"minimum"`` on integer data spanning more than 256 levels smooths a
+        256-bin histogram (scikit-image's default bin count) in memory too:
+        with one bin per level its smoothing takes minutes on 16-bit data.
 
     Examples
     --------
@@ -132,7 +137,18 @@ def threshold_value(
         raise ValueError(f"method={method!r} failed on this image ({exc}); choose another method") from None
 
 
+#: bins of the histogram ``"minimum"`` smooths (scikit-image's default; its one bin per integer level
+#: makes the smoothing loop take minutes on 16-bit data)
+_MINIMUM_BINS = 256
+
+
 def _threshold_of(sample: Any, method: str) -> float:
+    if method == "minimum" and np.dtype(sample.dtype).kind in "iu":
+        low, high = value_range(sample)
+        if high - low + 1 > _MINIMUM_BINS:
+            hist = histogram(sample, bins=_MINIMUM_BINS)
+            func = getattr(skimage_module(np.empty(0), "filters"), THRESHOLD_METHODS[method])
+            return float(func(hist=(hist.counts, hist.centers)))
     if not _backend.is_dask(sample):
         func = getattr(skimage_module(sample, "filters"), THRESHOLD_METHODS[method])
         return float(_backend.materialize(func(sample)))
@@ -197,25 +213,99 @@ def threshold(
     return image > value
 
 
+#: most occupied histogram levels multi-Otsu optimises over exactly; more are merged into this many bins
+MULTIOTSU_LEVELS = 4096
+
+
+def _multiotsu_thresholds(counts: np.ndarray, centers: np.ndarray, classes: int) -> np.ndarray:
+    """The ``classes - 1`` thresholds maximising the between-class variance of a histogram.
+
+    The optimum over every split of the occupied levels, found by dynamic
+    programming (the criterion is a sum over classes, so the best split of the
+    first ``j`` levels into ``k`` classes extends a best split into ``k - 1``):
+    ``O(classes * levels**2)`` steps, instead of the ``levels**(classes - 1)``
+    of an exhaustive search. Each threshold is the centre of the highest level
+    of its lower class, as with ``skimage.filters.threshold_multiotsu``, whose
+    thresholds these equal (up to ties its float32 arithmetic breaks
+    differently). Histograms with more than :data:`MULTIOTSU_LEVELS` occupied
+    levels are first merged into that many equal bins over their range.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    centers = np.asarray(centers, dtype=np.float64)
+    occupied = counts > 0
+    counts, centers = counts[occupied], centers[occupied]
+    moments = counts * centers
+    if counts.size > MULTIOTSU_LEVELS:  # merged bins keep their pixels' exact count and sum
+        edges = np.linspace(centers[0], centers[-1], MULTIOTSU_LEVELS + 1)
+        which = np.clip(np.searchsorted(edges, centers, side="right") - 1, 0, MULTIOTSU_LEVELS - 1)
+        highest = np.full(MULTIOTSU_LEVELS, -np.inf)
+        np.maximum.at(highest, which, centers)
+        counts = np.bincount(which, weights=counts, minlength=MULTIOTSU_LEVELS)
+        moments = np.bincount(which, weights=moments, minlength=MULTIOTSU_LEVELS)
+        kept = counts > 0
+        counts, moments, centers = counts[kept], moments[kept], highest[kept]
+    if counts.size < classes:
+        raise ValueError(
+            f"the image has {counts.size} distinct values (after binning); it cannot be split into {classes} classes"
+        )
+    total = np.concatenate([[0.0], np.cumsum(counts)])
+    moment = np.concatenate([[0.0], np.cumsum(moments)])
+    n = counts.size
+    # best[j]: the best criterion for levels [0, j) in k classes; choice[k][j]: where its last class starts
+    with np.errstate(divide="ignore", invalid="ignore"):
+        best = np.where(total[1:] > 0, moment[1:] ** 2 / total[1:], 0.0)
+    best = np.concatenate([[-np.inf], best])
+    choices = []
+    starts = np.arange(n + 1)
+    for k in range(2, classes + 1):
+        new = np.full(n + 1, -np.inf)
+        choice = np.zeros(n + 1, dtype=np.int64)
+        for block in range(0, n + 1, 512):  # rows of ends j, all starts i < j at once
+            ends = starts[block:block + 512, None]
+            weight = total[ends] - total[None, :]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                score = best[None, :] + (moment[ends] - moment[None, :]) ** 2 / weight
+            score[(starts[None, :] >= ends) | (starts[None, :] < k - 1)] = -np.inf
+            choice[block:block + 512] = np.argmax(score, axis=1)
+            new[block:block + 512] = score[np.arange(score.shape[0]), choice[block:block + 512]]
+        best = new
+        choices.append(choice)
+    cuts, end = [], n
+    for choice in reversed(choices):
+        end = int(choice[end])
+        cuts.append(end)
+    return centers[np.array(cuts[::-1]) - 1]
+
+
+def _multiotsu_histogram(sample: Any) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-image's histogram of a frame (one bin per level for integers, 256 otherwise), or a stack's."""
+    if _backend.is_dask(sample):
+        hist = histogram(sample, levels=True)
+        return hist.counts, hist.centers
+    counts, centers = skimage_module(sample, "exposure").histogram(sample.reshape(-1), nbins=256, source_range="image")
+    return _backend.to_numpy(counts), _backend.to_numpy(centers)
+
+
 def _resolve_multiotsu(image: Any, *, classes: int, plane: int | None, thresholds: tuple | None) -> dict:
     check_real(image)
     if thresholds is not None:
         if len(thresholds) != classes - 1 or list(thresholds) != sorted(thresholds):
             raise ValueError(f"thresholds must be {classes - 1} increasing values for classes={classes}, got {thresholds}")
         return {"classes": classes, "plane": plane, "thresholds": tuple(float(t) for t in thresholds)}
-    sample = frame_at(image, plane)
-    if _backend.is_dask(sample):
-        hist = histogram(sample, levels=True)
-        if hist.constant:
-            raise ValueError(f"the image is constant ({hist.centers[0]}); it cannot be split into {classes} classes")
-        found = skimage_module(np.empty(0), "filters").threshold_multiotsu(classes=classes, hist=(hist.counts, hist.centers))
-    else:
-        found = skimage_module(sample, "filters").threshold_multiotsu(sample, classes=classes)
-    return {"classes": classes, "plane": plane, "thresholds": tuple(float(t) for t in _backend.materialize(found))}
+    counts, centers = _multiotsu_histogram(frame_at(image, plane))
+    found = _multiotsu_thresholds(counts, centers, classes)
+    return {"classes": classes, "plane": plane, "thresholds": tuple(float(t) for t in found)}
+
+
+def _multiotsu_cost(shape: tuple, dtype: Any, classes: int, **_: Any) -> Cost:
+    # the histogram pass, then (classes - 1) sweeps over levels x levels, about 5 ns each
+    levels = min(MULTIOTSU_LEVELS, 256 if np.dtype(dtype).kind in "fc" else 2 ** (8 * np.dtype(dtype).itemsize))
+    histogram_pass = pixelwise(shape, dtype, copies=2, ns_per_pixel=10)
+    return Cost(max(histogram_pass.bytes, 8 * 512 * levels * 3), histogram_pass.seconds + (classes - 1) * levels**2 * 5e-9)
 
 
 @operation(menu="segment", output="labels", dtype="labels", prepare=_resolve_multiotsu, vectorized=True,
-           channels="luminance")
+           channels="luminance", cost=_multiotsu_cost)
 def threshold_multiotsu(
     image,
     *,
@@ -236,8 +326,15 @@ def threshold_multiotsu(
         axes); ``None`` uses the whole stack.
     thresholds : tuple of float, optional
         ``classes - 1`` increasing thresholds to use instead of computing them.
-        They are computed once (exactly scikit-image's values in memory, from
-        a 256-bin histogram for dask input).
+        They are computed once, from scikit-image's histogram (one bin per
+        level for integer data, 256 bins for float data; a two-pass histogram
+        for dask input), by dynamic programming over the histogram's
+        levels: the same thresholds as
+        ``skimage.filters.threshold_multiotsu``, in milliseconds for any
+        number of classes (scikit-image's search takes about 90 s for 6
+        classes of 256 levels and is impractical for 16-bit data). Beyond
+        4096 occupied levels the histogram is merged into 4096 bins first, so
+        thresholds are within ``(max - min) / 4096`` of the optimum.
 
     Returns
     -------
@@ -273,8 +370,15 @@ def _validate_block(image: Any, **params: Any) -> dict:
     return params
 
 
+def _local_cost(shape: tuple, dtype: Any, block_size: int, method: str, **_: Any) -> Cost:
+    if method == "median":
+        return rank_cost(shape, dtype, block_size, block_size ** len(shape) // 2)
+    taps = 2 * (_local_halo(block_size) if method == "gaussian" else 1) + 1  # a mean is a running sum
+    return pixelwise(shape, dtype, ns_per_pixel=20 + 2 * taps * len(shape))
+
+
 @operation(menu="segment", output="mask", dtype="bool", halo=_local_halo, prepare=_validate_block,
-           channels="luminance")
+           channels="luminance", cost=_local_cost)
 def threshold_local(
     image,
     *,
@@ -311,6 +415,9 @@ def threshold_local(
     >>> bool(threshold_local(ramp, block_size=5, offset=1)[10, 10])
     True
     """
+    if method == "median":  # skimage's value (a median of the frame in float), by an exact sliding histogram
+        local = rank_filter(image, block_size**image.ndim // 2, block_size, mode)
+        return image > local.astype(np.float64 if image.dtype.kind in "biu" else float_dtype(image.dtype)) - offset
     filters = skimage_module(image, "filters")
     return image > filters.threshold_local(image, block_size, method=method, offset=offset, mode=mode)
 
@@ -460,7 +567,12 @@ def label(
 def _markers_from_peaks(surface: Any, min_distance: int, labels: Any | None) -> Any:
     """Label image with one marker per local maximum of ``surface`` (adjacent peaks merged)."""
     xp, ndi = get_namespace(surface)
-    coords = skimage_module(surface, "feature").peak_local_max(surface, min_distance=min_distance, labels=labels)
+    # scikit-image's window, 2 * min_distance + 1 a side, cut to 2 * n - 1 along an axis of n pixels: from
+    # any pixel that already spans the whole axis, so the peaks are the same (a 2001**3 window is 7.5 GiB)
+    footprint = np.ones(tuple(min(2 * min_distance + 1, 2 * n - 1) for n in surface.shape), dtype=bool)
+    coords = skimage_module(surface, "feature").peak_local_max(
+        surface, min_distance=min_distance, labels=labels, footprint=xp.asarray(footprint)
+    )
     peaks = xp.zeros(surface.shape, dtype=bool)
     peaks[tuple(coords.T)] = True
     return ndi.label(peaks)[0]

@@ -26,6 +26,7 @@ import numpy as np
 from . import _backend
 from ._backend import get_namespace
 from ._validation import float_dtype
+from .costs import Cost, pixelwise
 from .lift import map_frames, reduce_frames
 from .registry import ImageRef, Range, Unit, operation, validated
 
@@ -58,6 +59,12 @@ def _scan_axes(data: Any) -> tuple[int, ...]:
             f"data must be a scan of diffraction patterns (..., Sy, Sx, Ky, Kx), got shape {tuple(data.shape)}"
         )
     return tuple(range(data.ndim - 2))
+
+
+def _center_limits(frame: tuple, dtype: Any, **_: Any) -> dict:
+    """A centre within one detector width of the detector: anything farther measures nothing new."""
+    return {"center": Range(tuple(-float(n) for n in frame), tuple(2.0 * n - 1 for n in frame),
+                            reason="within one detector width of the detector")}
 
 
 def _center(center: tuple | None, detector_shape: tuple) -> tuple[float, float]:
@@ -177,7 +184,8 @@ def _one_value(frame_shape: tuple, **_: Any) -> tuple:
 
 
 #: A virtual detector: one value per pattern, the patterns of a chunk contracted at once.
-_DETECTOR = dict(menu="project", keeps="batch", vectorized=True, frame_shape=_one_value, channels="refused")
+_DETECTOR = dict(menu="project", keeps="batch", vectorized=True, frame_shape=_one_value, channels="refused",
+                 limits=_center_limits)
 
 
 # --- pattern statistics over the scan ------------------------------------------------------
@@ -397,7 +405,8 @@ def _com(
     return com_y.astype(dtype), com_x.astype(dtype)
 
 
-Calibration = Annotated[float, Range(0, None, low_inclusive=False)]
+#: a calibration up to 1e30 units a pixel keeps shifts (and DPC potentials) far inside float32
+Calibration = Annotated[float, Range(0, 1e30, low_inclusive=False)]
 Rotation = Annotated[float, Range(-360, 360)]
 Descan = Literal["none", "plane"]
 
@@ -409,7 +418,8 @@ def _resolve_center(image: Any, **params: Any) -> dict:
     return params
 
 
-@operation(menu="measure", output="images", lift=False, keeps="batch", channels="refused", prepare=_resolve_center)
+@operation(menu="measure", output="images", lift=False, keeps="batch", channels="refused", prepare=_resolve_center,
+           limits=_center_limits)
 def center_of_mass(
     image,
     *,
@@ -481,7 +491,7 @@ def _integrate_gradient(gradient: Any) -> Any:
     return xp.fft.ifft2(spectrum).real[..., None, :, :].astype(gradient.dtype)
 
 
-@operation(menu="measure", output="images", lift=False, keeps="batch", channels="refused")
+@operation(menu="measure", output="images", lift=False, keeps="batch", channels="refused", limits=_center_limits)
 def dpc(
     image,
     *,
@@ -542,25 +552,43 @@ def dpc(
 # --- radial profile ------------------------------------------------------------------------
 
 
+def _ring_count(frame_shape: tuple, center: Center, bin_width: float, **_: Any) -> tuple[int]:
+    """Number of rings: the farthest pixel (a corner, the distance being convex) sets it."""
+    cy, cx = _center(center, frame_shape)
+    corners = [(y, x) for y in (0, frame_shape[0] - 1) for x in (0, frame_shape[1] - 1)]
+    return (int(max(np.floor(np.hypot(y - cy, x - cx) / bin_width) for y, x in corners)) + 1,)
+
+
 def _rings(image: Any, **params: Any) -> dict:
-    """The rings of the profile, found once: pixel order by ring, ring starts, pixel counts, filled rings."""
+    """The rings of the profile, found once: pixel order by ring, ring starts, pixel counts, filled rings,
+    and for every ring the two filled rings (and weight) it is interpolated from."""
     shape = tuple(image.shape[-2:])
     cy, cx = _center(params["center"], shape)
     yy, xx = np.mgrid[: shape[0], : shape[1]]
-    bins = (np.hypot(yy - cy, xx - cx) / params["bin_width"]).astype(np.int64).ravel()
-    n_bins = int(bins.max()) + 1
+    bins = np.floor(np.hypot(yy - cy, xx - cx) / params["bin_width"]).astype(np.int64).ravel()
+    (n_bins,) = _ring_count(shape, params["center"], params["bin_width"])
     order = np.argsort(bins, kind="stable")
     counts = np.bincount(bins, minlength=n_bins)
     filled = np.flatnonzero(counts)
+    ring = np.arange(n_bins)
+    right = np.clip(np.searchsorted(filled, ring), 0, filled.size - 1)  # first filled ring >= each ring
+    left = np.where(filled[right] == ring, right, np.clip(right - 1, 0, None))
+    gap = (filled[right] - filled[left]).astype(np.float64)
+    weight = np.divide(ring - filled[left], gap, out=np.zeros(n_bins), where=gap > 0)
     xp, _ = get_namespace(image)
+    dtype = float_dtype(image.dtype)
     return {
         **params,
-        "_n_bins": n_bins,
         "_order": xp.asarray(order),
         "_starts": xp.asarray(np.searchsorted(bins[order], filled)),
-        "_counts": xp.asarray(counts[filled].astype(float_dtype(image.dtype))),
-        "_filled": xp.asarray(filled),
+        "_counts": xp.asarray(counts[filled].astype(dtype)),
+        "_between": (xp.asarray(left), xp.asarray(right), xp.asarray(np.clip(weight, 0, 1).astype(dtype))),
     }
+
+
+def _profile_cost(shape: tuple, dtype: Any, **_: Any) -> Cost:
+    # the pixels gathered in ring order (a float copy) and summed, about 15 ns a pixel
+    return pixelwise(shape, dtype, copies=3, ns_per_pixel=15)
 
 
 @operation(
@@ -568,19 +596,20 @@ def _rings(image: Any, **params: Any) -> dict:
     keeps="batch",
     vectorized=True,
     prepare=_rings,
-    frame_shape=lambda frame_shape, _n_bins, **_: (_n_bins,),
+    frame_shape=_ring_count,
     channels="refused",
+    limits=_center_limits,
+    cost=_profile_cost,
 )
 def radial_profile(
     image,
     *,
     center: Center = None,
     bin_width: Annotated[float, Range(0.1, 1e4)] = 1.0,
-    _n_bins: int = 0,
     _order: Any = None,
     _starts: Any = None,
     _counts: Any = None,
-    _filled: Any = None,
+    _between: Any = None,
 ):
     """Azimuthal average of each pattern: mean intensity in rings of width ``bin_width`` around ``center``.
 
@@ -589,7 +618,8 @@ def radial_profile(
     image : array, shape ``(..., Ky, Kx)``
         One pattern (e.g. the mean pattern) or a 4D-STEM scan.
     center : (ky, kx), optional
-        Ring centre in detector pixels (default: the geometric centre).
+        Ring centre in detector pixels (default: the geometric centre), within
+        one detector width of the detector.
     bin_width : float
         Ring width in detector pixels; bin ``b`` holds ``b * w <= r < (b + 1) * w``,
         its radius is ``(b + 0.5) * w``.
@@ -599,7 +629,10 @@ def radial_profile(
     array, shape ``(..., n_bins)``
         ``n_bins = floor(r_max / bin_width) + 1`` with ``r_max`` the distance
         from the centre to the farthest pixel; float32 (float64 for float64
-        input); NaN for rings that hold no pixel. No halo; lazy for dask.
+        input). A ring that holds no pixel (rings thinner than the pixel
+        spacing, near the centre) takes the value interpolated linearly
+        between the nearest rings that do (the nearest one's, before the
+        first). No halo; lazy for dask.
 
     Examples
     --------
@@ -609,10 +642,9 @@ def radial_profile(
     >>> np.round(radial_profile(pattern)[:3], 2).tolist()
     [0.0, 1.21, 2.33]
     """
-    xp, _ = get_namespace(image)
     batch = image.shape[:-2]
     flat = image.reshape(-1, image.shape[-2] * image.shape[-1])[:, _order].astype(_counts.dtype)
-    means = xp.add.reduceat(flat, _starts, axis=1) / _counts
-    out = xp.full((flat.shape[0], _n_bins), xp.nan, dtype=_counts.dtype)
-    out[:, _filled] = means
-    return out.reshape(batch + (_n_bins,))
+    means = get_namespace(image)[0].add.reduceat(flat, _starts, axis=1) / _counts
+    left, right, weight = _between
+    out = means[:, left] * (1 - weight) + means[:, right] * weight
+    return out.reshape(batch + (out.shape[-1],))

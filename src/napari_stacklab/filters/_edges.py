@@ -7,6 +7,7 @@ from typing import Annotated, Literal, get_args
 
 import numpy as np
 
+from .. import costs
 from .._backend import get_namespace, skimage_module
 from .._validation import as_float
 from ..frames import BoundaryMode
@@ -94,7 +95,11 @@ def laplace(image, *, mode: BoundaryMode = "reflect"):
     return ndi.laplace(as_float(image), mode=mode)
 
 
-@operation(menu="filter", halo=lambda sigma, truncate, **_: math.ceil(truncate * _max_sigma(sigma)) + 1)
+@operation(
+    menu="filter", halo=lambda sigma, truncate, **_: math.ceil(truncate * _max_sigma(sigma)) + 1,
+    # one second-derivative pass and one smoothing pass per axis and per axis
+    cost=lambda shape, dtype, sigma, truncate, **_: costs.gaussian(shape, dtype, sigma, truncate, passes=len(shape)),
+)
 def gaussian_laplace(
     image,
     *,
@@ -149,6 +154,8 @@ def _check_dog(image, **params):
     menu="filter",
     prepare=_check_dog,
     halo=lambda low_sigma, high_sigma, truncate, **_: math.ceil(truncate * _dog_high(low_sigma, high_sigma)),
+    cost=lambda shape, dtype, low_sigma, high_sigma, truncate, **_: costs.gaussian(
+        shape, dtype, low_sigma, truncate).then(costs.gaussian(shape, dtype, _dog_high(low_sigma, high_sigma), truncate)),
 )
 def difference_of_gaussians(
     image,
@@ -214,10 +221,14 @@ def _check_canny(image, **params):
         low = _CANNY_LOW * span if low is None else low
         high = max(_CANNY_HIGH * span, low) if high is None else high
         params = {**params, "low_threshold": low, "high_threshold": high}
+    if low is not None and high is not None and high < low:
+        raise ValueError(f"high_threshold must be >= low_threshold, got {high} < {low:g} (the default low_threshold)")
     return params
 
 
-@operation(menu="filter", output="mask", dtype="bool", prepare=_check_canny, channels="luminance")
+@operation(menu="filter", output="mask", dtype="bool", prepare=_check_canny, channels="luminance",
+           cost=lambda shape, dtype, sigma, **_: costs.gaussian(shape, dtype, sigma).then(
+               costs.pixelwise(shape, dtype, copies=6, ns_per_pixel=150)))
 def canny(
     image,
     *,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import numpy as np
+
 from .._backend import get_namespace
 from .._validation import as_float
 from ..registry import Range, Unit, operation
@@ -27,18 +29,21 @@ def _frequency_radius(xp, shape, dtype):
 
 
 def _lowpass_response(xp, radius, cutoff, edge, order):
-    if edge == "gaussian":
-        return xp.exp(-(radius * radius) / (2.0 * cutoff * cutoff))
-    return 1.0 / (1.0 + (radius / cutoff) ** (2 * order))
+    # in float64, as powers of radius / cutoff: a cut-off near 0 or near the float range gives a
+    # response of 0 or 1 (an infinite ratio is a response of 0), never 0 / 0
+    with np.errstate(over="ignore"):
+        ratio = radius / cutoff
+        if edge == "gaussian":
+            return xp.exp(-0.5 * ratio * ratio)
+        return 1.0 / (1.0 + ratio ** (2 * order))
 
 
 def _apply_response(image, response):
     xp, _ = get_namespace(image)
     frame = as_float(image)
     spectrum = xp.fft.rfft2(frame)
-    return xp.fft.irfft2(spectrum * response(xp, _frequency_radius(xp, frame.shape, frame.dtype)), s=frame.shape).astype(
-        frame.dtype, copy=False
-    )
+    gain = response(xp, _frequency_radius(xp, frame.shape, np.float64)).astype(frame.dtype)
+    return xp.fft.irfft2(spectrum * gain, s=frame.shape).astype(frame.dtype, copy=False)
 
 
 _FREQUENCY_UNITS = """The cut-off is a radius in frequency pixels of the frame's FFT, i.e. in

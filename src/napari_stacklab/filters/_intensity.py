@@ -9,6 +9,7 @@ colour image in its own dtype, clipped (uint8 RGB in, uint8 RGB out).
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from .._backend import get_namespace, skimage_module
 from .._validation import as_float, float_dtype
 from ..channels import with_lightness, with_value
+from ..costs import Cost
 from ..registry import ImageRef, Range, operation
 from ..statistics import stack_percentiles, value_range
 
@@ -83,13 +85,27 @@ def rescale_percentile(
     """
     xp, _ = get_namespace(image)
     frame = as_float(image)
-    span = vmax - vmin if vmax != vmin else 1.0
-    return xp.clip((frame - vmin) / span, 0, 1).astype(frame.dtype, copy=False)
+    # in float64: a vmin or vmax beyond the float32 range (or a span beyond float64's) still maps into [0, 1]
+    span = float(vmax) - float(vmin) if vmax != vmin else 1.0
+    scale = 1.0 / span if math.isfinite(span) else 0.5 / (float(vmax) / 2 - float(vmin) / 2)
+    return xp.clip((frame.astype(np.float64) - vmin) * scale, 0, 1).astype(frame.dtype, copy=False)
 
 
 def _resolve_vmax(image, **params):
+    """``vmax`` (the largest ``|value|`` when not given), refused when it sends values past the output's range."""
+    peak = max(abs(v) for v in value_range(image))
     if params["vmax"] is None:
-        params = {**params, "vmax": max(abs(v) for v in value_range(image)) or 1.0}
+        return {**params, "vmax": peak or 1.0}
+    vmax, gamma = params["vmax"], params["gamma"]
+    largest = float(np.finfo(float_dtype(image.dtype)).max)
+    if peak and gamma != 1 and gamma * math.log(peak) + (1 - gamma) * math.log(vmax) > math.log(largest):
+        # vmax**(1 - gamma) * peak**gamma <= largest bounds vmax from below (gamma > 1) or above (gamma < 1)
+        bound = math.exp((gamma * math.log(peak) - math.log(largest)) / (gamma - 1))
+        side = f">= {bound:.3g}" if gamma > 1 else f"<= {bound:.3g}"
+        raise ValueError(
+            f"vmax={vmax:g} with gamma={gamma:g} sends the largest |value| {peak:g} beyond the "
+            f"{float_dtype(image.dtype)} range; choose vmax {side} (or None: the largest |value|)"
+        )
     return params
 
 
@@ -138,7 +154,10 @@ def adjust_gamma(
     xp, _ = get_namespace(image)
 
     def curve(frame):
-        return xp.sign(frame) * vmax * (xp.abs(frame) / vmax) ** gamma
+        # vmax * (|x| / vmax)**gamma as exp(gamma ln|x| + (1 - gamma) ln vmax): no step overflows for any vmax
+        with np.errstate(divide="ignore"):
+            magnitude = xp.exp(gamma * xp.log(xp.abs(frame.astype(np.float64))) + (1 - gamma) * math.log(vmax))
+        return (xp.sign(frame) * magnitude).astype(frame.dtype, copy=False)
 
     if channel_axis is not None:
         return with_value(image, curve)
@@ -245,7 +264,25 @@ def adjust_log(
     return curve(frame).astype(frame.dtype, copy=False)
 
 
-@operation(menu="filter", channels="colour", display_adjustment=True)
+def _tiles(frame_shape, kernel_size) -> int:
+    sizes = [max(n // 8, 1) if kernel_size is None else kernel_size for n in frame_shape]  # scikit-image's default
+    return math.prod(math.ceil(n / k) for n, k in zip(frame_shape, sizes))
+
+
+def _clahe_cost(shape, dtype, kernel_size, nbins, **_):
+    # scikit-image keeps a clipped histogram of nbins per tile (about 24 bytes a bin with its mapping),
+    # about 250 ns a bin, and interpolates four tile mappings at every pixel
+    cells = _tiles(shape, kernel_size) * nbins
+    pixels = math.prod(shape)
+    return Cost(24 * cells + 64 * pixels, cells * 250e-9 + pixels * 100e-9,
+                f"{_tiles(shape, kernel_size)} tiles of {nbins} bins", "a larger kernel_size or fewer nbins")
+
+
+def _clahe_limits(frame, dtype, **_):
+    return {"kernel_size": Range(2, max(frame), reason="a tile at most the frame's larger side")}
+
+
+@operation(menu="filter", channels="colour", display_adjustment=True, cost=_clahe_cost, limits=_clahe_limits)
 def clahe(
     image,
     *,
@@ -271,9 +308,12 @@ def clahe(
         Normalised clip limit in [0, 1]; higher gives more contrast.
     kernel_size : int, optional
         Tile size in pixels (the "tile grid" is ``frame size / kernel_size``);
-        ``None`` uses 1/8 of the frame size.
+        ``None`` uses 1/8 of the frame size. At most the frame's larger side.
     nbins : int
-        Histogram bins per tile.
+        Histogram bins per tile. Memory and time grow with tiles x bins
+        (about 24 bytes and 0.1-0.3 microseconds each): 2-pixel tiles of 65536 bins
+        on a 512 x 512 frame would need 100 GiB, and are refused
+        (:mod:`napari_stacklab.costs`).
 
     Returns
     -------

@@ -6,8 +6,10 @@ import math
 from typing import Annotated
 
 from .._backend import get_namespace
+from .. import costs
 from .._validation import as_float, float_dtype
 from ..frames import BoundaryMode
+from ..neighbourhoods import rank_cost, rank_filter
 from ..registry import Range, operation
 
 
@@ -22,6 +24,7 @@ def _max_sigma(sigma) -> float:
 @operation(
     menu="filter",
     halo=lambda sigma, truncate, **_: math.ceil(truncate * _max_sigma(sigma)),
+    cost=lambda shape, dtype, sigma, truncate, **_: costs.gaussian(shape, dtype, sigma, truncate),
 )
 def gaussian(
     image,
@@ -66,7 +69,19 @@ def gaussian(
     return ndi.gaussian_filter(image.astype(float_dtype(image.dtype), copy=False), sigma, truncate=truncate, mode=mode)
 
 
-@operation(menu="filter", halo=lambda size, **_: size // 2, dtype="same")
+def _median_rank(size: int, ndim: int = 2) -> int:
+    return size**ndim // 2  # scipy.ndimage's median: the upper one of an even count
+
+
+def _percentile_rank(percentile: float, size: int, ndim: int = 2) -> int:
+    window = size**ndim
+    return window - 1 if percentile == 100 else int(window * percentile / 100.0)  # scipy.ndimage's rule
+
+
+@operation(
+    menu="filter", halo=lambda size, **_: size // 2, dtype="same",
+    cost=lambda shape, dtype, size, **_: rank_cost(shape, dtype, size, _median_rank(size, len(shape))),
+)
 def median(
     image,
     *,
@@ -87,7 +102,13 @@ def median(
     Returns
     -------
     array, shape ``(..., M, N)``
-        Same dtype as the input (a median is one of the input values).
+        Same dtype as the input (a median is one of the input values):
+        exactly ``scipy.ndimage.median_filter``'s (the upper median of an even
+        count). Large windows run as a sliding histogram over the frame's
+        levels (8-bit data, or data with at most 4096 distinct values), so
+        their time grows with ``size``, not ``size**2``; for wider data a
+        window whose estimated time passes the cap is refused
+        (:mod:`napari_stacklab.costs`).
 
     Examples
     --------
@@ -96,8 +117,7 @@ def median(
     >>> int(median(img, size=3).max())
     0
     """
-    _, ndi = get_namespace(image)
-    return ndi.median_filter(image, size=size, mode=mode)
+    return rank_filter(image, _median_rank(size, image.ndim), size, mode)
 
 
 
@@ -203,7 +223,11 @@ def maximum_filter(
     return ndi.maximum_filter(image, size=size, mode=mode)
 
 
-@operation(menu="filter", halo=_half, dtype="same")
+@operation(
+    menu="filter", halo=_half, dtype="same",
+    cost=lambda shape, dtype, size, percentile, **_: rank_cost(
+        shape, dtype, size, _percentile_rank(percentile, size, len(shape))),
+)
 def percentile_filter(
     image,
     *,
@@ -227,7 +251,9 @@ def percentile_filter(
     Returns
     -------
     array, shape ``(..., M, N)``
-        Same dtype as the input (the result is one of the input values).
+        Same dtype as the input (the result is one of the input values):
+        exactly ``scipy.ndimage.percentile_filter``'s. Large windows run as a
+        sliding histogram, as for :func:`median`.
 
     Examples
     --------
@@ -236,11 +262,14 @@ def percentile_filter(
     >>> int(percentile_filter(img, percentile=100, size=3)[2, 2])
     18
     """
-    _, ndi = get_namespace(image)
-    return ndi.percentile_filter(image, percentile, size=size, mode=mode)
+    return rank_filter(image, _percentile_rank(percentile, size, image.ndim), size, mode)
 
 
-@operation(menu="filter", halo=lambda radius, **_: math.ceil(4 * radius), display_adjustment=True)
+@operation(
+    menu="filter", halo=lambda radius, **_: math.ceil(4 * radius),
+    display_adjustment=True,
+    cost=lambda shape, dtype, radius, **_: costs.gaussian(shape, dtype, radius, 4.0),
+)
 def unsharp_mask(
     image,
     *,
