@@ -287,7 +287,13 @@ def _equalized(image: Any, *, method: str, target: Any, reference: Any, sharpnes
     return out
 
 
-@operation(menu="filter", lift=False, channels="colour", display_adjustment=True, title="Equalize to levels")
+def _levels_limits(frame: tuple, dtype: Any, **_: Any) -> dict:
+    return {"sharpness_radius": Range(0, max(frame), low_inclusive=False,
+                                      reason="the frame's larger side: a wider blur is flat across it")}
+
+
+@operation(menu="filter", lift=False, channels="colour", display_adjustment=True, title="Equalize to levels",
+           limits=_levels_limits)
 def equalize_levels(
     image,
     *,

@@ -29,6 +29,7 @@ __all__ = [
     "frame_at",
     "frame_chunks",
     "iter_frame_indices",
+    "fill_range",
 ]
 
 #: How a frame is extended past its border by ``scipy.ndimage`` filters.
@@ -123,3 +124,17 @@ def frame_chunks(ndim: int, frame_ndim: int) -> dict:
     """
     n_batch = max(ndim - frame_ndim, 0)
     return {axis: ("auto" if axis < n_batch else -1) for axis in range(ndim)}
+
+
+def fill_range(dtype: Any) -> tuple[float, float, str]:
+    """``(low, high, reason)``: the fill values (``cval``) an output of ``dtype`` can hold.
+
+    A warp or shift writes its fill value into the result: an integer result
+    (nearest-neighbour resampling keeps the dtype) holds its dtype's range, a
+    float one its finite range (a larger value would be written as infinity).
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        return 0.0, 1.0, "a value a mask can hold"
+    info = np.iinfo(dtype) if dtype.kind in "iu" else np.finfo(dtype)
+    return float(info.min), float(info.max), f"a value the {dtype} result can hold"

@@ -21,7 +21,7 @@ from . import _backend
 from ._backend import get_namespace, skimage_module
 from ._validation import as_float, check_ndim, check_numeric, float_dtype
 from .costs import Cost, nbytes, pixelwise
-from .frames import BoundaryMode, WarpMode
+from .frames import BoundaryMode, WarpMode, fill_range
 from .neighbourhoods import chords, flat_cost, flat_filter
 from .registry import ImageRef, PerFrame, Range, operation, validated
 
@@ -487,8 +487,8 @@ def _rotated_shape(frame_shape, angle, resize, **_):
 
 
 def _cval_limits(frame, dtype, **_):
-    largest = float(np.finfo(float_dtype(dtype)).max)
-    return {"cval": Range(-largest, largest, reason=f"a value the {float_dtype(dtype)} output can hold")}
+    low, high, reason = fill_range(float_dtype(dtype))
+    return {"cval": Range(low, high, reason=reason)}
 
 
 @operation(menu="transform", frame_shape=_rotated_shape, limits=_cval_limits,

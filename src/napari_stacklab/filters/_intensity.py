@@ -207,8 +207,18 @@ def adjust_gain(
 
 
 def _resolve_log_vmax(image, **params):
+    """``vmax`` (the largest value when not given), refused when it sends values past the output's range."""
+    peak = max(value_range(image)[1], 0.0)
     if params["vmax"] is None:
-        params = {**params, "vmax": max(value_range(image)[1], 0.0) or 1.0}
+        return {**params, "vmax": peak or 1.0}
+    vmax, gain = params["vmax"], params["gain"]
+    largest = float(np.finfo(float_dtype(image.dtype)).max)
+    if peak and gain and (math.log(abs(gain)) + math.log(vmax) + math.log(math.log1p(peak))
+                          - math.log(math.log1p(vmax)) > math.log(largest)):
+        raise ValueError(
+            f"vmax={vmax:g} with gain={gain:g} sends the largest value {peak:g} beyond the "
+            f"{float_dtype(image.dtype)} range; choose a smaller vmax or gain (or vmax=None: the largest value)"
+        )
     return params
 
 
@@ -253,7 +263,7 @@ def adjust_log(
     [0.0, 49.5, 99.0, 0.0]
     """
     xp, _ = get_namespace(image)
-    scale = gain * vmax / float(np.log1p(vmax))
+    scale = gain * (vmax / math.log1p(vmax))  # in this order: no step overflows
 
     def curve(frame):
         return scale * xp.log1p(xp.maximum(frame, 0))

@@ -30,7 +30,7 @@ from ._ecc import (
 from ._features import from_features
 from ._phasecorr import Window, cross_power, peak_shift, spectrum
 from ._transform import Transform
-from ._warp import WarpMode, warp
+from ._warp import WarpMode, _fill_limits, _out_dtype, warp
 
 __all__ = ["drift", "apply_drift", "stack_transforms", "drift_correct", "align_stack", "REFERENCES",
            "STACK_MODELS", "STACK_METHODS"]
@@ -226,11 +226,8 @@ def drift(
     return np.asarray(shifts, dtype=np.float64)
 
 
-def _drift_dtype(dtype: Any, *, order: int, **_: Any) -> np.dtype:
-    return np.dtype(dtype) if order == 0 else float_dtype(dtype)
-
-
-@operation(menu="register", lift=False, frame_ndim=3, dtype=_drift_dtype, name="apply_drift",
+@operation(menu="register", lift=False, frame_ndim=3, dtype=lambda dtype, order, **_: _out_dtype(dtype, order),
+           limits=_fill_limits, name="apply_drift",
            title="Apply drift (per-frame shifts)")
 def apply_drift(
     image,

@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import _backend
 from .._validation import check_ndim, check_number, check_numeric, float_dtype
+from ..frames import fill_range
 from ..lift import map_frames
 from ..registry import ImageRef, Range, operation, validated
 from ._transform import Transform, scale_translate
@@ -290,8 +291,14 @@ def _output_frame(in_frame: tuple, *, output_shape: tuple | None, **_: Any) -> t
     return tuple(in_frame) if output_shape is None else tuple(int(s) for s in output_shape)
 
 
+def _fill_limits(frame: tuple, dtype: Any, *, order: int, **_: Any) -> dict:
+    """``cval`` within what the result (the input's dtype at ``order=0``, float otherwise) can hold."""
+    low, high, reason = fill_range(_out_dtype(dtype, order))
+    return {"cval": Range(low, high, reason=reason)}
+
+
 @operation(menu="register", frame_ndim=_transform_ndim, prepare=_prepare_transform, frame_shape=_output_frame,
-           dtype=lambda dtype, order, **_: _out_dtype(dtype, order), name="apply_transform",
+           dtype=lambda dtype, order, **_: _out_dtype(dtype, order), limits=_fill_limits, name="apply_transform",
            title="Apply transform")
 def apply_transform(
     image,
