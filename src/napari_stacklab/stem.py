@@ -153,7 +153,7 @@ def _weighted_sums(block: Any, *, weights: Any) -> Any:
 def _detect(data: Any, weights: Any) -> Any:
     """Images of the scan through each detector in ``weights (P, Ky, Kx)``: ``(..., P)``, lazy for dask."""
     dtype = float_dtype(data.dtype)
-    return reduce_frames(
+    sums = reduce_frames(
         _weighted_sums,
         data,
         out_shape=(weights.shape[0],),
@@ -161,6 +161,9 @@ def _detect(data: Any, weights: Any) -> Any:
         vectorized=True,
         weights=weights.astype(dtype),
     )
+    if _backend.is_dask(sums):  # a few values per pattern: what follows runs on a few large chunks, not many small
+        sums = sums.rechunk({**{axis: "auto" for axis in range(sums.ndim - 1)}, sums.ndim - 1: -1})
+    return sums
 
 
 def _with_detector(image: Any, params: dict, *, inner: float, outer: float | None, center: Center, mask: Any) -> dict:

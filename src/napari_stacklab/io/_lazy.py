@@ -31,6 +31,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -307,10 +308,22 @@ class RawArray:
         self.signature.check()
 
     def prefetch(self, start: int, stop: int) -> None:
-        """Ask the kernel to start reading file bytes ``[start, stop)`` now (a hint; a no-op where unsupported)."""
-        if hasattr(os, "posix_fadvise") and stop > start:
-            with contextlib.suppress(OSError):
-                os.posix_fadvise(self._descriptor(), start, stop - start, os.POSIX_FADV_WILLNEED)
+        """Have file bytes ``[start, stop)`` read into the page cache, in parallel pieces, unless they are there.
+
+        Returns at once. Storage serves several requests at a time much faster
+        than one after another (a cold virtual disk here: 0.3 GB/s for two
+        sequential readers, 1.7 GB/s for a few parallel ones), so a reduction's
+        task asks for all its bytes up front. Whether they are cached already
+        is probed at both ends with non-blocking one-byte reads.
+        """
+        if not hasattr(os, "posix_fadvise") or stop <= start:
+            return
+        fd = self._descriptor()
+        if _cached(fd, start) and _cached(fd, stop - 1):
+            return
+        pool = _read_ahead_pool()
+        for piece in range(start, stop, READ_AHEAD_PIECE):
+            pool.submit(_will_need, fd, piece, min(READ_AHEAD_PIECE, stop - piece))
 
     # -- reading -------------------------------------------------------------------------
     def _descriptor(self) -> int:
@@ -446,6 +459,38 @@ def _read_into(fd: int, view: memoryview) -> int:
     data = os.read(fd, view.nbytes)
     view[: len(data)] = data
     return len(data)
+
+
+#: Bytes of one read-ahead request, and threads issuing them (see :meth:`RawArray.prefetch`).
+READ_AHEAD_PIECE = 2**20
+READ_AHEAD_THREADS = 4
+_READ_AHEAD: dict = {}
+_READ_AHEAD_LOCK = threading.Lock()
+
+
+def _read_ahead_pool() -> ThreadPoolExecutor:
+    """This process's read-ahead threads (made on first use; a forked child makes its own)."""
+    with _READ_AHEAD_LOCK:
+        pool = _READ_AHEAD.get(os.getpid())
+        if pool is None:
+            pool = _READ_AHEAD[os.getpid()] = ThreadPoolExecutor(READ_AHEAD_THREADS, "stacklab-read-ahead")
+        return pool
+
+
+def _will_need(fd: int, start: int, length: int) -> None:
+    with contextlib.suppress(OSError):  # a hint: a descriptor closed meanwhile costs nothing
+        os.posix_fadvise(fd, start, length, os.POSIX_FADV_WILLNEED)
+
+
+def _cached(fd: int, position: int) -> bool:
+    """The byte at ``position`` is in the page cache (a read that may not wait for the disk)."""
+    nowait = getattr(os, "RWF_NOWAIT", None)
+    if nowait is None:
+        return False
+    try:
+        return os.preadv(fd, [bytearray(1)], position, nowait) == 1
+    except OSError:  # EAGAIN: on disk only; EOPNOTSUPP: the file system cannot tell
+        return False
 
 
 def _packed(shape: Sequence[int], strides: Sequence[int], itemsize: int, c_order: bool = False) -> bool:
