@@ -172,3 +172,23 @@ def test_kernels_may_drop_or_add_frame_axes(stack, lazy):
 def test_dropping_frame_axes_needs_them_last(stack):
     with pytest.raises(ValueError, match="frame axes last"):
         map_frames(lambda f: f.sum(), stack, frame_axes=(0, 1), frame_shape=())
+
+
+def test_a_halo_on_whole_frame_chunks_needs_no_overlap_between_chunks(stack):
+    """Chunks holding whole frames: the kernel pads its own frame, so no halo is exchanged (one task per chunk)."""
+    lazy = da.from_array(stack, chunks=(2, 1, 37, 41))
+    out = map_frames(ndi.gaussian_filter, lazy, sigma=1.5, depth=7, dtype=np.float32)
+    assert len(out.__dask_graph__().layers) == 2  # the input and one task per chunk: no overlap, no trim
+    np.testing.assert_array_equal(out.compute(), loop(ndi.gaussian_filter, stack, sigma=1.5))
+
+
+def test_large_batch_chunks_are_split_for_the_cores_and_small_ones_left_alone(rng, monkeypatch):
+    from napari_stacklab import lift
+
+    monkeypatch.setattr(lift, "TASK_BYTES", 3 * 16 * 20 * 4)  # three float32 frames of 16 x 20
+    stack = rng.random((4, 5, 16, 20)).astype(np.float32)
+    split = map_frames(ndi.gaussian_filter, da.from_array(stack, chunks=(4, 5, 16, 20)), sigma=1, depth=4)
+    assert split.chunks[:2] == ((1, 1, 1, 1), (3, 2))
+    np.testing.assert_array_equal(split.compute(), loop(ndi.gaussian_filter, stack, sigma=1))
+    small = map_frames(ndi.gaussian_filter, da.from_array(stack, chunks=(1, 2, 16, 20)), sigma=1)
+    assert small.chunks[:2] == ((1, 1, 1, 1), (2, 2, 1))

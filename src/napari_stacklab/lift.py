@@ -185,7 +185,8 @@ def map_frames(
     source = _reducible_source(moved, frame_ndim, out_frame, depth, names)
     if source is not None:
         return _reduce_source(kernel, moved, source, frame_ndim, out_frame, dtype)
-    if depth is None or out_frame is not None:
+    moved = _task_sized(moved, frame_ndim)
+    if depth is None or out_frame is not None or _frames_whole(moved, frame_ndim):
         whole = moved.rechunk({axis: -1 for axis in range(n_batch, moved.ndim)})
         out_frame = tuple(whole.shape[n_batch:]) if out_frame is None else out_frame
         extra = [_backend.as_dask(a).rechunk(whole.chunks) for a in extra]
@@ -224,6 +225,33 @@ def map_frames(
         meta=_backend.empty_like_meta(moved, dtype),
     )
     return _from_end(result, axes)
+
+
+# --- task sizes ------------------------------------------------------------------------------
+
+#: Input bytes one task of a per-frame operation holds at most (whole frames; one frame when a
+#: frame is larger): the readers' 64 MiB batch chunks, split so that every core gets several
+#: tasks and the kernel's float copies stay small.
+TASK_BYTES = 8 * 2**20
+
+
+def _task_sized(data: Any, frame_ndim: int) -> Any:
+    """``data`` with chunks of at most :data:`TASK_BYTES` of whole frames along the batch axes (never merged)."""
+    n_batch = data.ndim - frame_ndim
+    if n_batch == 0:
+        return data
+    chunk_frame = tuple(max(c) for c in data.chunks[n_batch:])
+    target = grouped_frame_chunks(data.shape[:n_batch] + chunk_frame, np.dtype(data.dtype).itemsize, frame_ndim,
+                                  TASK_BYTES)
+    frames = math.prod(max(c) for c in data.chunks[:n_batch])
+    if frames <= math.prod(target[:n_batch]):
+        return data
+    return data.rechunk({axis: min(target[axis], max(data.chunks[axis])) for axis in range(n_batch)})
+
+
+def _frames_whole(data: Any, frame_ndim: int) -> bool:
+    """Every chunk holds whole frames: a halo needs no exchange between chunks (the kernel pads its frame)."""
+    return all(len(chunks) == 1 for chunks in data.chunks[data.ndim - frame_ndim:])
 
 
 # --- reductions read straight from a file, a few frames at a time ----------------------------
