@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from . import _backend
 from ._validation import check_choice
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "FrameSource",
     "register_frame_source",
     "frame_source",
+    "split_batches",
 ]
 
 #: How a frame is extended past its border by ``scipy.ndimage`` filters.
@@ -200,3 +202,27 @@ def register_frame_source(name: str, source: FrameSource) -> None:
 def frame_source(name: str) -> FrameSource | None:
     """The :class:`FrameSource` registered for the dask array called ``name``, if any."""
     return _SOURCES.get(name)
+
+
+def split_batches(data: Any, frame_ndim: int, budget: int) -> Any:
+    """Lazy ``data`` with chunks of at most ``budget`` bytes of whole frames along its batch axes (never merged).
+
+    Chunks larger than that are split; an array read from a file
+    (:func:`frame_source`) is read anew with the smaller chunks, so that each
+    task reads only its own frames instead of a share of a large chunk.
+    """
+    n_batch = data.ndim - frame_ndim
+    if n_batch <= 0:
+        return data
+    chunk_frame = tuple(max(c) for c in data.chunks[n_batch:])
+    target = grouped_frame_chunks(data.shape[:n_batch] + chunk_frame, np.dtype(data.dtype).itemsize, frame_ndim,
+                                  budget)
+    if math.prod(max(c) for c in data.chunks[:n_batch]) <= math.prod(target[:n_batch]):
+        return data
+    sizes = {axis: min(target[axis], max(data.chunks[axis])) for axis in range(n_batch)}
+    for name in _backend.cast_origins(data):
+        source = frame_source(name)
+        if source is not None and tuple(source.shape) == tuple(data.shape) and not _backend.on_gpu(data):
+            chunks = tuple(sizes.get(axis, data.chunks[axis]) for axis in range(data.ndim))
+            return _backend.as_dask(source, chunks=chunks).astype(data.dtype)
+    return data.rechunk(sizes)

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _backend
 from ._validation import check_array, check_number
-from .frames import frame_at, frame_chunks, frame_source, grouped_frame_chunks, iter_frame_indices
+from .frames import frame_at, frame_chunks, frame_source, grouped_frame_chunks, iter_frame_indices, split_batches
 
 __all__ = ["map_frames", "reduce_frames", "frame_at", "frame_chunks", "frame_axes_for", "iter_frame_indices"]
 
@@ -232,21 +232,12 @@ def map_frames(
 #: Input bytes one task of a per-frame operation holds at most (whole frames; one frame when a
 #: frame is larger): the readers' 64 MiB batch chunks, split so that every core gets several
 #: tasks and the kernel's float copies stay small.
-TASK_BYTES = 8 * 2**20
+TASK_BYTES = 4 * 2**20
 
 
 def _task_sized(data: Any, frame_ndim: int) -> Any:
     """``data`` with chunks of at most :data:`TASK_BYTES` of whole frames along the batch axes (never merged)."""
-    n_batch = data.ndim - frame_ndim
-    if n_batch == 0:
-        return data
-    chunk_frame = tuple(max(c) for c in data.chunks[n_batch:])
-    target = grouped_frame_chunks(data.shape[:n_batch] + chunk_frame, np.dtype(data.dtype).itemsize, frame_ndim,
-                                  TASK_BYTES)
-    frames = math.prod(max(c) for c in data.chunks[:n_batch])
-    if frames <= math.prod(target[:n_batch]):
-        return data
-    return data.rechunk({axis: min(target[axis], max(data.chunks[axis])) for axis in range(n_batch)})
+    return split_batches(data, frame_ndim, TASK_BYTES)
 
 
 def _frames_whole(data: Any, frame_ndim: int) -> bool:

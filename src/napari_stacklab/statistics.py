@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import _backend
-from .frames import frame_at
+from .frames import frame_at, split_batches
 
 __all__ = ["Histogram", "value_range", "stack_range", "histogram", "stack_percentiles", "clear_cache"]
 
@@ -32,6 +32,8 @@ __all__ = ["Histogram", "value_range", "stack_range", "histogram", "stack_percen
 PERCENTILE_BINS = 65536
 #: Integer data with at most this many grey levels get one histogram bin per level.
 MAX_INTEGER_BINS = 2**16
+#: Bytes of a lazy stack one task of a one-read statistic holds (a file's large chunks are read smaller).
+TASK_BYTES = 4 * 2**20
 
 
 def value_range(image: Any) -> tuple[float, float]:
@@ -162,13 +164,30 @@ def _level_counts(image: Any) -> Histogram:
     """
     dtype = np.dtype(image.dtype)
     bits = 1 if dtype.kind == "b" else 8 * dtype.itemsize
+    image = split_batches(image, min(2, image.ndim), TASK_BYTES)
     values = image.astype(np.uint8) if dtype.kind == "b" else image.view(dtype.str.replace("i", "u"))
-    xp = _backend.array_module(image)
-    counts = np.asarray(_backend.materialize(xp.bincount(values.reshape(-1), minlength=2**bits)), np.int64)
+    n, inner = 2**bits, len(values.chunks[-1])
+    per_block = values.map_blocks(_block_counts, n, dtype=np.int64,
+                                  chunks=tuple((1,) * len(c) for c in values.chunks[:-1]) + ((n,) * inner,))
+    counts = per_block.sum(axis=tuple(range(values.ndim - 1)), dtype=np.int64).reshape(inner, n).sum(axis=0)
+    counts = np.asarray(_backend.materialize(counts), np.int64)
     low = 0
     if dtype.kind == "i":  # unsigned order 0 .. 2**(b-1)-1, -2**(b-1) .. -1  ->  signed order
         counts, low = np.roll(counts, 2 ** (bits - 1)), -(2 ** (bits - 1))
     return Histogram(counts, np.arange(low, low + counts.size, dtype=np.float64))
+
+
+def _block_counts(block: np.ndarray, n: int) -> np.ndarray:
+    """Counts of each value ``0 .. n-1`` in ``block``, shaped ``(1, ..., 1, n)``.
+
+    Counted a million pixels at a time: ``bincount`` copies its input to 64-bit
+    integers, four times a 16-bit chunk's size.
+    """
+    flat = block.reshape(-1)
+    counts = np.zeros(n, np.int64)
+    for start in range(0, flat.size, 2**20):
+        counts += np.bincount(flat[start : start + 2**20], minlength=n)
+    return counts.reshape((1,) * (block.ndim - 1) + (n,))
 
 
 #: Statistics of lazy stacks, by the stack's dask name (the hash of what it computes) and what was asked.
