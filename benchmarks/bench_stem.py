@@ -280,7 +280,7 @@ def report(path: Path, rates: dict, workers: int) -> list[str]:
         how = ("file in the page cache" if temperature == "warm" else
                f"file evicted before every run with posix_fadvise(DONTNEED); at most {resident_before:.1%} of its "
                "pages were resident when a run started (mincore)")
-        lines.append(f"  {temperature} ({how}):")
+        lines.append(f"  {path.suffix} {temperature} ({how}):")
         for (t, kind, name), (rate, _) in rates.items():
             if t == temperature and kind == "limit":
                 lines.append(f"    limit   {name:28s} {rate:6.2f} GB/s")

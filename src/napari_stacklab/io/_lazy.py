@@ -284,25 +284,29 @@ class RawArray:
             return
         self.signature.check(int(starts[-1]) + frame_bytes)
         self.prefetch(int(starts[0]), int(starts[-1]) + frame_bytes)
-        direct = (buffer.dtype == self.dtype and self.dtype.isnative
+        step = int(starts[1] - starts[0]) if starts.size > 1 else frame_bytes
+        regular = starts.size < 3 or bool(np.all(np.diff(starts) == step))
+        # frames with short headers between them (Merlin .mib): one read per group, headers included
+        spanned = regular and frame_bytes < step <= frame_bytes + _MAX_GAP
+        direct = (not spanned and buffer.dtype == self.dtype and self.dtype.isnative
                   and _packed(frame_shape, frame_strides, self.dtype.itemsize, c_order=True))
-        raw = None if direct else np.empty(buffer.shape[0] * frame_bytes, np.uint8)
-        view_strides = (frame_bytes, *frame_strides)
+        pitch = step if spanned else frame_bytes  # bytes from one frame to the next in ``raw``
+        raw = None if direct else np.empty((buffer.shape[0] - 1) * pitch + frame_bytes, np.uint8)
         for begin in range(0, starts.size, buffer.shape[0]):
             group_starts = starts[begin : begin + buffer.shape[0]]
             group = buffer[: group_starts.size]
-            target = group.reshape(-1).view(np.uint8) if direct else raw[: group_starts.size * frame_bytes]
+            target = group.reshape(-1).view(np.uint8) if direct else raw[: (group_starts.size - 1) * pitch + frame_bytes]
             try:
-                if group_starts[-1] - group_starts[0] == (group_starts.size - 1) * frame_bytes:
-                    self._readv_buffers(int(group_starts[0]), [target])  # adjacent frames: one read
+                if spanned or group_starts[-1] - group_starts[0] == (group_starts.size - 1) * frame_bytes:
+                    self._readv_buffers(int(group_starts[0]), [target])  # one read for the whole group
                 else:
                     self._read_blocks(target, group_starts, frame_bytes)
             except OSError as exc:
                 self.signature.check()
                 raise OSError(exc.errno, f"{self.path}: cannot read ({exc.strerror or exc})") from exc
-            if not direct:  # another byte order, flipped rows, another dtype: cast while in the cache
+            if not direct:  # headers, another byte order, flipped rows, another dtype: cast while in the cache
                 frames = np.ndarray((group_starts.size, *frame_shape), self.dtype, buffer=raw,
-                                    offset=offset - first, strides=view_strides)
+                                    offset=offset - first, strides=(pitch, *frame_strides))
                 np.copyto(group, frames, casting="unsafe")
             yield group
         self.signature.check()
