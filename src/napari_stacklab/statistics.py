@@ -102,12 +102,17 @@ class Histogram:
 
 
 def histogram(image: Any, *, bins: int = 256, levels: bool = False) -> Histogram:
-    """Histogram of every finite value of a stack, in two passes (the range, then the counts).
+    """Histogram of every finite value of a stack, computed once.
+
+    Dask input is never loaded whole: a stack of bool or <= 16-bit integers
+    is read once (the count of every possible value gives the range and the
+    histogram), any other twice (the range, then the counts); the result is
+    cached against the stack's graph name.
 
     Parameters
     ----------
     image : array
-        NumPy, CuPy or dask array; dask input is never loaded whole.
+        NumPy, CuPy or dask array.
     bins : int
         Number of equal bins between the minimum and the maximum.
     levels : bool
@@ -236,7 +241,8 @@ def stack_percentiles(image: Any, percentiles: Sequence[float], *, plane: int | 
     ndarray of float64
         One value per percentile, in the units of ``image``. In-memory input
         gives exactly ``numpy.percentile``; dask input uses a 65536-bin
-        histogram of the stack (two passes), accurate to one bin width.
+        :func:`histogram` of the stack (one read for <= 16-bit integers, two
+        otherwise), accurate to one bin width.
 
     Examples
     --------
