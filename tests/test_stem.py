@@ -257,6 +257,9 @@ def test_detectors_on_a_lazily_read_file_read_it_themselves_and_agree(tmp_path, 
     np.testing.assert_allclose(ring.compute(), stem.annular_dark_field(scan, inner=3, outer=9), rtol=1e-6)
     for part in ("com_y", "com_x"):
         np.testing.assert_allclose(com[part].compute(), stem.center_of_mass(scan)[part], rtol=1e-5, atol=1e-6)
+    profile = stem.radial_profile(data, bin_width=2.0)
+    assert _reduced_from_file(profile)
+    np.testing.assert_allclose(profile.compute(), stem.radial_profile(scan, bin_width=2.0), rtol=1e-6)
     # a view of the file (a slice) is reduced through dask's chunks, with the same values
     part = stem.virtual_detector(data[1:4], outer=6)
     assert not _reduced_from_file(part)

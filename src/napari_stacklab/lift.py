@@ -185,7 +185,7 @@ def map_frames(
     source = _reducible_source(moved, frame_ndim, out_frame, depth, names)
     if source is not None:
         return _reduce_source(kernel, moved, source, frame_ndim, out_frame, dtype)
-    moved = _task_sized(moved, frame_ndim)
+    moved = split_batches(moved, frame_ndim, TASK_BYTES)
     if depth is None or out_frame is not None or _frames_whole(moved, frame_ndim):
         whole = moved.rechunk({axis: -1 for axis in range(n_batch, moved.ndim)})
         out_frame = tuple(whole.shape[n_batch:]) if out_frame is None else out_frame
@@ -233,11 +233,6 @@ def map_frames(
 #: frame is larger): the readers' 64 MiB batch chunks, split so that every core gets several
 #: tasks and the kernel's float copies stay small.
 TASK_BYTES = 4 * 2**20
-
-
-def _task_sized(data: Any, frame_ndim: int) -> Any:
-    """``data`` with chunks of at most :data:`TASK_BYTES` of whole frames along the batch axes (never merged)."""
-    return split_batches(data, frame_ndim, TASK_BYTES)
 
 
 def _frames_whole(data: Any, frame_ndim: int) -> bool:
@@ -288,7 +283,7 @@ def _reduce_source(kernel: Callable, data: Any, source: Any, frame_ndim: int, ou
     tile = max(1, TILE_ELEMENTS // max(1, math.prod(frame)))
     return _backend.dask_module().map_blocks(
         _reduce_block, dtype=dtype, chunks=batch_chunks + tuple((s,) for s in out_frame),
-        meta=np.empty((0,) * (n_batch + len(out_frame)), dtype=dtype),
+        meta=_backend.empty_like_meta(data, dtype, ndim=n_batch + len(out_frame)),
         token="reduce-frames",
         source=source, kernel=kernel, frame=frame, read_dtype=data.dtype, tile=tile, n_batch=n_batch,
     )
