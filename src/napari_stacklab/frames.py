@@ -212,7 +212,7 @@ def split_batches(data: Any, frame_ndim: int, budget: int) -> Any:
     task reads only its own frames instead of a share of a large chunk.
     """
     n_batch = data.ndim - frame_ndim
-    if n_batch <= 0:
+    if n_batch <= 0 or any(math.isnan(c) for chunks in data.chunks for c in chunks):  # unknown sizes: left alone
         return data
     chunk_frame = tuple(max(c) for c in data.chunks[n_batch:])
     target = grouped_frame_chunks(data.shape[:n_batch] + chunk_frame, np.dtype(data.dtype).itemsize, frame_ndim,
