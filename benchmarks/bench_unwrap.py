@@ -61,7 +61,10 @@ def main() -> None:
         "--noise", type=float, default=0.0, help="Gaussian phase noise (rad) before wrapping"
     )
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="512 x 512, one run: a smoke test")
     args = parser.parse_args()
+    if args.quick:
+        args.size, args.repeat = 512, 1
 
     true = synthetic_phase(args.size)
     rng = np.random.default_rng(1)

@@ -129,3 +129,24 @@ def test_pooled_buffers_come_back_only_when_no_view_uses_them():
     assert third.__array_interface__["data"][0] in (first_address, second_address)
     small = pool.empty((16,), np.uint8)
     assert small.base is None, "small buffers come straight from numpy"
+
+
+@pytest.mark.parametrize("name", LAYOUTS)
+@pytest.mark.parametrize("dtype", ["=u2", "float32"])
+@pytest.mark.parametrize("key", [(slice(None),), (slice(1, 4),), (2,), (slice(0, 5, 2),)])
+def test_read_groups_yield_the_frames_numpy_sees_group_by_group(tmp_path, name, dtype, key):
+    raw, expected = _layouts(tmp_path)[name]
+    frames = expected[key].reshape(-1, *SHAPE[1:]) if expected[key].ndim > 2 else expected[key][None]
+    buffer = np.empty((2, *SHAPE[1:]), dtype)
+    got = [group.copy() for group in raw.read_groups(key, buffer)]
+    assert [len(g) for g in got] == [2] * (len(frames) // 2) + [1] * (len(frames) % 2)
+    assert all(g.dtype == np.dtype(dtype) for g in got)
+    np.testing.assert_array_equal(np.concatenate(got), frames.astype(dtype))
+
+
+def test_read_groups_refuse_a_file_shortened_since_it_was_opened(tmp_path):
+    raw, _ = _layouts(tmp_path)["C, odd offset, big-endian"]
+    with open(raw.path, "r+b") as handle:
+        handle.truncate(100)
+    with pytest.raises(ValueError, match="c.bin"):
+        list(raw.read_groups((slice(None),), np.empty((2, *SHAPE[1:]), np.uint16)))

@@ -172,3 +172,68 @@ def test_kernels_may_drop_or_add_frame_axes(stack, lazy):
 def test_dropping_frame_axes_needs_them_last(stack):
     with pytest.raises(ValueError, match="frame axes last"):
         map_frames(lambda f: f.sum(), stack, frame_axes=(0, 1), frame_shape=())
+
+
+def test_a_halo_on_whole_frame_chunks_needs_no_overlap_between_chunks(stack):
+    """Chunks holding whole frames: the kernel pads its own frame, so no halo is exchanged (one task per chunk)."""
+    lazy = da.from_array(stack, chunks=(2, 1, 37, 41))
+    out = map_frames(ndi.gaussian_filter, lazy, sigma=1.5, depth=7, dtype=np.float32)
+    assert len(out.__dask_graph__().layers) == 2  # the input and one task per chunk: no overlap, no trim
+    np.testing.assert_array_equal(out.compute(), loop(ndi.gaussian_filter, stack, sigma=1.5))
+
+
+def test_large_batch_chunks_are_split_for_the_cores_and_small_ones_left_alone(rng, monkeypatch):
+    from napari_stacklab import lift
+
+    monkeypatch.setattr(lift, "TASK_BYTES", 3 * 16 * 20 * 4)  # three float32 frames of 16 x 20
+    stack = rng.random((4, 5, 16, 20)).astype(np.float32)
+    split = map_frames(ndi.gaussian_filter, da.from_array(stack, chunks=(4, 5, 16, 20)), sigma=1, depth=4)
+    assert split.chunks[:2] == ((1, 1, 1, 1), (3, 2))
+    np.testing.assert_array_equal(split.compute(), loop(ndi.gaussian_filter, stack, sigma=1))
+    small = map_frames(ndi.gaussian_filter, da.from_array(stack, chunks=(1, 2, 16, 20)), sigma=1)
+    assert small.chunks[:2] == ((1, 1, 1, 1), (2, 2, 1))
+
+
+class _Source:
+    """A frame source over an array in memory that records the groups it is asked to read."""
+
+    def __init__(self, values):
+        self.values, self.shape, self.dtype, self.ndim, self.groups = values, values.shape, values.dtype, values.ndim, []
+
+    def __dask_tokenize__(self):
+        return ("_Source", id(self))
+
+    def __getitem__(self, key):
+        return self.values[key]
+
+    def read_groups(self, key, buffer):
+        frames = self.values[key].reshape((-1, *buffer.shape[1:]))
+        for start in range(0, len(frames), len(buffer)):
+            group = buffer[: len(frames[start : start + len(buffer)])]
+            group[...] = frames[start : start + len(group)]
+            self.groups.append(len(group))
+            yield group
+
+
+@pytest.mark.parametrize("vectorized", [True, False])
+def test_reductions_of_a_frame_source_read_it_in_small_groups_and_equal_the_loop(rng, vectorized, monkeypatch):
+    from napari_stacklab import frames, lift
+
+    monkeypatch.setattr(lift, "TILE_ELEMENTS", 2 * 16 * 20)  # groups of two frames
+    monkeypatch.setattr(lift, "REDUCE_TASK_BYTES", 4 * 16 * 20 * 2)  # tasks of four frames
+    values = rng.integers(0, 1000, (3, 5, 16, 20)).astype(np.uint16)
+    source = _Source(values)
+    lazy = da.from_array(source, chunks=(1, 5, 16, 20), asarray=True)
+    frames.register_frame_source(lazy.name, source)
+    func = (lambda b: b.astype(np.float64).sum(axis=(-2, -1))[..., None] * [1, 2]) if vectorized else \
+        (lambda f: np.array([f.sum(), 2 * f.sum()], np.float64))
+    out = reduce_frames(func, lazy, out_shape=(2,), vectorized=vectorized)
+    assert any(str(name).startswith("reduce-frames") for name in out.__dask_graph__().layers)
+    expected = values.astype(np.float64).sum(axis=(-2, -1))[..., None] * [1, 2]
+    np.testing.assert_array_equal(out.compute(), expected)
+    assert out.chunks[:2] == ((1, 1, 1), (4, 1))  # tasks sized for the read, not the input's chunks
+    assert sum(source.groups) == 15 and max(source.groups) == 2  # every frame once, two at a time
+    # a kernel keeping most of the frame is no reduction: dask's chunks as usual
+    halved = map_frames(lambda f: f[::2], lazy, frame_shape=(8, 20), dtype=np.uint16)
+    assert not any(str(name).startswith("reduce-frames") for name in halved.__dask_graph__().layers)
+    np.testing.assert_array_equal(halved.compute(), values[..., ::2, :])

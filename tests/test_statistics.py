@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from dask.callbacks import Callback
 
-from napari_stacklab.statistics import histogram, stack_percentiles, stack_range, value_range
+from napari_stacklab.statistics import clear_cache, histogram, stack_percentiles, stack_range, value_range
 
 
 class _Passes(Callback):
@@ -18,6 +18,12 @@ class _Passes(Callback):
 
     def _start(self, dsk):
         self.count += 1
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Every test counts its own passes: statistics cached by an earlier test of the same data are forgotten."""
+    clear_cache()
 
 
 @pytest.fixture
@@ -41,7 +47,7 @@ def test_integer_histogram_has_one_bin_per_level_like_numpy(counts_stack):
     lazy = da.from_array(counts_stack, chunks=(1, 17, 23))
     with _Passes() as passes:
         found = histogram(lazy, levels=True)
-    assert passes.count == 2, "the range, then the counts"
+    assert passes.count == 1, "one count per possible value gives the range and the histogram"
     low, high = int(counts_stack.min()), int(counts_stack.max())
     expected, _ = np.histogram(counts_stack, bins=high - low + 1, range=(low - 0.5, high + 0.5))
     np.testing.assert_array_equal(found.counts, expected)
@@ -83,9 +89,51 @@ def test_percentiles_of_one_plane_and_of_a_constant_stack(rng):
     np.testing.assert_array_equal(stack_percentiles(lazy, [1, 99]), [3.0, 3.0])
 
 
-def test_lazy_percentiles_read_the_stack_twice(counts_stack):
-    """The range, then the histogram: never the stack loaded whole, never more passes."""
+def test_lazy_percentiles_read_a_16_bit_stack_once_and_a_float_stack_twice(counts_stack, rng):
+    """Never the stack loaded whole, never more passes: <= 16-bit integers once, floats twice (range, counts)."""
     lazy = da.from_array(counts_stack, chunks=(1, 50, 60))
     with dask.config.set(scheduler="sync"), _Passes() as passes:
-        stack_percentiles(lazy, [50])
+        found = stack_percentiles(lazy, [50])
+    assert passes.count == 1
+    np.testing.assert_allclose(found, np.percentile(counts_stack, [50]), atol=np.ptp(counts_stack) / 65536)
+    floats = da.from_array(rng.random((3, 20, 20)), chunks=(1, 20, 20))
+    with dask.config.set(scheduler="sync"), _Passes() as passes:
+        stack_percentiles(floats, [50])
     assert passes.count == 2
+
+
+@pytest.mark.parametrize("dtype", ["bool", "uint8", "int8", "uint16", "int16", ">i2"])
+@pytest.mark.parametrize("levels", [True, False])
+def test_one_read_histograms_equal_numpy_for_every_small_integer_dtype(rng, dtype, levels):
+    info = np.iinfo(np.dtype(dtype).newbyteorder("=")) if dtype != "bool" else None
+    low, high = (0, 2) if info is None else (max(info.min, -3000), min(info.max, 3000))
+    image = rng.integers(low, high, (3, 40, 30)).astype(dtype)
+    image.flat[5] = low  # the extremes are there
+    lazy = da.from_array(image, chunks=(2, 17, 30))
+    with dask.config.set(scheduler="sync"), _Passes() as passes:
+        found = histogram(lazy, bins=37, levels=levels)
+    assert passes.count == 1
+    eager = histogram(image, bins=37, levels=levels)
+    np.testing.assert_array_equal(found.counts, eager.counts)
+    np.testing.assert_array_equal(found.centers, eager.centers)
+    assert value_range(lazy) == value_range(image) == (float(image.min()), float(image.max()))
+
+
+def test_statistics_of_a_lazy_stack_are_cached_by_its_graph(counts_stack, rng):
+    lazy = da.from_array(counts_stack, chunks=(1, 50, 60))
+    histogram(lazy, levels=True)
+    with dask.config.set(scheduler="sync"), _Passes() as passes:
+        again = histogram(lazy, levels=True)
+        same_values = histogram(da.from_array(counts_stack, chunks=(1, 50, 60)), bins=64)  # same name, other bins
+        stack_range(lazy)
+    assert passes.count == 0
+    assert again.counts.sum() == same_values.counts.sum() == counts_stack.size
+    changed = lazy + 1  # another graph, other values: computed afresh
+    with dask.config.set(scheduler="sync"), _Passes() as passes:
+        assert value_range(changed) == (counts_stack.min() + 1.0, counts_stack.max() + 1.0)
+    assert passes.count == 1
+    floats = da.from_array(rng.random((2, 9, 9)), chunks=(1, 9, 9))
+    histogram(floats, bins=10)
+    with dask.config.set(scheduler="sync"), _Passes() as passes:
+        histogram(floats, bins=10)
+    assert passes.count == 0

@@ -1,5 +1,6 @@
 """4D-STEM operations against direct NumPy / SciPy computations."""
 
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -252,3 +253,110 @@ def test_gpu_matches_cpu(scan):
                                stem.center_of_mass(scan, descan="plane")["com_x"], atol=1e-4)
     np.testing.assert_allclose(stem.radial_profile(gpu).get(), stem.radial_profile(scan), rtol=1e-5)
     np.testing.assert_allclose(stem.dpc(gpu)["potential"].get(), stem.dpc(scan)["potential"], atol=1e-3)
+
+
+# --- reductions read straight from the file, several detectors in one pass ---------------------
+
+
+def _reduced_from_file(result):
+    """True when a lazy reduction reads its file itself (the lift's cache-sized groups), not dask's chunks."""
+    return any(str(name).startswith("reduce-frames") for name in result.__dask_graph__().layers)
+
+
+@pytest.mark.parametrize("chunk_bytes", [None, 3000])
+def test_detectors_on_a_lazily_read_file_read_it_themselves_and_agree(tmp_path, scan, chunk_bytes):
+    from napari_stacklab import io as sio
+
+    path = tmp_path / "scan.npy"
+    np.save(path, scan)
+    data = sio.imread(path, lazy=True, chunk_bytes=chunk_bytes).data
+    ring = stem.annular_dark_field(data, inner=3, outer=9)
+    com = stem.center_of_mass(data)
+    assert _reduced_from_file(ring) and _reduced_from_file(com["com_y"])
+    np.testing.assert_allclose(ring.compute(), stem.annular_dark_field(scan, inner=3, outer=9), rtol=1e-6)
+    for part in ("com_y", "com_x"):
+        np.testing.assert_allclose(com[part].compute(), stem.center_of_mass(scan)[part], rtol=1e-5, atol=1e-6)
+    profile = stem.radial_profile(data, bin_width=2.0)
+    assert _reduced_from_file(profile)
+    np.testing.assert_allclose(profile.compute(), stem.radial_profile(scan, bin_width=2.0), rtol=1e-6)
+    # a view of the file (a slice) is reduced through dask's chunks, with the same values
+    part = stem.virtual_detector(data[1:4], outer=6)
+    assert not _reduced_from_file(part)
+    np.testing.assert_allclose(part.compute(), stem.virtual_detector(scan[1:4], outer=6), rtol=1e-6)
+
+
+def test_a_merlin_file_is_reduced_from_the_file_despite_headers_byte_order_and_flipped_rows(tmp_path, scan):
+    from test_io_em import _write_mib
+
+    from napari_stacklab import io as sio
+
+    path = tmp_path / "scan.mib"
+    _write_mib(path, scan.reshape(-1, *DETECTOR), hdr_frames=SCAN[0] * SCAN[1], scan_width=SCAN[1])
+    data = sio.imread(path, lazy=True).data
+    assert data.dtype.byteorder == ">"  # big-endian on disk: the engine casts it, the file is still read directly
+    expected = scan[:, :, ::-1, :]  # RosettaSciIO shows Merlin frames flipped vertically
+    mask = np.zeros(DETECTOR, bool)
+    mask[2:9, 3:17] = True
+    detector = stem.virtual_detector(data, mask=mask)
+    assert _reduced_from_file(detector)
+    np.testing.assert_allclose(detector.compute(), _loop_detector(expected, mask), rtol=1e-6)
+
+
+def test_a_file_shortened_while_reduced_is_an_error_naming_it(tmp_path, scan):
+    from napari_stacklab import io as sio
+
+    path = tmp_path / "cut.npy"
+    np.save(path, scan)
+    ring = stem.annular_dark_field(sio.imread(path, lazy=True).data, inner=3, outer=9)
+    with open(path, "r+b") as handle:
+        handle.truncate(path.stat().st_size - 500)
+    with pytest.raises(ValueError, match="cut.npy"):
+        ring.compute()
+
+
+def test_virtual_images_equal_one_detector_at_a_time_in_one_pass(scan, rng):
+    mask = rng.random(DETECTOR).astype(np.float32)
+    detectors = {"bf": {"outer": 5}, "adf": {"inner": 6, "outer": 11, "center": (11.0, 9.0)}, "weights": mask,
+                 "total": "sum"}
+    reads = []
+
+    class Counted:  # an array-like that records every block read from it
+        shape, dtype, ndim = scan.shape, scan.dtype, scan.ndim
+
+        def __dask_tokenize__(self):  # else dask hashes a pickled copy, and may read from that copy
+            return ("Counted", id(self))
+
+        def __getitem__(self, key):
+            reads.append(key)
+            return scan[key]
+
+    source = da.from_array(Counted(), chunks=(4, 3, 24, 20))
+    reads.clear()  # dask's look at the array's kind
+    lazy = stem.virtual_images(source, detectors, com=True)
+    eager = stem.virtual_images(scan, detectors, com=True)
+    assert sorted(lazy) == sorted(eager) == ["adf", "bf", "com_x", "com_y", "total", "weights"]
+    computed = dict(zip(lazy, dask.compute(*lazy.values())))
+    assert len(reads) == len(set(map(str, reads))) == source.npartitions  # every block read once for all images
+    expected = {
+        "bf": stem.virtual_detector(scan, outer=5),
+        "adf": stem.virtual_detector(scan, inner=6, outer=11, center=(11.0, 9.0)),
+        "weights": _loop_detector(scan, mask),
+        "total": scan.sum(axis=(2, 3), dtype=np.float64),
+        **stem.center_of_mass(scan),
+    }
+    for name, values in expected.items():
+        np.testing.assert_allclose(eager[name], values, rtol=1e-5, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(computed[name], values, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("detectors, words", [
+    ({"ring": {"inner": 2}}, "'outer'"),
+    ({"ring": {"outer": 4, "radius": 2}}, "'outer'"),
+    ({"x": 3}, "must be a mask"),
+    ({"x": np.ones((3, 3))}, "detector shape"),
+    ([np.ones(DETECTOR)], "mapping"),
+    ({}, "mapping"),
+])
+def test_virtual_images_refuse_what_is_no_detector(scan, detectors, words):
+    with pytest.raises(ValueError, match=words):
+        stem.virtual_images(scan, detectors)

@@ -320,6 +320,19 @@ def as_dask(array: Any, chunks: Any = "auto") -> Any:
     return da.from_array(array, chunks=chunks, meta=empty_like_meta(array, array.dtype))
 
 
+def cast_origins(array: Any) -> tuple[str, ...]:
+    """Names of the dask arrays whose values ``array`` holds: its own, and ``x``'s when it is ``x.astype(...)``.
+
+    Lets a reduction find the file behind a lazy array that the engine cast
+    to a computable dtype (native byte order) on the way.
+    """
+    names = [array.name]
+    dependencies = getattr(array.__dask_graph__(), "dependencies", {}).get(array.name, ())
+    if array.name.startswith("astype-") and len(dependencies) == 1:
+        names.extend(dependencies)
+    return tuple(names)
+
+
 def dask_module() -> ModuleType:
     """``dask.array``, imported on demand."""
     import dask.array as da

@@ -10,11 +10,14 @@ axes.
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
-from collections.abc import Sequence
+import math
+import weakref
+from typing import Any, Literal, Protocol, get_args
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from . import _backend
 from ._validation import check_choice
 
 __all__ = [
@@ -28,8 +31,13 @@ __all__ = [
     "frame_spacing",
     "frame_at",
     "frame_chunks",
+    "grouped_frame_chunks",
     "iter_frame_indices",
     "fill_range",
+    "FrameSource",
+    "register_frame_source",
+    "frame_source",
+    "split_batches",
 ]
 
 #: How a frame is extended past its border by ``scipy.ndimage`` filters.
@@ -124,6 +132,101 @@ def frame_chunks(ndim: int, frame_ndim: int) -> dict:
     """
     n_batch = max(ndim - frame_ndim, 0)
     return {axis: ("auto" if axis < n_batch else -1) for axis in range(ndim)}
+
+
+def grouped_frame_chunks(shape: Sequence[int], itemsize: int, frame_ndim: int, budget: int) -> tuple:
+    """Chunk sizes for ``shape``: whole frames, grouped from the innermost batch axis out up to ``budget`` bytes.
+
+    Chunks stay contiguous in C order: an outer batch axis grows only once
+    the inner ones are whole.
+
+    Examples
+    --------
+    >>> grouped_frame_chunks((256, 256, 128, 128), 2, 2, 64 * 2**20)
+    (8, 256, 128, 128)
+    >>> grouped_frame_chunks((10, 64, 64), 4, 2, 3 * 64 * 64 * 4)
+    (3, 64, 64)
+    """
+    shape = tuple(int(s) for s in shape)
+    frame_ndim = min(frame_ndim, len(shape))
+    n_batch = len(shape) - frame_ndim
+    frame_bytes = max(1, math.prod(shape[n_batch:]) * int(itemsize))
+    chunks = [1] * n_batch + list(shape[n_batch:])
+    frames = max(1, int(budget) // frame_bytes)
+    for axis in range(n_batch - 1, -1, -1):
+        take = min(shape[axis], frames)
+        chunks[axis] = max(1, take)
+        if take < shape[axis]:
+            break
+        frames //= max(1, shape[axis])
+    return tuple(chunks)
+
+
+# --- frame sources: files that hand whole frames to a reduction, a few at a time -------------
+
+
+class FrameSource(Protocol):
+    """An array on disk that copies any block of whole frames into a buffer it is given.
+
+    Readers register the lazy arrays they build over such a source
+    (:func:`register_frame_source`); a reduction of every frame to a few values
+    (a virtual detector, a centre of mass) then reads the frames a few at a
+    time into one small buffer that stays in the CPU cache, and reduces each
+    group while it is there, instead of materialising chunks of tens of MB
+    that are written to memory and read back.
+    """
+
+    shape: tuple
+    dtype: np.dtype
+
+    def read_groups(self, key: tuple, buffer: np.ndarray) -> Iterator[np.ndarray]:
+        """Read the whole frames of ``self[key]`` into ``buffer`` (shape ``(group, *frame)``) a group at a time.
+
+        Yields each filled part of ``buffer`` (frames in the C order of the
+        batch axes, values cast to ``buffer.dtype``); the next read overwrites it.
+        """
+
+
+_SOURCES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def register_frame_source(name: str, source: FrameSource) -> None:
+    """Record that the dask array called ``name`` holds exactly ``source``'s values, in its shape and dtype.
+
+    A dask array's name is a hash of what it computes, so the same name always
+    means the same values. The entry lives as long as ``source`` does (the
+    array's task graph holds it).
+    """
+    _SOURCES[name] = source
+
+
+def frame_source(name: str) -> FrameSource | None:
+    """The :class:`FrameSource` registered for the dask array called ``name``, if any."""
+    return _SOURCES.get(name)
+
+
+def split_batches(data: Any, frame_ndim: int, budget: int) -> Any:
+    """Lazy ``data`` with chunks of at most ``budget`` bytes of whole frames along its batch axes (never merged).
+
+    Chunks larger than that are split; an array read from a file
+    (:func:`frame_source`) is read anew with the smaller chunks, so that each
+    task reads only its own frames instead of a share of a large chunk.
+    """
+    n_batch = data.ndim - frame_ndim
+    if n_batch <= 0 or any(math.isnan(c) for chunks in data.chunks for c in chunks):  # unknown sizes: left alone
+        return data
+    chunk_frame = tuple(max(c) for c in data.chunks[n_batch:])
+    target = grouped_frame_chunks(data.shape[:n_batch] + chunk_frame, np.dtype(data.dtype).itemsize, frame_ndim,
+                                  budget)
+    if math.prod(max(c) for c in data.chunks[:n_batch]) <= math.prod(target[:n_batch]):
+        return data
+    sizes = {axis: min(target[axis], max(data.chunks[axis])) for axis in range(n_batch)}
+    for name in _backend.cast_origins(data):
+        source = frame_source(name)
+        if source is not None and tuple(source.shape) == tuple(data.shape) and not _backend.on_gpu(data):
+            chunks = tuple(sizes.get(axis, data.chunks[axis]) for axis in range(data.ndim))
+            return _backend.as_dask(source, chunks=chunks).astype(data.dtype)
+    return data.rechunk(sizes)
 
 
 def fill_range(dtype: Any) -> tuple[float, float, str]:

@@ -15,6 +15,7 @@ never mixed into the computation.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 from collections.abc import Callable, Sequence
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from . import _backend
 from ._validation import check_array, check_number
-from .frames import frame_at, frame_chunks, iter_frame_indices
+from .frames import frame_at, frame_chunks, frame_source, grouped_frame_chunks, iter_frame_indices, split_batches
 
 __all__ = ["map_frames", "reduce_frames", "frame_at", "frame_chunks", "frame_axes_for", "iter_frame_indices"]
 
@@ -181,7 +182,11 @@ def map_frames(
         dtype = _probe(func, moved, frame_ndim, vectorized and not names, probe_params).dtype
     n_batch = moved.ndim - frame_ndim
     da = _backend.dask_module()
-    if depth is None or out_frame is not None:
+    source = _reducible_source(moved, frame_ndim, out_frame, depth, names)
+    if source is not None:
+        return _reduce_source(kernel, moved, source, frame_ndim, out_frame, dtype)
+    moved = split_batches(moved, frame_ndim, TASK_BYTES)
+    if depth is None or out_frame is not None or _frames_whole(moved, frame_ndim):
         whole = moved.rechunk({axis: -1 for axis in range(n_batch, moved.ndim)})
         out_frame = tuple(whole.shape[n_batch:]) if out_frame is None else out_frame
         extra = [_backend.as_dask(a).rechunk(whole.chunks) for a in extra]
@@ -220,6 +225,87 @@ def map_frames(
         meta=_backend.empty_like_meta(moved, dtype),
     )
     return _from_end(result, axes)
+
+
+# --- task sizes ------------------------------------------------------------------------------
+
+#: Input bytes one task of a per-frame operation holds at most (whole frames; one frame when a
+#: frame is larger): the readers' 64 MiB batch chunks, split so that every core gets several
+#: tasks and the kernel's float copies stay small.
+TASK_BYTES = 4 * 2**20
+
+
+def _frames_whole(data: Any, frame_ndim: int) -> bool:
+    """Every chunk holds whole frames: a halo needs no exchange between chunks (the kernel pads its frame)."""
+    return all(len(chunks) == 1 for chunks in data.chunks[data.ndim - frame_ndim:])
+
+
+# --- reductions read straight from a file, a few frames at a time ----------------------------
+
+#: Bytes of the file one task of a reduction reads: enough to keep its overhead small, small
+#: enough to give every core several tasks.
+REDUCE_TASK_BYTES = 16 * 2**20
+#: Elements of a group of frames read and reduced at once: the group, and its float copy made
+#: by the kernel, stay in a core's L2 cache between the read and the reduction.
+TILE_ELEMENTS = 2**17
+
+
+def _reducible_source(data: Any, frame_ndim: int, out_frame: tuple | None, depth: Any, names: tuple) -> Any:
+    """The file ``data`` reads (a :class:`~napari_stacklab.frames.FrameSource`) when a reduction can read it itself.
+
+    That is when every frame is reduced to at most a quarter of its values,
+    with no halo and no per-frame images, on the CPU, and ``data`` holds the
+    source's values unchanged (or cast to another dtype, as the engine does
+    for big-endian files).
+    """
+    if out_frame is None or depth is not None or names or data.ndim == frame_ndim or _backend.on_gpu(data):
+        return None
+    if math.prod(out_frame) * 4 > math.prod(data.shape[data.ndim - frame_ndim:]):
+        return None
+    for name in _backend.cast_origins(data):
+        source = frame_source(name)
+        if source is not None and tuple(source.shape) == tuple(data.shape):
+            return source
+    return None
+
+
+def _reduce_source(kernel: Callable, data: Any, source: Any, frame_ndim: int, out_frame: tuple, dtype: Any) -> Any:
+    """``kernel`` over every frame of ``data``, each task reading its frames from ``source`` in cache-sized groups.
+
+    Chunks are chosen for bandwidth, not for a viewer: :data:`REDUCE_TASK_BYTES`
+    of whole frames per task, read :data:`TILE_ELEMENTS` at a time into one
+    buffer that the kernel reduces while it is still in the cache.
+    """
+    n_batch = data.ndim - frame_ndim
+    frame = tuple(data.shape[n_batch:])
+    chunk = grouped_frame_chunks(data.shape, np.dtype(source.dtype).itemsize, frame_ndim, REDUCE_TASK_BYTES)
+    batch_chunks = tuple(_regular(n, c) for n, c in zip(data.shape[:n_batch], chunk[:n_batch]))
+    tile = max(1, TILE_ELEMENTS // max(1, math.prod(frame)))
+    return _backend.dask_module().map_blocks(
+        _reduce_block, dtype=dtype, chunks=batch_chunks + tuple((s,) for s in out_frame),
+        meta=_backend.empty_like_meta(data, dtype, ndim=n_batch + len(out_frame)),
+        token="reduce-frames",
+        source=source, kernel=kernel, frame=frame, read_dtype=data.dtype, tile=tile, n_batch=n_batch,
+    )
+
+
+def _regular(size: int, step: int) -> tuple:
+    return (step,) * (size // step) + ((size % step,) if size % step else ())
+
+
+def _reduce_block(*, source: Any, kernel: Callable, frame: tuple, read_dtype: Any, tile: int, n_batch: int,
+                  block_info: dict) -> np.ndarray:
+    """One task: the frames of this output block read ``tile`` at a time into one buffer and reduced."""
+    info = block_info[None]
+    region = tuple(slice(start, stop) for start, stop in info["array-location"][:n_batch])
+    out = np.empty(info["chunk-shape"], dtype=info["dtype"])
+    flat = out.reshape((-1, *out.shape[n_batch:]))
+    buffer = np.empty((min(tile, flat.shape[0]), *frame), dtype=read_dtype)
+    done = 0
+    for group in source.read_groups(region, buffer):
+        flat[done : done + group.shape[0]] = kernel(group)
+        done += group.shape[0]
+    return out
 
 
 def _per_frame_array(name: str, array: Any, data: Any) -> Any:

@@ -108,8 +108,9 @@ def threshold_value(
     -------
     float
         The threshold, in the units of ``image``. In-memory input gives exactly
-        scikit-image's value. Dask input is scanned twice at most, never
-        loaded whole: ``"mean"`` is exact; ``"otsu"``, ``"yen"``,
+        scikit-image's value. Dask input is never loaded whole, and read
+        once for <= 16-bit integers (twice otherwise; the histogram is cached
+        against the stack's graph name): ``"mean"`` is exact; ``"otsu"``, ``"yen"``,
         ``"isodata"`` and ``"minimum"`` pass a histogram of the stack to
         scikit-image (``hist=``); ``"triangle"`` and ``"li"`` run
         scikit-image's algorithm on that histogram. For integer data (up to

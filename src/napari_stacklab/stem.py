@@ -19,6 +19,7 @@ Coordinates on the detector are ``(ky, kx)`` in detector pixels; the default
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -36,6 +37,7 @@ __all__ = [
     "max_pattern",
     "std_pattern",
     "virtual_detector",
+    "virtual_images",
     "virtual_bright_field",
     "annular_dark_field",
     "center_of_mass",
@@ -125,16 +127,18 @@ def detector_mask(
     return (r2 >= inner**2) & (r2 <= outer**2)
 
 
-#: Elements of a detector block converted to float at a time: small enough to stay in the CPU cache.
-_SUB_BLOCK = 2**18
+#: Elements of a block converted to float and contracted at a time: the group and its float
+#: copy stay in a core's L2 cache, and the product is too small for BLAS to start threads
+#: (which would oversubscribe the cores dask already uses).
+_TILE_ELEMENTS = 2**17
 
 
 def _weighted_sums(block: Any, *, weights: Any) -> Any:
     """``block (..., Ky, Kx)`` against ``weights (P, Ky, Kx)`` -> ``(..., P)``.
 
-    Frames are converted to float and contracted a few at a time with
-    ``einsum`` (no BLAS threads, which oversubscribe the cores dask already
-    uses; the converted copy stays in the cache).
+    A few frames at a time are converted to the weights' float dtype into one
+    reused buffer and multiplied with the flattened weights (one matrix
+    product per group, every detector at once).
     """
     xp, _ = get_namespace(block)
     batch = block.shape[:-2]
@@ -142,16 +146,23 @@ def _weighted_sums(block: Any, *, weights: Any) -> Any:
     flat = block.reshape(-1, n_pixels)
     weights = weights.reshape(weights.shape[0], n_pixels)
     out = xp.empty((flat.shape[0], weights.shape[0]), dtype=weights.dtype)
-    step = max(1, _SUB_BLOCK // n_pixels)
+    step = max(1, _TILE_ELEMENTS // n_pixels)
+    same = flat.dtype == weights.dtype
+    buffer = None if same else xp.empty((min(step, flat.shape[0]), n_pixels), dtype=weights.dtype)
     for start in range(0, flat.shape[0], step):
-        out[start : start + step] = xp.einsum("nk,pk->np", flat[start : start + step].astype(weights.dtype), weights)
+        group = flat[start : start + step]
+        if not same:
+            converted = buffer[: group.shape[0]]
+            converted[...] = group
+            group = converted
+        xp.matmul(group, weights.T, out=out[start : start + step])
     return out.reshape(batch + (weights.shape[0],))
 
 
 def _detect(data: Any, weights: Any) -> Any:
     """Images of the scan through each detector in ``weights (P, Ky, Kx)``: ``(..., P)``, lazy for dask."""
     dtype = float_dtype(data.dtype)
-    return reduce_frames(
+    sums = reduce_frames(
         _weighted_sums,
         data,
         out_shape=(weights.shape[0],),
@@ -159,6 +170,9 @@ def _detect(data: Any, weights: Any) -> Any:
         vectorized=True,
         weights=weights.astype(dtype),
     )
+    if _backend.is_dask(sums):  # a few values per pattern: what follows runs on a few large chunks, not many small
+        sums = sums.rechunk({**{axis: "auto" for axis in range(sums.ndim - 1)}, sums.ndim - 1: -1})
+    return sums
 
 
 def _with_detector(image: Any, params: dict, *, inner: float, outer: float | None, center: Center, mask: Any) -> dict:
@@ -354,6 +368,88 @@ def annular_dark_field(
     [[24.0, 24.0]]
     """
     return _detector_sums(image, _weights)
+
+
+@validated
+def virtual_images(image: ImageRef, detectors: Any, *, com: bool = False, center: Center = None) -> dict:
+    """Several virtual detector images (and the centre of mass) from one read of the scan.
+
+    Every detector becomes one row of a weight matrix, and each group of
+    diffraction patterns is multiplied with all of them at once, so asking for
+    five detectors costs one pass over the data, not five. A lazily read file
+    is read once, a few patterns at a time, whatever the number of detectors.
+
+    Parameters
+    ----------
+    image : array, shape ``(..., Sy, Sx, Ky, Kx)``
+        4D-STEM data (NumPy, dask or CuPy).
+    detectors : mapping of str to detector
+        Each detector is a mask of shape ``(Ky, Kx)`` (labels or booleans:
+        pixels ``> 0`` count; floats: weights), a mapping of
+        :func:`detector_mask` radii (``{"inner": 8, "outer": 32}``, optionally
+        ``"center"``), or ``"sum"`` (every pixel: the total counts).
+    com : bool
+        Also return ``"com_y"`` and ``"com_x"``: the centre of mass of each
+        pattern in detector pixels relative to ``center`` (0 for a pattern
+        without counts), as :func:`center_of_mass` with its defaults.
+    center : (ky, kx), optional
+        The default centre of the radii detectors and the origin of the
+        centre of mass (default: the geometric centre).
+
+    Returns
+    -------
+    dict of str to array, shape ``(..., Sy, Sx)``
+        One image per detector name (and ``com_y``, ``com_x``); float32
+        (float64 for float64 and wide integer input). For dask input they are
+        lazy and share one graph: compute them together
+        (``dask.compute(*images.values())``) to read the data once.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> scan = np.ones((2, 3, 9, 9), np.uint16)
+    >>> images = virtual_images(scan, {"bf": {"outer": 1}, "all": "sum"}, com=True)
+    >>> sorted(images), images["bf"][0].tolist(), float(images["all"][0, 0]), float(images["com_x"][0, 0])
+    (['all', 'bf', 'com_x', 'com_y'], [5.0, 5.0, 5.0], 81.0, 0.0)
+    """
+    _scan_axes(image)
+    if not isinstance(detectors, Mapping) or not (detectors or com):
+        raise ValueError(f"detectors must be a mapping of names to detectors (or com=True), got {detectors!r}")
+    shape = tuple(image.shape[-2:])
+    xp, _ = get_namespace(image)
+    weights, names = [], list(detectors)
+    for name, spec in detectors.items():
+        weights.append(_detector_weights(name, spec, shape, center, image).astype(np.float64))
+    if com:
+        cy, cx = _center(center, shape)
+        ky = xp.arange(shape[0], dtype=np.float64)[:, None] - cy + xp.zeros(shape)
+        kx = xp.arange(shape[1], dtype=np.float64)[None, :] - cx + xp.zeros(shape)
+        weights += [xp.ones(shape), ky, kx]
+    sums = _detect(image, xp.stack(weights))
+    images = {name: sums[..., i] for i, name in enumerate(names)}
+    if com:
+        total = sums[..., len(names)]
+        empty = total == 0
+        safe = np.where(empty, 1, total)  # np.where dispatches to CuPy and to dask (NEP 18)
+        images["com_y"] = np.where(empty, 0, sums[..., len(names) + 1] / safe).astype(sums.dtype)
+        images["com_x"] = np.where(empty, 0, sums[..., len(names) + 2] / safe).astype(sums.dtype)
+    return images
+
+
+def _detector_weights(name: str, spec: Any, shape: tuple, center: Center, like: Any) -> Any:
+    """One detector of :func:`virtual_images` as weights ``(Ky, Kx)``, refused by name when it is none."""
+    xp, _ = get_namespace(like)
+    if isinstance(spec, str) and spec == "sum":
+        return xp.ones(shape)
+    if isinstance(spec, Mapping):
+        unknown = set(spec) - {"inner", "outer", "center"}
+        if unknown or "outer" not in spec:
+            raise ValueError(f"detector {name!r} must give 'outer' (and optionally 'inner', 'center'), got {dict(spec)!r}")
+        return detector_mask(shape, inner=spec.get("inner", 0.0), outer=spec["outer"],
+                             center=spec.get("center", center), like=like)
+    if hasattr(spec, "shape"):
+        return _host_mask(spec, shape, like)
+    raise ValueError(f"detector {name!r} must be a mask, a mapping of radii or 'sum', got {spec!r}")
 
 
 # --- centre of mass and DPC ----------------------------------------------------------------

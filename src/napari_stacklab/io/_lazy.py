@@ -31,10 +31,12 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
+from ..frames import grouped_frame_chunks, register_frame_source
 from ._guard import FileSignature, nbytes
 
 #: Largest batch chunk (bytes): whole frames grouped for computing or writing a whole stack.
@@ -63,20 +65,7 @@ def chunk_budget(size: int | None) -> Iterator[None]:
 
 def plane_chunks(shape: Sequence[int], itemsize: int, frame_ndim: int = 2, budget: int | None = None) -> tuple:
     """Chunk sizes for ``shape``: whole frames, grouped from the innermost batch axis out up to the budget."""
-    shape = tuple(int(s) for s in shape)
-    frame_ndim = min(frame_ndim, len(shape))
-    n_batch = len(shape) - frame_ndim
-    frame_bytes = max(1, math.prod(shape[n_batch:]) * itemsize)
-    chunks = [1] * n_batch + list(shape[n_batch:])
-    frames = max(1, (budget or chunk_bytes()) // frame_bytes)
-    # grow from the innermost batch axis outwards, keeping chunks contiguous in C order
-    for axis in range(n_batch - 1, -1, -1):
-        take = min(shape[axis], frames)
-        chunks[axis] = max(1, take)
-        if take < shape[axis]:
-            break
-        frames //= max(1, shape[axis])
-    return tuple(chunks)
+    return grouped_frame_chunks(shape, itemsize, frame_ndim, budget or chunk_bytes())
 
 
 def to_dask(array_like: Any, frame_ndim: int = 2) -> Any:
@@ -85,7 +74,10 @@ def to_dask(array_like: Any, frame_ndim: int = 2) -> Any:
 
     chunks = plane_chunks(array_like.shape, np.dtype(array_like.dtype).itemsize, frame_ndim)
     meta = np.empty((0,) * len(array_like.shape), dtype=array_like.dtype)
-    return da.from_array(array_like, chunks=chunks, meta=meta, asarray=True, lock=False, fancy=False)
+    array = da.from_array(array_like, chunks=chunks, meta=meta, asarray=True, lock=False, fancy=False)
+    if isinstance(array_like, RawArray):  # reductions of every frame may read it in cache-sized groups
+        register_frame_source(array.name, array_like)
+    return array
 
 
 # ---------------------------------------------------------------- raw data, read with positional reads
@@ -260,6 +252,85 @@ class RawArray:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
+    # -- frame source (napari_stacklab.frames.FrameSource) --------------------------------
+    def read_groups(self, key: Any, buffer: np.ndarray) -> Iterator[np.ndarray]:
+        """Read the frames of ``self[key]`` a few at a time into ``buffer``; yield each group.
+
+        ``buffer`` has shape ``(group, *frame)`` (a frame: its last
+        ``buffer.ndim - 1`` axes, which ``key`` keeps whole) and any numeric
+        dtype: values are cast as ``astype`` would. Groups follow the C order of
+        the selected batch axes; each is a view of ``buffer`` that the next
+        read overwrites, so it must be used before asking for the next one.
+        The file's size and time are checked once before and once after.
+        """
+        offset, shape, strides, drop = _index(key, self.offset, self.shape, self.strides)
+        shape = [n for axis, n in enumerate(shape) if axis not in drop]
+        strides = [s for axis, s in enumerate(strides) if axis not in drop]
+        frame_ndim = buffer.ndim - 1
+        frame_shape, frame_strides = tuple(shape[len(shape) - frame_ndim:]), strides[len(shape) - frame_ndim:]
+        if len(shape) < frame_ndim or frame_shape != tuple(buffer.shape[1:]):
+            raise ValueError(f"buffer must hold frames of shape {frame_shape}, got {tuple(buffer.shape[1:])}")
+        batch_shape, batch_strides = shape[: len(shape) - frame_ndim], strides[: len(shape) - frame_ndim]
+        frame_bytes = math.prod(frame_shape) * self.dtype.itemsize
+        first = offset + sum(min(0, (n - 1) * s) for n, s in zip(frame_shape, frame_strides))
+        starts = np.full(1, first, dtype=np.int64)
+        for n, s in zip(batch_shape, batch_strides):
+            starts = (starts[:, None] + np.arange(n, dtype=np.int64) * s).ravel()
+        if starts.size == 0 or frame_bytes == 0:
+            return
+        packed = _packed(frame_shape, [abs(s) for s in frame_strides], self.dtype.itemsize)
+        if not packed or (starts.size > 1 and np.any(np.diff(starts) < frame_bytes)):
+            yield from _groups_of(self[key], buffer)  # an unusual layout: read whole, then cast group by group
+            return
+        self.signature.check(int(starts[-1]) + frame_bytes)
+        low, high = int(starts[0]), int(starts[-1]) + frame_bytes
+        self.prefetch(low, min(self.signature.size, 2 * high - low))  # and as much after: most often the next task's
+        step = int(starts[1] - starts[0]) if starts.size > 1 else frame_bytes
+        regular = starts.size < 3 or bool(np.all(np.diff(starts) == step))
+        # frames with short headers between them (Merlin .mib): one read per group, headers included
+        spanned = regular and frame_bytes < step <= frame_bytes + _MAX_GAP
+        direct = (not spanned and buffer.dtype == self.dtype and self.dtype.isnative
+                  and _packed(frame_shape, frame_strides, self.dtype.itemsize, c_order=True))
+        pitch = step if spanned else frame_bytes  # bytes from one frame to the next in ``raw``
+        raw = None if direct else np.empty((buffer.shape[0] - 1) * pitch + frame_bytes, np.uint8)
+        for begin in range(0, starts.size, buffer.shape[0]):
+            group_starts = starts[begin : begin + buffer.shape[0]]
+            group = buffer[: group_starts.size]
+            target = group.reshape(-1).view(np.uint8) if direct else raw[: (group_starts.size - 1) * pitch + frame_bytes]
+            try:
+                if spanned or group_starts[-1] - group_starts[0] == (group_starts.size - 1) * frame_bytes:
+                    self._readv_buffers(int(group_starts[0]), [target])  # one read for the whole group
+                else:
+                    self._read_blocks(target, group_starts, frame_bytes)
+            except OSError as exc:
+                self.signature.check()
+                raise OSError(exc.errno, f"{self.path}: cannot read ({exc.strerror or exc})") from exc
+            if not direct:  # headers, another byte order, flipped rows, another dtype: cast while in the cache
+                frames = np.ndarray((group_starts.size, *frame_shape), self.dtype, buffer=raw,
+                                    offset=offset - first, strides=(pitch, *frame_strides))
+                np.copyto(group, frames, casting="unsafe")
+            yield group
+        self.signature.check()
+
+    def prefetch(self, start: int, stop: int) -> None:
+        """Have file bytes ``[start, stop)`` read into the page cache, in parallel pieces, unless they are there.
+
+        Returns at once. Storage serves several requests at a time much faster
+        than one after another (a cold virtual disk here: 0.3 GB/s for two
+        sequential readers, 1.7 GB/s for a few parallel ones), so a reduction's
+        task asks for its bytes, and the next task's, up front. Whether they
+        are cached already is probed at both ends with non-blocking one-byte
+        reads.
+        """
+        if not hasattr(os, "posix_fadvise") or stop <= start:
+            return
+        fd = self._descriptor()
+        if _cached(fd, start) and _cached(fd, stop - 1):
+            return
+        pool = _read_ahead_pool()
+        for piece in range(start, stop, READ_AHEAD_PIECE):
+            pool.submit(_will_need, fd, piece, min(READ_AHEAD_PIECE, stop - piece))
+
     # -- reading -------------------------------------------------------------------------
     def _descriptor(self) -> int:
         if self._fd is None:
@@ -394,6 +465,62 @@ def _read_into(fd: int, view: memoryview) -> int:
     data = os.read(fd, view.nbytes)
     view[: len(data)] = data
     return len(data)
+
+
+#: Bytes of one read-ahead request, and threads issuing them (see :meth:`RawArray.prefetch`).
+READ_AHEAD_PIECE = 2**20
+READ_AHEAD_THREADS = 8
+_READ_AHEAD: dict = {}
+_READ_AHEAD_LOCK = threading.Lock()
+
+
+def _read_ahead_pool() -> ThreadPoolExecutor:
+    """This process's read-ahead threads (made on first use; a forked child makes its own)."""
+    with _READ_AHEAD_LOCK:
+        pool = _READ_AHEAD.get(os.getpid())
+        if pool is None:
+            pool = _READ_AHEAD[os.getpid()] = ThreadPoolExecutor(READ_AHEAD_THREADS, "stacklab-read-ahead")
+        return pool
+
+
+def _will_need(fd: int, start: int, length: int) -> None:
+    with contextlib.suppress(OSError):  # a hint: a descriptor closed meanwhile costs nothing
+        os.posix_fadvise(fd, start, length, os.POSIX_FADV_WILLNEED)
+
+
+def _cached(fd: int, position: int) -> bool:
+    """The byte at ``position`` is in the page cache (a read that may not wait for the disk)."""
+    nowait = getattr(os, "RWF_NOWAIT", None)
+    if nowait is None:
+        return False
+    try:
+        return os.preadv(fd, [bytearray(1)], position, nowait) == 1
+    except OSError:  # EAGAIN: on disk only; EOPNOTSUPP: the file system cannot tell
+        return False
+
+
+def _packed(shape: Sequence[int], strides: Sequence[int], itemsize: int, c_order: bool = False) -> bool:
+    """The elements fill exactly ``prod(shape) * itemsize`` bytes (in C order only, with ``c_order``)."""
+    axes = [(s, n) for n, s in zip(shape, strides) if n > 1]
+    if not c_order:
+        axes.sort()
+    else:
+        axes.reverse()
+    step = itemsize
+    for stride, n in axes:
+        if stride != step:
+            return False
+        step *= n
+    return True
+
+
+def _groups_of(frames: np.ndarray, buffer: np.ndarray) -> Iterator[np.ndarray]:
+    """The frames of ``frames`` (any batch shape) copied into ``buffer`` group by group (C order)."""
+    flat = frames.reshape((-1, *buffer.shape[1:]))
+    for begin in range(0, flat.shape[0], buffer.shape[0]):
+        group = buffer[: min(buffer.shape[0], flat.shape[0] - begin)]
+        np.copyto(group, flat[begin : begin + group.shape[0]], casting="unsafe")
+        yield group
 
 
 def contiguous_strides(shape: Sequence[int], itemsize: int, order: str = "C") -> tuple:
