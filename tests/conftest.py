@@ -3,6 +3,9 @@ fixture and must run under Xvfb (``xvfb-run -a python -m pytest``)."""
 
 from __future__ import annotations
 
+import sys
+import threading
+
 import numpy as np
 import pytest
 
@@ -31,3 +34,22 @@ def camera_stack():
 
     cam = data.camera().astype(np.float32)
     return np.stack([cam[40 * i : 40 * i + 96, 30 * i : 30 * i + 128] for i in range(4)])
+
+
+@pytest.fixture
+def escaped(monkeypatch):
+    """Exceptions escaping a Qt slot or a thread, and every napari notification: ``(caught, notes)``.
+
+    The test fails at teardown if anything escaped. (Some test modules define their own
+    ``escaped`` with other checks; theirs wins there.)
+    """
+    from napari.utils.notifications import notification_manager
+
+    caught = []
+    monkeypatch.setattr(sys, "excepthook", lambda kind, value, tb: caught.append(value))
+    monkeypatch.setattr(threading, "excepthook", lambda args: caught.append(args.exc_value))
+    notes = []
+    notification_manager.notification_ready.connect(notes.append)
+    yield caught, notes
+    notification_manager.notification_ready.disconnect(notes.append)
+    assert caught == [], f"uncaught exceptions: {caught}"

@@ -18,7 +18,6 @@ import _badfiles as bad
 import napari_stacklab as sl
 from _emwriters import DMImage, VeloxImage, write_dm, write_velox, write_zspy
 from napari_stacklab._napari.reader import napari_get_reader
-from napari_stacklab.io import _em
 from napari_stacklab.io._em import read_em
 
 SCAN_AXES = [

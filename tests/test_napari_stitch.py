@@ -12,7 +12,6 @@ it can fail.
 from __future__ import annotations
 
 import csv
-import sys
 import threading
 
 import dask.array as da
@@ -47,21 +46,6 @@ def scan():
     tiles, truth = sl.stitch.synthetic_tiles(image, rows=4, cols=4, tile_shape=(128, 128), overlap=0.15,
                                              background_tile=BACKGROUND, misplaced_tile=MISPLACED, seed=1)
     return tiles, truth
-
-
-@pytest.fixture
-def escaped(monkeypatch):
-    """Exceptions escaping a Qt slot or a thread; every napari notification."""
-    from napari.utils.notifications import notification_manager
-
-    caught = []
-    monkeypatch.setattr(sys, "excepthook", lambda kind, value, tb: caught.append(value))
-    monkeypatch.setattr(threading, "excepthook", lambda args: caught.append(args.exc_value))
-    notes = []
-    notification_manager.notification_ready.connect(notes.append)
-    yield caught, notes
-    notification_manager.notification_ready.disconnect(notes.append)
-    assert caught == [], f"uncaught exceptions: {caught}"
 
 
 def open_tool(viewer) -> StitchTool:

@@ -64,21 +64,6 @@ TOOLS = {
 }
 
 
-@pytest.fixture
-def escaped(monkeypatch):
-    """Exceptions escaping a Qt slot or a thread; every napari notification (checked by the tests)."""
-    from napari.utils.notifications import notification_manager
-
-    caught = []
-    monkeypatch.setattr(sys, "excepthook", lambda kind, value, tb: caught.append(value))
-    monkeypatch.setattr(threading, "excepthook", lambda args: caught.append(args.exc_value))
-    notes = []
-    notification_manager.notification_ready.connect(notes.append)
-    yield caught, notes
-    notification_manager.notification_ready.disconnect(notes.append)
-    assert caught == [], f"uncaught exceptions: {caught}"
-
-
 def open_tool(viewer, title):
     _, tool = viewer.window.add_plugin_dock_widget(PLUGIN, title)
     return tool

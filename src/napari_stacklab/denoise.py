@@ -32,7 +32,7 @@ from . import _backend
 from ._backend import get_namespace
 from ._bilateral import bilateral
 from ._validation import as_float, check_ndim, check_real, check_same_shape, float_dtype
-from .costs import Cost, pixelwise
+from .costs import Cost
 from .frames import frame_at
 from .lift import reduce_frames
 from .registry import ImageRef, PerFrame, Range, operation, validated
