@@ -271,8 +271,15 @@ def _slow_inputs(folder, count=4):
     return recipe, paths
 
 
-def _cli(*args, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "napari_stacklab.cli", *map(str, args)],
+def _cli(*args, preexec_fn=None, **kwargs):
+    def start():
+        # Ctrl-C as from a terminal: a child inherits an ignored SIGINT (something in a long pytest session
+        # may ignore it), and Python then never raises KeyboardInterrupt
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if preexec_fn is not None:
+            preexec_fn()
+
+    return subprocess.Popen([sys.executable, "-m", "napari_stacklab.cli", *map(str, args)], preexec_fn=start,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 

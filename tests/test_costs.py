@@ -136,7 +136,7 @@ def test_dask_chunks_cost_their_frames_with_a_vectorized_kernel():
         (sl.preprocess.warp_polar, {"center": (-1e300, 3.0)}, r"center must be in"),
         (sl.preprocess.resize, {"output_shape": (10**12, 5)}, r"output_shape must be in \[\(1, 1\), \(51200, 51200\)\]"),
         (sl.filters.clahe, {"kernel_size": 10000}, r"kernel_size must be in \[2, 512\] \(a tile at most"),
-        (sl.preprocess.rotate, {"cval": 1e300}, r"cval must be in .* float32 output"),
+        (sl.preprocess.rotate, {"cval": 1e300}, r"cval must be in .* float32 result"),
         (sl.morphology.clear_border, {"buffer_size": 600}, r"buffer_size must be in \[0, 511\]"),
         (sl.phase.reconstruct_hologram, {"sideband": (300.0, 0.0)}, r"sideband must be in"),
         (sl.phase.reconstruct_hologram, {"sideband": (20.0, 30.0), "aperture_radius": 1e300},
