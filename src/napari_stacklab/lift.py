@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from typing import Any
 from collections.abc import Callable, Sequence
 
@@ -185,7 +186,7 @@ def map_frames(
     source = _reducible_source(moved, frame_ndim, out_frame, depth, names)
     if source is not None:
         return _reduce_source(kernel, moved, source, frame_ndim, out_frame, dtype)
-    moved = split_batches(moved, frame_ndim, TASK_BYTES)
+    moved = split_batches(moved, frame_ndim, _task_bytes(moved, frame_ndim))
     if depth is None or out_frame is not None or _frames_whole(moved, frame_ndim):
         whole = moved.rechunk({axis: -1 for axis in range(n_batch, moved.ndim)})
         out_frame = tuple(whole.shape[n_batch:]) if out_frame is None else out_frame
@@ -233,6 +234,21 @@ def map_frames(
 #: frame is larger): the readers' 64 MiB batch chunks, split so that every core gets several
 #: tasks and the kernel's float copies stay small.
 TASK_BYTES = 4 * 2**20
+
+
+#: Tasks per core at least, when the stack is small enough that TASK_BYTES would give fewer: three
+#: tasks on two cores take two rounds, the second half idle, where eight balance. Never below
+#: MIN_TASK_BYTES a task (or one frame), where a task's overhead would outweigh its work.
+TASKS_PER_CORE = 4
+MIN_TASK_BYTES = 2**18
+
+
+def _task_bytes(data: Any, frame_ndim: int) -> int:
+    """Input bytes per task: :data:`TASK_BYTES`, or less for a small stack, down to one frame."""
+    itemsize = np.dtype(data.dtype).itemsize
+    frame_bytes = math.prod(data.shape[data.ndim - frame_ndim:]) * itemsize
+    balanced = math.prod(data.shape) * itemsize // (TASKS_PER_CORE * (os.cpu_count() or 1))
+    return int(min(TASK_BYTES, max(frame_bytes, balanced, MIN_TASK_BYTES)))
 
 
 def _frames_whole(data: Any, frame_ndim: int) -> bool:
