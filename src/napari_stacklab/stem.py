@@ -131,6 +131,8 @@ def detector_mask(
 #: copy stay in a core's L2 cache, and the product is too small for BLAS to start threads
 #: (which would oversubscribe the cores dask already uses).
 _TILE_ELEMENTS = 2**17
+#: Up to this many detectors, the host contracts a group with one matrix-vector product per detector.
+_VECTOR_DETECTORS = 8
 
 
 def _weighted_sums(block: Any, *, weights: Any) -> Any:
@@ -145,7 +147,11 @@ def _weighted_sums(block: Any, *, weights: Any) -> Any:
     n_pixels = block.shape[-2] * block.shape[-1]
     flat = block.reshape(-1, n_pixels)
     weights = weights.reshape(weights.shape[0], n_pixels)
-    out = xp.empty((flat.shape[0], weights.shape[0]), dtype=weights.dtype)
+    # a few detectors on the host: one matrix-vector product each (OpenBLAS runs concurrent matrix products
+    # of dask's threads one at a time, so two threads were slower than one; its vector products run together)
+    by_vector = xp is np and weights.shape[0] <= _VECTOR_DETECTORS
+    out = xp.empty((weights.shape[0], flat.shape[0]) if by_vector else (flat.shape[0], weights.shape[0]),
+                   dtype=weights.dtype)
     step = max(1, _TILE_ELEMENTS // n_pixels)
     same = flat.dtype == weights.dtype
     buffer = None if same else xp.empty((min(step, flat.shape[0]), n_pixels), dtype=weights.dtype)
@@ -155,7 +161,12 @@ def _weighted_sums(block: Any, *, weights: Any) -> Any:
             converted = buffer[: group.shape[0]]
             converted[...] = group
             group = converted
-        xp.matmul(group, weights.T, out=out[start : start + step])
+        if by_vector:
+            for p in range(weights.shape[0]):
+                np.dot(group, weights[p], out=out[p, start : start + step])
+        else:
+            xp.matmul(group, weights.T, out=out[start : start + step])
+    out = out.T if by_vector else out
     return out.reshape(batch + (weights.shape[0],))
 
 
