@@ -19,15 +19,9 @@ from skimage import data
 import napari_stacklab as sl
 from napari_stacklab import catalog
 from napari_stacklab._napari.widgets import OperationWidget
+from _screens import settle  # noqa: E402 - this folder is on sys.path when run as a script
 
 warnings.filterwarnings("ignore", message=".*PyQt5 backend.*")
-
-
-def settle(seconds: float = 0.5) -> None:
-    end = time.time() + seconds
-    while time.time() < end:
-        QApplication.processEvents()
-        time.sleep(0.02)
 
 
 def main(path: str) -> None:

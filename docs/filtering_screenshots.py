@@ -23,9 +23,9 @@ import warnings
 from pathlib import Path
 
 import napari
-import numpy as np
 from qtpy.QtWidgets import QApplication
 from skimage import data
+from _screens import settle  # noqa: E402 - this folder is on sys.path when run as a script
 
 warnings.filterwarnings("ignore", message=".*PyQt5 backend.*")
 
@@ -33,13 +33,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = "napari-stacklab"
 WINDOW = (1280, 800)
 MAX_BYTES = 300_000
-
-
-def settle(seconds: float = 0.5) -> None:
-    end = time.time() + seconds
-    while time.time() < end:
-        QApplication.processEvents()
-        time.sleep(0.02)
 
 
 def wait(condition, timeout: float = 300.0) -> None:

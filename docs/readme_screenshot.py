@@ -11,15 +11,9 @@ from qtpy.QtWidgets import QApplication
 
 from napari_stacklab._napari.demo import build_viewer
 from napari_stacklab._napari.widgets import OperationWidget
+from _screens import settle  # noqa: E402 - this folder is on sys.path when run as a script
 
 warnings.filterwarnings("ignore", message=".*PyQt5 backend.*")
-
-
-def settle(seconds: float = 0.5) -> None:
-    end = time.time() + seconds
-    while time.time() < end:
-        QApplication.processEvents()
-        time.sleep(0.02)
 
 
 def main(path: str) -> None:

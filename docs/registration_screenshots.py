@@ -20,6 +20,7 @@ from skimage import data
 
 import napari_stacklab as sl
 from napari_stacklab.register import Transform, warp
+from _screens import settle  # noqa: E402 - this folder is on sys.path when run as a script
 
 warnings.filterwarnings("ignore")
 PLUGIN = "napari-stacklab"
@@ -30,13 +31,6 @@ TILT = (Transform.from_shift([256.0, 256.0])
         @ Transform("similarity", [[0.97 * np.cos(0.14), -0.97 * np.sin(0.14), -9.0],
                                    [0.97 * np.sin(0.14), 0.97 * np.cos(0.14), 14.0], [0, 0, 1]])
         @ Transform.from_shift([-256.0, -256.0]))
-
-
-def settle(seconds: float = 0.5) -> None:
-    end = time.time() + seconds
-    while time.time() < end:
-        QApplication.processEvents()
-        time.sleep(0.02)
 
 
 def wait(tool) -> None:

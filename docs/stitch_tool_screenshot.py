@@ -16,16 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from qtpy.QtWidgets import QApplication
 from skimage import color, data
-
-
-def settle(seconds: float = 0.5) -> None:
-    end = time.time() + seconds
-    while time.time() < end:
-        QApplication.processEvents()
-        time.sleep(0.02)
+from _screens import settle  # noqa: E402 - this folder is on sys.path when run as a script
 
 
 def wait(tool, timeout: float = 300) -> None:

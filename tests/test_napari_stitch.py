@@ -17,17 +17,18 @@ import threading
 import dask.array as da
 import numpy as np
 import pytest
+from _mosaics import group_errors
 from skimage import color, data
 
 import napari_stacklab as sl
 from napari_stacklab._mosaic import _pairs
 from napari_stacklab._napari import stitch_tool
 from napari_stacklab._napari.stitch_tool import (
-    EXCLUDED_COLOUR,
-    REJECTED_COLOUR,
     CSV,
+    EXCLUDED_COLOUR,
     GRID,
     LAYERS,
+    REJECTED_COLOUR,
     STACK,
     StitchTool,
     residual_limit,
@@ -75,16 +76,6 @@ def add_tiles(viewer, tiles, pixel=PIXEL, names=None):
     return layers
 
 
-def group_errors(layout, truth):
-    """Per tile, the position error after removing its linked group's common offset."""
-    errors = np.zeros(len(truth))
-    for g in np.unique(layout.groups):
-        members = layout.groups == g
-        offset = np.median((layout.positions - truth)[members], axis=0)
-        errors[members] = np.abs(layout.positions - truth - offset)[members].max(axis=1)
-    return errors
-
-
 def click(layer, world):
     """A mouse click (press, then release without moving) at the world point ``world``."""
     from napari.utils._test_utils import read_only_mouse_event
@@ -97,7 +88,11 @@ def click(layer, world):
 def drag(layer, world):
     """Press at ``world``, move, release: a pan of the view, not a click."""
     from napari.utils._test_utils import read_only_mouse_event
-    from napari.utils.interactions import mouse_move_callbacks, mouse_press_callbacks, mouse_release_callbacks
+    from napari.utils.interactions import (
+        mouse_move_callbacks,
+        mouse_press_callbacks,
+        mouse_release_callbacks,
+    )
 
     start = np.asarray(world, dtype=float)
     mouse_press_callbacks(layer, read_only_mouse_event(type="mouse_press", button=1, position=tuple(start)))

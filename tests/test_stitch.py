@@ -15,11 +15,14 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
+from _mosaics import group_errors
 from dask.optimization import cull
 from scipy import ndimage as ndi
 from skimage import color, data
 
 import napari_stacklab as sl
+from napari_stacklab._mosaic._layout import solve_layout
+from napari_stacklab._mosaic._pairs import _shifts, measure_pair
 from napari_stacklab.stitch import (
     Pairs,
     Tiles,
@@ -29,8 +32,6 @@ from napari_stacklab.stitch import (
     register_tiles,
     synthetic_tiles,
 )
-from napari_stacklab._mosaic._layout import solve_layout
-from napari_stacklab._mosaic._pairs import _shifts, measure_pair
 
 BACKGROUND, MISPLACED = 5, 10
 NOISE = 0.02
@@ -44,16 +45,6 @@ def hubble():
 def scan(image, overlap, seed=0, tile=192):
     return synthetic_tiles(image, rows=4, cols=4, tile_shape=(tile, tile), overlap=overlap, jitter=0.05, noise=NOISE,
                            background_tile=BACKGROUND, misplaced_tile=MISPLACED, misplacement=(0.0, 40.0), seed=seed)
-
-
-def group_errors(layout, truth):
-    """Per tile, the position error after removing its linked group's common offset (the gauge)."""
-    errors = np.zeros(len(truth))
-    for g in np.unique(layout.groups):
-        members = layout.groups == g
-        offset = np.median((layout.positions - truth)[members], axis=0)
-        errors[members] = np.abs(layout.positions - truth - offset)[members].max(axis=1)
-    return errors
 
 
 # ---------------------------------------------------------------- the done-when scenario
