@@ -12,11 +12,11 @@ it can fail.
 from __future__ import annotations
 
 import csv
-import threading
 
 import dask.array as da
 import numpy as np
 import pytest
+from _gates import Gate
 from _mosaics import group_errors
 from skimage import color, data
 
@@ -391,23 +391,9 @@ def test_nothing_one_tile_and_mismatched_tiles_are_messages(make_napari_viewer, 
     assert len(messages(escaped[1], tool)) >= 8
 
 
-class Gate:
-    """The registration blocks on it until the test opens it."""
-
-    def __init__(self) -> None:
-        self.entered, self.opened = threading.Event(), threading.Event()
-
-    def wrap(self, function):
-        def gated(*args, **kwargs):
-            self.entered.set()
-            assert self.opened.wait(WAIT_MS / 1000), "the test never opened the gate"
-            return (yield from function(*args, **kwargs))
-        return gated
-
-
 def test_a_tile_layer_removed_mid_run_adds_nothing(make_napari_viewer, qtbot, scan, monkeypatch, escaped):
     tiles, _ = scan
-    gate = Gate()
+    gate = Gate(WAIT_MS)
     monkeypatch.setattr(stitch_tool, "register_task", gate.wrap(stitch_tool.register_task))
     viewer = make_napari_viewer()
     layers = add_tiles(viewer, tiles)

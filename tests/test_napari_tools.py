@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
+from _gates import Gate
 from skimage import data
 
 import napari_stacklab as sl
@@ -242,23 +242,6 @@ def test_missing_pymatting_names_the_install_command(make_napari_viewer, qtbot, 
     assert "square alpha" in viewer.layers
 
 
-class Gate:
-    """Worker tasks block on it until the test opens it."""
-
-    def __init__(self) -> None:
-        self.entered, self.opened = threading.Event(), threading.Event()
-
-    def wrap(self, function):
-        def gated(*args, **kwargs):
-            self.entered.set()
-            assert self.opened.wait(WAIT_MS / 1000), "the test never opened the gate"
-            result = function(*args, **kwargs)
-            if hasattr(result, "__next__"):
-                result = yield from result
-            return result
-        return gated
-
-
 def _two_images(viewer):
     viewer.add_image(camera(), name="a", scale=(0.5, 0.5), units=UM)
     viewer.add_image(np.roll(camera(), 3, axis=1), name="b", scale=(0.5, 0.5), units=UM)
@@ -284,7 +267,7 @@ def test_deleting_the_input_mid_run_adds_nothing_and_says_so(title, make_napari_
     target, setup, doomed, output = MID_RUN[title]
     module_name, attribute = target.split(".")
     module = importlib.import_module(f"napari_stacklab._napari.{module_name}")
-    gate = Gate()
+    gate = Gate(WAIT_MS)
     monkeypatch.setattr(module, attribute, gate.wrap(getattr(module, attribute)))
     viewer = make_napari_viewer()
     setup(viewer)
