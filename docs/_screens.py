@@ -11,3 +11,12 @@ def settle(seconds: float = 0.5) -> None:
     while time.time() < end:
         QApplication.processEvents()
         time.sleep(0.02)
+
+
+def screenshot(viewer, path) -> None:
+    """The whole window to ``path``, once napari's notifications (which would cover the canvas) are closed."""
+    for toast in QApplication.allWidgets():
+        if type(toast).__name__ == "NapariQtNotification":
+            toast.close()
+    settle()
+    viewer.screenshot(str(path), canvas_only=False, flash=False)

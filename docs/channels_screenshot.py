@@ -13,13 +13,12 @@ import warnings
 
 import napari
 import numpy as np
-from qtpy.QtWidgets import QApplication
 from skimage import data
 
 import napari_stacklab as sl
 from napari_stacklab import catalog
 from napari_stacklab._napari.widgets import OperationWidget
-from _screens import settle  # noqa: E402 - this folder is on sys.path when run as a script
+from _screens import screenshot, settle  # noqa: E402 - this folder is on sys.path when run as a script
 
 warnings.filterwarnings("ignore", message=".*PyQt5 backend.*")
 
@@ -45,11 +44,7 @@ def main(path: str) -> None:
     viewer.canvas.grid.shape = (1, 3)
     viewer.canvas.grid.stride = 1
     viewer.reset_view()
-    for toast in QApplication.allWidgets():  # napari's own toasts would cover the canvas
-        if type(toast).__name__ == "NapariQtNotification":
-            toast.close()
-    settle()
-    viewer.screenshot(path, canvas_only=False)
+    screenshot(viewer, path)
     viewer.close()
     from PIL import Image  # 256 colours: the page's image stays small (under 300 KB)
 

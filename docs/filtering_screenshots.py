@@ -23,9 +23,8 @@ import warnings
 from pathlib import Path
 
 import napari
-from qtpy.QtWidgets import QApplication
 from skimage import data
-from _screens import settle  # noqa: E402 - this folder is on sys.path when run as a script
+from _screens import screenshot, settle  # noqa: E402 - this folder is on sys.path when run as a script
 
 warnings.filterwarnings("ignore", message=".*PyQt5 backend.*")
 
@@ -55,11 +54,7 @@ def window() -> napari.Viewer:
 def snap(viewer: napari.Viewer, path: Path) -> Path:
     from PIL import Image
 
-    for toast in QApplication.allWidgets():
-        if type(toast).__name__ == "NapariQtNotification":
-            toast.close()
-    settle()
-    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    screenshot(viewer, path)
     if path.stat().st_size > MAX_BYTES:
         Image.open(path).convert("RGB").quantize(colors=256).save(path, optimize=True)
     return path

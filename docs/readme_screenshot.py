@@ -11,7 +11,7 @@ from qtpy.QtWidgets import QApplication
 
 from napari_stacklab._napari.demo import build_viewer
 from napari_stacklab._napari.widgets import OperationWidget
-from _screens import settle  # noqa: E402 - this folder is on sys.path when run as a script
+from _screens import screenshot, settle  # noqa: E402 - this folder is on sys.path when run as a script
 
 warnings.filterwarnings("ignore", message=".*PyQt5 backend.*")
 
@@ -29,11 +29,7 @@ def main(path: str) -> None:
         settle(0.1)
     viewer.canvas.grid.enabled = True
     viewer.dims.set_current_step(0, 12)
-    for widget in QApplication.allWidgets():  # napari's own toasts would cover the canvas
-        if type(widget).__name__ == "NapariQtNotification":
-            widget.close()
-    settle()
-    viewer.screenshot(path, canvas_only=False)
+    screenshot(viewer, path)
     viewer.close()
 
 

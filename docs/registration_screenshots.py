@@ -15,12 +15,11 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from qtpy.QtWidgets import QApplication
 from skimage import data
 
 import napari_stacklab as sl
 from napari_stacklab.register import Transform, warp
-from _screens import settle  # noqa: E402 - this folder is on sys.path when run as a script
+from _screens import screenshot, settle  # noqa: E402 - this folder is on sys.path when run as a script
 
 warnings.filterwarnings("ignore")
 PLUGIN = "napari-stacklab"
@@ -53,12 +52,8 @@ def open_tool(viewer: napari.Viewer, title: str):
 
 
 def snap(viewer: napari.Viewer, name: str) -> Path:
-    for toast in QApplication.allWidgets():  # napari's own notifications would cover the canvas
-        if type(toast).__name__ == "NapariQtNotification":
-            toast.close()
-    settle()
     path = IMAGES / f"{name}.png"
-    viewer.screenshot(str(path), canvas_only=False)
+    screenshot(viewer, path)
     from PIL import Image  # a palette: the page's images stay small (under 300 KB)
 
     shot = Image.open(path).convert("RGB")

@@ -16,9 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from qtpy.QtWidgets import QApplication
 from skimage import color, data
-from _screens import settle  # noqa: E402 - this folder is on sys.path when run as a script
+from _screens import screenshot, settle  # noqa: E402 - this folder is on sys.path when run as a script
 
 
 def wait(tool, timeout: float = 300) -> None:
@@ -28,18 +27,10 @@ def wait(tool, timeout: float = 300) -> None:
     settle()
 
 
-def close_toasts() -> None:
-    for widget in QApplication.allWidgets():  # napari's notifications would cover the canvas
-        if type(widget).__name__ == "NapariQtNotification":
-            widget.close()
-
-
 def shoot(viewer, path: Path) -> None:
     from PIL import Image
 
-    close_toasts()
-    settle(0.5)
-    viewer.screenshot(str(path), canvas_only=False)
+    screenshot(viewer, path)
     Image.open(path).convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
     print("wrote", path)
 
