@@ -35,7 +35,7 @@ SRC = pathlib.Path(napari_stacklab.__file__).parent
 
 #: Floors from the ground up; a module may import its own floor or the ones below.
 FLOORS = {
-    "ground": ("_backend", "_validation", "_image", "frames", "statistics", "channels", "costs", "neighbourhoods"),
+    "ground": ("_backend", "_compiled", "_validation", "_image", "frames", "statistics", "channels", "costs", "neighbourhoods"),
     "lift": ("lift",),
     "engine": ("engine",),
     "registry": ("registry",),

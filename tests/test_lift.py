@@ -219,7 +219,7 @@ class _Source:
 def test_reductions_of_a_frame_source_read_it_in_small_groups_and_equal_the_loop(rng, vectorized, monkeypatch):
     from napari_stacklab import frames, lift
 
-    monkeypatch.setattr(lift, "TILE_ELEMENTS", 2 * 16 * 20)  # groups of two frames
+    monkeypatch.setattr(lift, "TILE_BYTES", 2 * 16 * 20 * 2)  # groups of two frames
     monkeypatch.setattr(lift, "REDUCE_TASK_BYTES", 4 * 16 * 20 * 2)  # tasks of four frames
     values = rng.integers(0, 1000, (3, 5, 16, 20)).astype(np.uint16)
     source = _Source(values)

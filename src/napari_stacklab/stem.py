@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 
-from . import _backend
+from . import _backend, _compiled
 from ._backend import get_namespace
 from ._validation import float_dtype
 from .costs import Cost, pixelwise
@@ -138,15 +138,20 @@ _VECTOR_DETECTORS = 8
 def _weighted_sums(block: Any, *, weights: Any) -> Any:
     """``block (..., Ky, Kx)`` against ``weights (P, Ky, Kx)`` -> ``(..., P)``.
 
-    A few frames at a time are converted to the weights' float dtype into one
-    reused buffer and multiplied with the flattened weights (one matrix
-    product per group, every detector at once).
+    On the host, a compiled kernel (:mod:`napari_stacklab._compiled`) converts
+    each pixel as it multiplies. Without it (no Numba) and on a GPU, a few
+    frames at a time are converted to the weights' float dtype into one reused
+    buffer and multiplied with the flattened weights.
     """
     xp, _ = get_namespace(block)
     batch = block.shape[:-2]
     n_pixels = block.shape[-2] * block.shape[-1]
     flat = block.reshape(-1, n_pixels)
     weights = weights.reshape(weights.shape[0], n_pixels)
+    if xp is np:  # the compiled kernel: no float copy, no Python step per group, the GIL released
+        sums = _compiled.frame_weighted_sums(flat, weights)
+        if sums is not None:
+            return sums.reshape(batch + (weights.shape[0],))
     # a few detectors on the host: one matrix-vector product each (OpenBLAS runs concurrent matrix products
     # of dask's threads one at a time, so two threads were slower than one; its vector products run together)
     by_vector = xp is np and weights.shape[0] <= _VECTOR_DETECTORS

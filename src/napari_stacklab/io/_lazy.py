@@ -293,20 +293,22 @@ class RawArray:
                   and _packed(frame_shape, frame_strides, self.dtype.itemsize, c_order=True))
         pitch = step if spanned else frame_bytes  # bytes from one frame to the next in ``raw``
         raw = None if direct else np.empty((buffer.shape[0] - 1) * pitch + frame_bytes, np.uint8)
-        for begin in range(0, starts.size, buffer.shape[0]):
-            group_starts = starts[begin : begin + buffer.shape[0]]
-            group = buffer[: group_starts.size]
-            target = group.reshape(-1).view(np.uint8) if direct else raw[: (group_starts.size - 1) * pitch + frame_bytes]
+        positions = starts.tolist()  # Python integers: the loop below runs once per group, in the interpreter
+        for begin in range(0, len(positions), buffer.shape[0]):
+            group_starts = positions[begin : begin + buffer.shape[0]]
+            count = len(group_starts)
+            group = buffer[:count]
+            target = group.reshape(-1).view(np.uint8) if direct else raw[: (count - 1) * pitch + frame_bytes]
             try:
-                if spanned or group_starts[-1] - group_starts[0] == (group_starts.size - 1) * frame_bytes:
-                    self._readv_buffers(int(group_starts[0]), [target])  # one read for the whole group
+                if spanned or group_starts[-1] - group_starts[0] == (count - 1) * frame_bytes:
+                    self._readv_buffers(group_starts[0], [target])  # one read for the whole group
                 else:
-                    self._read_blocks(target, group_starts, frame_bytes)
+                    self._read_blocks(target, starts[begin : begin + count], frame_bytes)
             except OSError as exc:
                 self.signature.check()
                 raise OSError(exc.errno, f"{self.path}: cannot read ({exc.strerror or exc})") from exc
             if not direct:  # headers, another byte order, flipped rows, another dtype: cast while in the cache
-                frames = np.ndarray((group_starts.size, *frame_shape), self.dtype, buffer=raw,
+                frames = np.ndarray((count, *frame_shape), self.dtype, buffer=raw,
                                     offset=offset - first, strides=(pitch, *frame_strides))
                 np.copyto(group, frames, casting="unsafe")
             yield group
