@@ -148,13 +148,14 @@ def _weighted_sums(block: Any, *, weights: Any) -> Any:
     n_pixels = block.shape[-2] * block.shape[-1]
     flat = block.reshape(-1, n_pixels)
     weights = weights.reshape(weights.shape[0], n_pixels)
-    if xp is np:  # the compiled kernel: no float copy, no Python step per group, the GIL released
+    host = not _backend.on_gpu(block)
+    if host:  # the compiled kernel: no float copy, no Python step per group, the GIL released
         sums = _compiled.frame_weighted_sums(flat, weights)
         if sums is not None:
             return sums.reshape(batch + (weights.shape[0],))
     # a few detectors on the host: one matrix-vector product each (OpenBLAS runs concurrent matrix products
     # of dask's threads one at a time, so two threads were slower than one; its vector products run together)
-    by_vector = xp is np and weights.shape[0] <= _VECTOR_DETECTORS
+    by_vector = host and weights.shape[0] <= _VECTOR_DETECTORS
     out = xp.empty((weights.shape[0], flat.shape[0]) if by_vector else (flat.shape[0], weights.shape[0]),
                    dtype=weights.dtype)
     step = max(1, _TILE_ELEMENTS // n_pixels)
