@@ -259,9 +259,9 @@ def _frames_whole(data: Any, frame_ndim: int) -> bool:
 # --- reductions read straight from a file, a few frames at a time ----------------------------
 
 #: Bytes of the file one task of a reduction reads at most. A task costs dask and the reader a
-#: fixed time, so tasks are large (a 2 GB scan on 2 cores: 64 MiB tasks read 1.2-1.3x faster than
-#: 16 MiB ones); but each core gets REDUCE_TASKS_PER_CORE of them, down to MIN_REDUCE_TASK_BYTES,
-#: so that the cores finish together.
+#: fixed time, so tasks are large (a 2 GB scan on 2 cores, warm: 64 MiB tasks read 1.15 to
+#: 1.35x faster than 16 MiB ones; cold, the same); but each core gets REDUCE_TASKS_PER_CORE of
+#: them, down to MIN_REDUCE_TASK_BYTES, so that the cores finish together.
 REDUCE_TASK_BYTES = 64 * 2**20
 REDUCE_TASKS_PER_CORE = 8
 MIN_REDUCE_TASK_BYTES = 16 * 2**20
