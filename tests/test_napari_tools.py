@@ -633,6 +633,18 @@ def test_tools_opened_together_share_tabs_in_a_1280_by_800_window(make_napari_vi
     assert window.width() <= 1280 and window.height() <= 800
 
 
+@pytest.mark.parametrize("title", TOOLS)
+def test_each_tool_is_shown_as_wide_as_its_controls_in_a_1280_by_800_window(title, make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1280, 800)
+    tool = open_tool(viewer, title)
+    qtbot.wait(100)
+    needed = tool.body.native.sizeHint().width()  # labels and fields whole
+    shown = tool._scroll.viewport().width()
+    assert shown >= needed, f"{title}: {shown} px shown of the {needed} px its controls need (labels cut)"
+    assert viewer.window._qt_window.width() <= 1280
+
+
 def test_operation_widgets_opened_alone_share_tabs(make_napari_viewer, qtbot):
     """With no tool open, operation docks (docked by napari, not through a tool) still join one tab group."""
     viewer = make_napari_viewer(show=True)

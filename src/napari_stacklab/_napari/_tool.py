@@ -36,7 +36,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 from napari.qt.threading import thread_worker
 from napari.utils import notifications, progress
-from qtpy.QtCore import QEvent, QObject, Qt, QTimer
+from qtpy.QtCore import QEvent, QObject, QSize, Qt, QTimer
 from qtpy.QtWidgets import QDockWidget, QFrame, QMainWindow, QScrollArea, QSizePolicy
 
 from ..recipe import PROVENANCE_KEY, provenance
@@ -416,6 +416,30 @@ def tabify_with_stacklab_docks(widget: Any) -> None:
         dock.raise_()
 
 
+class _VerticalScroll(QScrollArea):
+    """Scrolls its controls vertically only, and asks the dock for the width they need.
+
+    A plain scroll area asks for little width, so napari made the docks of the
+    tools narrower than their labels ("detecto", "4D-STEM r").
+    """
+
+    def __init__(self, body: Any) -> None:
+        super().__init__()
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setWidget(body)
+
+    def _wide(self, hint: QSize, inner: QSize) -> QSize:
+        return QSize(max(hint.width(), inner.width() + self.verticalScrollBar().sizeHint().width()), hint.height())
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        return self._wide(super().sizeHint(), self.widget().sizeHint())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        return self._wide(super().minimumSizeHint(), self.widget().minimumSizeHint())
+
+
 class Tool(Container):
     """A dock widget for a stateful tool: scrolling body, status line, Cancel, workers, choosers, publish.
 
@@ -447,11 +471,7 @@ class Tool(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.cancel_button.tooltip = "stop the computation after its current step; nothing is added"
         self.body.native.layout().addStretch(1)  # controls stay together at the top of a tall dock
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(self.body.native)
+        scroll = _VerticalScroll(self.body.native)
         layout = self.native.layout()
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scroll)
