@@ -268,8 +268,8 @@ MIN_REDUCE_TASK_BYTES = 16 * 2**20
 #: Bytes of a group of frames read and reduced at once: the group stays in the CPU's caches
 #: between the read and the reduction, and is large enough that the Python step per group (a
 #: read, a kernel call, the GIL taken back twice) costs little next to it. Measured on a 2 GB
-#: scan, 2 cores (1 MiB L2 each, 32 MiB L3): 512 KiB groups gave 0.65x the throughput of
-#: 2 MiB, 1 MiB 0.85x, 4 MiB the same.
+#: scan, 2 cores (1 MiB L2 each, 32 MiB L3), throughput against 2 MiB groups: 512 KiB 0.5 to
+#: 0.85x, 1 MiB 0.75 to 1.0x, 4 MiB 1.0 to 1.1x (not taken: twice the cache a core needs).
 TILE_BYTES = 2 * 2**20
 
 
