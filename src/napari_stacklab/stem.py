@@ -149,7 +149,7 @@ def _weighted_sums(block: Any, *, weights: Any) -> Any:
     flat = block.reshape(-1, n_pixels)
     weights = weights.reshape(weights.shape[0], n_pixels)
     host = not _backend.on_gpu(block)
-    if host:  # the compiled kernel: no float copy, no Python step per group, the GIL released
+    if host:  # the compiled kernel: no float copy, no Python loop over the block, the GIL released
         sums = _compiled.frame_weighted_sums(flat, weights)
         if sums is not None:
             return sums.reshape(batch + (weights.shape[0],))
