@@ -179,14 +179,16 @@ def _xor_words():
             total ^= word
         return total
 
-    xor_words(np.zeros(1, np.uint64))  # compiled now, on the first call
+    words = np.zeros(1, np.uint64)
+    words.flags.writeable = False  # as a read-only map's words: compiled now for that type, not while timed
+    xor_words(words)
     return xor_words
 
 
 def memmap_touch(path: Path, workers: int) -> float:
     """Every byte of a memory map of the file read once by compiled code (XOR of 8-byte words): no copy, no cast."""
     data = np.memmap(path, np.uint8, "r")
-    words = data[: data.size // 8 * 8].view(np.uint64)
+    words = np.asarray(data[: data.size // 8 * 8]).view(np.uint64)  # a plain read-only array, not a memmap
     xor_words = _xor_words()
 
     def part(share):
