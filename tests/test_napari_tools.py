@@ -86,6 +86,18 @@ def camera(shape=(128, 128)):
     return data.camera()[: shape[0] * 4 : 4, : shape[1] * 4 : 4].astype(np.float32)
 
 
+def open_and_equalize(viewer, qtbot, paths, reference):
+    """Open ``paths`` (name -> file) with the plugin's reader and equalize them to ``reference``'s levels."""
+    for path in paths.values():
+        viewer.open(str(path), plugin=PLUGIN)
+    equalize = open_tool(viewer, "Equalize a set of images")
+    equalize.images.value = [viewer.layers[name] for name in paths]
+    equalize.reference.value = reference
+    equalize.run()
+    finish(qtbot, equalize)
+    return viewer, equalize
+
+
 def tif(tmp_path, name, array, scale=(0.5, 0.5), units=UM, labels=None):
     path = tmp_path / f"{name}.tif"
     labels = labels or tuple("tyx"[-array.ndim:]) if array.ndim <= 3 else None
@@ -355,14 +367,7 @@ def test_compare_tools_keep_units_and_export_scripts_that_reproduce_the_layers(m
     base = camera()
     paths = {"base": tif(tmp_path, "base", base),
              "moved": tif(tmp_path, "moved", warp(base, truth.inverse(), order=3, mode="nearest") * 0.5 + 10)}
-    viewer = make_napari_viewer()
-    for path in paths.values():
-        viewer.open(str(path), plugin=PLUGIN)
-    equalize = open_tool(viewer, "Equalize a set of images")
-    equalize.images.value = [viewer.layers["base"], viewer.layers["moved"]]
-    equalize.reference.value = "base"
-    equalize.run()
-    finish(qtbot, equalize)
+    viewer, equalize = open_and_equalize(make_napari_viewer(), qtbot, paths, "base")
     align = open_tool(viewer, "Align images to a base")
     align.base.value = viewer.layers["base equalized"]
     align.targets.value = [viewer.layers["moved equalized"]]
@@ -498,14 +503,7 @@ def test_colour_images_are_equalized_on_lightness_in_the_tool(make_napari_viewer
     paths = {"bright": tmp_path / "bright.tif", "dark": tmp_path / "dark.tif"}
     tifffile.imwrite(paths["bright"], photo, photometric="rgb")
     tifffile.imwrite(paths["dark"], (photo * 0.45).astype(np.uint8), photometric="rgb")
-    viewer = make_napari_viewer()
-    for path in paths.values():
-        viewer.open(str(path), plugin=PLUGIN)
-    equalize = open_tool(viewer, "Equalize a set of images")
-    equalize.images.value = [viewer.layers["bright"], viewer.layers["dark"]]
-    equalize.reference.value = "bright"
-    equalize.run()
-    finish(qtbot, equalize)
+    viewer, equalize = open_and_equalize(make_napari_viewer(), qtbot, paths, "bright")
     out = viewer.layers["dark equalized"]
     expected = sl.equalize.equalize_set([photo, (photo * 0.45).astype(np.uint8)], reference=0, rgb=True)[1]
     assert out.rgb and out.data.dtype == np.uint8
